@@ -1,0 +1,1 @@
+"""jada-pipelines: a Dagster code location for Claude agent tasks and the port-sheet sync."""

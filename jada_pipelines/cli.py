@@ -1,0 +1,36 @@
+"""`jada`: re-consent to Google, manage agent tasks, print the health audit.
+
+Each domain registers its own subcommands; handlers import heavy libraries only when they run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from jada_pipelines.agents import cli as agents_cli
+from jada_pipelines.emulators import cli as emulators_cli
+from jada_pipelines.google_api import cli as google_cli
+from jada_pipelines.health import cli as health_cli
+from jada_pipelines.settings import ConfigError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jada", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (google_cli, agents_cli, health_cli, emulators_cli):
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"jada: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""The configuration contract: environment variables, read when they are needed, never at import.
+
+Dagster's ``EnvVar`` has no optional form: an unset ``EnvVar`` fails resource initialisation with a
+config stack trace before our code can say which variable to set. The contract lets most variables be
+unset (no Google credentials, no Slack webhook), and each part must then fail or skip with a sentence
+that names the variable. So resources read these variables at execution time through this module; the
+values never enter run config, tags or the UI.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
+DEFAULT_SHEETS_API_URL = "https://sheets.googleapis.com"
+DEFAULT_WEBSERVER_URL = "http://localhost:3000"
+DEFAULT_AGENT_MODEL = "claude-sonnet-5-5"
+DEFAULT_AGENT_MAX_TURNS = 30
+MAX_CONCURRENT_SESSIONS = 5
+# The run tag that dagster.yaml limits to MAX_CONCURRENT_SESSIONS concurrent runs.
+AGENT_SESSION_TAG = "jada/agent-session"
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or malformed; the message names the variable and how to set it."""
+
+
+def env(name: str, default: str | None = None) -> str | None:
+    """The variable's value, or ``default`` when it is unset or blank."""
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+def env_int(name: str, default: int) -> int:
+    raw = env(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number; set it to an integer such as {default}.")
+
+
+def dagster_home() -> Path:
+    home = env("DAGSTER_HOME")
+    if home is None:
+        raise ConfigError(
+            "DAGSTER_HOME is not set: run through `make dev` / `make test`, or export DAGSTER_HOME=/path/to/home."
+        )
+    return Path(home)
+
+
+def data_dir() -> Path:
+    """``JADA_DATA_DIR``, else ``$DAGSTER_HOME/jada``; created on first use."""
+    raw = env("JADA_DATA_DIR")
+    path = Path(raw) if raw else dagster_home() / "jada"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def webserver_url() -> str:
+    return (env("JADA_WEBSERVER_URL") or DEFAULT_WEBSERVER_URL).rstrip("/")

@@ -1,0 +1,55 @@
+"""Every test runs with a throwaway DAGSTER_HOME and data dir, no real credentials and no route to real AWS."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest_plugins = [
+    "tests.fixtures.google",
+    "tests.fixtures.anthropic",
+    "tests.fixtures.slack",
+    "tests.fixtures.aws",
+]
+
+# Variables a developer's shell may carry that must never reach a test.
+_SCRUBBED = (
+    "JADA_GOOGLE_TOKEN_FILE",
+    "JADA_GOOGLE_SERVICE_ACCOUNT_FILE",
+    "JADA_GOOGLE_TOKEN_SECRET_ID",
+    "JADA_GOOGLE_TOKEN_URI",
+    "JADA_SHEETS_API_URL",
+    "JADA_PORT_SHEET_ID",
+    "JADA_PORT_SHEET_TAB",
+    "JADA_PORT_SHEET_KEY",
+    "JADA_TASK_QUEUE_URL",
+    "JADA_AGENT_MODEL",
+    "JADA_AGENT_MAX_TURNS",
+    "JADA_CLOUDWATCH_NAMESPACE",
+    "JADA_WEBSERVER_URL",
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_AUTH_TOKEN",
+    "ANTHROPIC_BASE_URL",
+    "SLACK_WEBHOOK_URL",
+    "AWS_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_ENDPOINT_URL",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+)
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(tmp_path, monkeypatch):
+    for name in _SCRUBBED:
+        monkeypatch.delenv(name, raising=False)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("JADA_DATA_DIR", str(tmp_path / "jada_data"))
+    # Fake AWS credentials so boto3 can never pick up a developer's real profile.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    return tmp_path
