@@ -39,7 +39,9 @@ def env_int(name: str, default: int) -> int:
     try:
         return int(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number; set it to an integer such as {default}.")
+        raise ConfigError(
+            f"{name}={raw!r} is not a whole number; set it to an integer such as {default}."
+        ) from None
 
 
 def dagster_home() -> Path:

@@ -20,11 +20,15 @@ def test_loading_definitions_does_not_import_heavy_clients():
         "heavy=[m for m in ('anthropic','pandas','gspread','google.auth','boto3','slack_sdk') if m in sys.modules];"
         "print(','.join(heavy))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env={"PATH": ""})
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={"PATH": ""}
+    )
     assert out.stdout.strip() == "", f"heavy modules imported at load time: {out.stdout.strip()}"
 
 
 def test_jada_command_prints_help():
-    out = subprocess.run([sys.executable, "-m", "jada_pipelines.cli", "--help"], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "jada_pipelines.cli", "--help"], capture_output=True, text=True
+    )
     assert out.returncode == 0
     assert "usage: jada" in out.stdout
