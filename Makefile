@@ -41,4 +41,4 @@ demo: $(STAMP)
 	$(BIN)/python -m jada_pipelines.emulators.demo
 
 bench: $(STAMP)
-	$(BIN)/python bench/definitions_load.py
+	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -9,6 +9,7 @@ pytest_plugins = [
     "tests.fixtures.anthropic",
     "tests.fixtures.slack",
     "tests.fixtures.aws",
+    "tests.fixtures.queues",
 ]
 
 # Variables a developer's shell may carry that must never reach a test.
