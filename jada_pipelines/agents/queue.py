@@ -1,0 +1,223 @@
+"""The durable agent-task queue: one protocol, two backends (SQLite here, DynamoDB on AWS).
+
+Plain Python, no Dagster. Delivery is at-least-once with leases:
+- ``claim`` hands out a lease (a random token with an expiry) and counts the attempt right away, so a worker
+  that crashes mid-session has still used an attempt and a poison task cannot loop forever.
+- Every write after the claim names the lease token. A worker whose lease expired or was taken over gets
+  ``False``/``None`` back and must stop its session: that is what keeps a paused "zombie" worker and its
+  replacement from both running the same task.
+- The attempt number only ever grows. It is part of the Dagster run key (``task:<id>:attempt:<n>``), and a
+  reused run key would make the sensor skip the run.
+
+Statuses (``STATUSES``):
+- ``queued``: waiting for a claim (maybe not before ``available_at``, after a back-off).
+- ``dispatched``: claimed by the sensor, its run not started yet. ``running``: the session has started.
+- ``done``: finished. ``incomplete``: the last attempt hit its turn cap and left a handoff; it is claimable
+  like ``queued``, so the next attempt continues from the handoff.
+- ``failed``: a permanent error (a 400/401/403 from the API); ``dead``: a dead letter, attempts used up or
+  the model refused. Both wait for a person (``requeue``).
+- ``cancelled``, ``superseded``: withdrawn by an operator or replaced by a newer task (``supersede``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from jada_pipelines import settings
+
+STATUSES = (
+    "queued",
+    "dispatched",
+    "running",
+    "done",
+    "incomplete",
+    "failed",
+    "dead",
+    "cancelled",
+    "superseded",
+)
+# Statuses a claim may pick up.
+CLAIMABLE = ("queued", "incomplete")
+# Statuses that hold a lease (a live session, or one about to start).
+LEASED = ("dispatched", "running")
+# Statuses that need a person before anything runs again.
+TERMINAL = ("done", "failed", "dead", "cancelled", "superseded")
+# Outcomes recorded per attempt in AttemptRecord.
+OUTCOMES = ("done", "incomplete", "failed", "transient", "refused", "lost")
+
+DEFAULT_MAX_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class Task:
+    id: str
+    prompt: str
+    status: str
+    attempt: int
+    max_attempts: int
+    max_turns: int | None
+    priority: int
+    workdir: str | None
+    handoff: dict | None
+    last_error: str | None
+    turns: int
+    cost_usd: float
+    summary: str | None
+    source: str | None  # e.g. "port_sheet:<row key>"
+    run_id: str | None
+    created_at: float
+    updated_at: float
+    available_at: float
+    lease_expires_at: float | None
+
+
+@dataclass(frozen=True)
+class Lease:
+    task_id: str
+    token: str
+    attempt: int
+    expires_at: float
+    task: Task
+
+
+@dataclass(frozen=True)
+class EnqueueResult:
+    task: Task
+    created: bool  # False: the id already existed; nothing was changed
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    depth_by_status: dict[str, int]
+    oldest_queued_age_s: float | None  # over queued and incomplete tasks
+    dead_letters: int
+    live_sessions: int
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    task_id: str
+    attempt: int
+    run_id: str | None
+    outcome: str  # done|incomplete|failed|transient|refused|lost, or "" while the attempt is in flight
+    turns: int
+    cost_usd: float
+    stop_reason: str | None
+    started_at: float
+    ended_at: float | None
+
+
+class TaskQueue(Protocol):
+    def enqueue(
+        self,
+        task_id: str,
+        prompt: str,
+        *,
+        max_turns: int | None = None,
+        workdir: str | None = None,
+        priority: int = 0,
+        max_attempts: int = 3,
+        source: str | None = None,
+    ) -> EnqueueResult: ...
+
+    def claim(self, *, worker: str, lease_seconds: float, max_live: int = 5) -> Lease | None: ...
+
+    def heartbeat(self, lease: Lease, *, lease_seconds: float) -> bool: ...  # False: lease lost
+
+    def mark_running(self, lease: Lease, *, run_id: str) -> bool: ...
+
+    def complete(
+        self,
+        lease: Lease,
+        *,
+        outcome: str,
+        turns: int,
+        cost_usd: float,
+        summary: str | None,
+        handoff: dict | None = None,
+        stop_reason: str | None = None,
+    ) -> bool: ...  # outcome done|incomplete
+
+    def fail(
+        self,
+        lease: Lease,
+        *,
+        error: str,
+        retryable: bool,
+        turns: int = 0,
+        cost_usd: float = 0.0,
+        outcome: str = "failed",
+    ) -> str | None: ...  # the new status ("queued"/"dead"/"failed"), or None when fenced out
+
+    def requeue(self, task_id: str, *, reset_attempts: bool = False) -> bool: ...
+
+    def cancel(self, task_id: str) -> bool: ...
+
+    def supersede(self, task_id: str, *, by: str) -> bool: ...
+
+    def get(self, task_id: str) -> Task | None: ...
+
+    def list(
+        self, *, status: str | None = None, source_prefix: str | None = None, limit: int = 100
+    ) -> list[Task]: ...
+
+    def stats(self, *, now: float | None = None) -> QueueStats: ...
+
+    def attempts(self, *, since: float) -> list[AttemptRecord]: ...
+
+
+class QueueError(ValueError):
+    """A bad argument or queue URL; the message says what is wrong and what to do."""
+
+
+def validate_enqueue(task_id: str, prompt: str, max_turns: int | None, max_attempts: int) -> None:
+    """Reject input no backend should store; shared so both backends say the same thing."""
+    if not task_id or not task_id.strip():
+        raise QueueError(
+            "The task id is empty: give an id such as 'fix-login-bug', or leave it out to get one."
+        )
+    if ":" in task_id:
+        raise QueueError(
+            f"The task id {task_id!r} contains ':', which the Dagster run key task:<id>:attempt:<n> reserves; "
+            "use letters, digits, '-', '_' or '.'."
+        )
+    if not prompt or not prompt.strip():
+        raise QueueError(f"Task {task_id!r} has an empty prompt: say what the agent should do.")
+    if max_turns is not None and max_turns < 1:
+        raise QueueError(
+            f"max_turns={max_turns} for task {task_id!r} must be 1 or more (or unset for the default)."
+        )
+    if max_attempts < 1:
+        raise QueueError(f"max_attempts={max_attempts} for task {task_id!r} must be 1 or more.")
+
+
+def check_outcome(outcome: str, allowed: tuple[str, ...]) -> None:
+    if outcome not in allowed:
+        raise QueueError(f"outcome {outcome!r} is not one of {', '.join(allowed)}.")
+
+
+def default_queue_url() -> str:
+    return settings.env("JADA_TASK_QUEUE_URL") or f"sqlite:///{settings.data_dir() / 'tasks.db'}"
+
+
+def open_queue(url: str | None = None) -> TaskQueue:
+    """`url` or $JADA_TASK_QUEUE_URL: sqlite:///path (default sqlite:///$JADA_DATA_DIR/tasks.db) or dynamodb://TABLE."""
+    url = url or default_queue_url()
+    if url.startswith("sqlite:///"):
+        from jada_pipelines.agents.sqlite_queue import SQLiteTaskQueue
+
+        return SQLiteTaskQueue(url.removeprefix("sqlite:///"))
+    if url.startswith("dynamodb://"):
+        table = url.removeprefix("dynamodb://").strip("/")
+        if not table:
+            raise settings.ConfigError(
+                "JADA_TASK_QUEUE_URL=dynamodb:// names no table: use dynamodb://TABLE_NAME."
+            )
+        from jada_pipelines.agents.dynamodb_queue import DynamoDBTaskQueue
+
+        return DynamoDBTaskQueue(table)
+    raise settings.ConfigError(
+        f"JADA_TASK_QUEUE_URL={url!r} is not understood: use sqlite:///absolute/path/tasks.db "
+        "or dynamodb://TABLE_NAME (unset means SQLite in JADA_DATA_DIR)."
+    )

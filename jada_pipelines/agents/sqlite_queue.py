@@ -1,0 +1,485 @@
+"""The embedded queue backend: one SQLite file on local disk, safe across processes on one host.
+
+Why these settings:
+- WAL lets the webserver and sensor read while a worker writes; WAL does not work over NFS/EFS, so the file
+  must sit on a local disk (use the DynamoDB backend when workers run on several hosts).
+- ``synchronous=FULL``: with NORMAL a committed claim or completion can roll back after a power loss.
+- Claims run in ``BEGIN IMMEDIATE``: a deferred transaction that reads and then writes can fail with
+  SQLITE_BUSY without honouring busy_timeout, and the count of live sessions must not change between the
+  check and the claim.
+- Every write after a claim carries ``lease_token = ?`` in its WHERE clause (the fence).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from jada_pipelines.agents.queue import (
+    CLAIMABLE,
+    DEFAULT_MAX_ATTEMPTS,
+    LEASED,
+    STATUSES,
+    AttemptRecord,
+    EnqueueResult,
+    Lease,
+    QueueError,
+    QueueStats,
+    Task,
+    check_outcome,
+    validate_enqueue,
+)
+
+# RETURNING arrived in SQLite 3.35.
+MIN_SQLITE = (3, 35, 0)
+BUSY_TIMEOUT_MS = 30_000
+DEFAULT_RETRY_BACKOFF_S = 60.0
+MAX_RETRY_BACKOFF_S = 3600.0
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS tasks (
+    id TEXT PRIMARY KEY,
+    prompt TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL,
+    -- The attempts granted at enqueue; requeue(reset_attempts=True) grants this many again.
+    attempt_budget INTEGER NOT NULL,
+    max_turns INTEGER,
+    priority INTEGER NOT NULL DEFAULT 0,
+    workdir TEXT,
+    handoff TEXT,
+    last_error TEXT,
+    turns INTEGER NOT NULL DEFAULT 0,
+    cost_usd REAL NOT NULL DEFAULT 0,
+    summary TEXT,
+    source TEXT,
+    run_id TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    available_at REAL NOT NULL,
+    lease_token TEXT,
+    lease_owner TEXT,
+    lease_expires_at REAL
+);
+CREATE INDEX IF NOT EXISTS tasks_claim ON tasks (status, available_at);
+CREATE INDEX IF NOT EXISTS tasks_source ON tasks (source);
+CREATE TABLE IF NOT EXISTS attempts (
+    task_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    run_id TEXT,
+    outcome TEXT NOT NULL DEFAULT '',
+    turns INTEGER NOT NULL DEFAULT 0,
+    cost_usd REAL NOT NULL DEFAULT 0,
+    stop_reason TEXT,
+    started_at REAL NOT NULL,
+    ended_at REAL,
+    PRIMARY KEY (task_id, attempt)
+);
+CREATE INDEX IF NOT EXISTS attempts_started ON attempts (started_at);
+"""
+
+_TASK_COLUMNS = (
+    "id, prompt, status, attempt, max_attempts, max_turns, priority, workdir, handoff, last_error, turns, "
+    "cost_usd, summary, source, run_id, created_at, updated_at, available_at, lease_expires_at"
+)
+# A tuple's repr is a valid SQL list of string literals.
+_LEASED_SQL = f"status IN {LEASED!r}"
+_CLAIMABLE_SQL = f"status IN {CLAIMABLE!r}"
+
+
+def _task(row: sqlite3.Row) -> Task:
+    values = dict(row)
+    values["handoff"] = json.loads(values["handoff"]) if values["handoff"] else None
+    return Task(**{name: values[name] for name in Task.__dataclass_fields__})
+
+
+def retry_backoff(attempt: int, base: float) -> float:
+    """Exponential back-off after a transient failure: base, 2·base, 4·base…, capped at an hour."""
+    return min(base * 2 ** max(attempt - 1, 0), MAX_RETRY_BACKOFF_S)
+
+
+class SQLiteTaskQueue:
+    """The task queue in one SQLite file. Each call opens its own short transaction, so one instance may be
+    shared by threads (the heartbeat thread and the session) and several processes may use the same file.
+
+    Example::
+
+        queue = SQLiteTaskQueue("/var/lib/jada/tasks.db")
+        queue.enqueue("fix-login", "Fix the login bug in app/login.py")
+        lease = queue.claim(worker="sensor", lease_seconds=600)
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        retry_backoff_s: float = DEFAULT_RETRY_BACKOFF_S,
+    ) -> None:
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            raise QueueError(
+                f"SQLite {sqlite3.sqlite_version} is too old for the task queue (it needs 3.35+ for RETURNING); "
+                "use a Python built against a newer SQLite."
+            )
+        self.path = Path(path)
+        self._clock = clock
+        self._retry_backoff_s = retry_backoff_s
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.init()
+
+    # -- plumbing -------------------------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves so the claim can be BEGIN IMMEDIATE.
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA synchronous=FULL")
+        return conn
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        conn = self._connect()
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def init(self) -> None:
+        """Create the schema (idempotent) and switch the file to WAL, which is a persistent setting."""
+        with self._reading() as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(SCHEMA)
+
+    # -- producer side --------------------------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        task_id: str,
+        prompt: str,
+        *,
+        max_turns: int | None = None,
+        workdir: str | None = None,
+        priority: int = 0,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        source: str | None = None,
+    ) -> EnqueueResult:
+        validate_enqueue(task_id, prompt, max_turns, max_attempts)
+        now = self._clock()
+        with self._transaction() as conn:
+            row = conn.execute(
+                "INSERT INTO tasks (id, prompt, status, max_attempts, attempt_budget, max_turns, priority, workdir,"
+                " source, created_at, updated_at, available_at)"
+                " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                f" ON CONFLICT (id) DO NOTHING RETURNING {_TASK_COLUMNS}",
+                (
+                    task_id,
+                    prompt,
+                    max_attempts,
+                    max_attempts,
+                    max_turns,
+                    priority,
+                    workdir,
+                    source,
+                    now,
+                    now,
+                    now,
+                ),
+            ).fetchone()
+            if row is not None:
+                return EnqueueResult(task=_task(row), created=True)
+            existing = conn.execute(f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,)).fetchone()
+            return EnqueueResult(task=_task(existing), created=False)
+
+    # -- worker side ----------------------------------------------------------------------------------------
+
+    def claim(self, *, worker: str, lease_seconds: float, max_live: int = 5) -> Lease | None:
+        """Lease the most urgent claimable task, unless ``max_live`` sessions already hold leases."""
+        now = self._clock()
+        with self._transaction() as conn:
+            return self._claim_in(
+                conn, worker=worker, lease_seconds=lease_seconds, max_live=max_live, now=now
+            )
+
+    def _claim_in(
+        self, conn: sqlite3.Connection, *, worker: str, lease_seconds: float, max_live: int, now: float
+    ) -> Lease | None:
+        """The claim's statements, run inside the caller's BEGIN IMMEDIATE (a crash before COMMIT undoes all)."""
+        self._reap_expired(conn, now)
+        live = conn.execute(f"SELECT count(*) FROM tasks WHERE {_LEASED_SQL}").fetchone()[0]
+        if live >= max_live:
+            return None
+        token = secrets.token_hex(16)
+        row = conn.execute(
+            "UPDATE tasks SET status = 'dispatched', attempt = attempt + 1, lease_token = ?, lease_owner = ?,"
+            " lease_expires_at = ?, run_id = NULL, updated_at = ?"
+            f" WHERE id = (SELECT id FROM tasks WHERE {_CLAIMABLE_SQL} AND available_at <= ?"
+            "              ORDER BY priority DESC, available_at, created_at LIMIT 1)"
+            f" RETURNING {_TASK_COLUMNS}",
+            (token, worker, now + lease_seconds, now, now),
+        ).fetchone()
+        if row is None:
+            return None
+        task = _task(row)
+        conn.execute(
+            "INSERT INTO attempts (task_id, attempt, started_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (task_id, attempt) DO UPDATE SET started_at = excluded.started_at",
+            (task.id, task.attempt, now),
+        )
+        return Lease(
+            task_id=task.id, token=token, attempt=task.attempt, expires_at=now + lease_seconds, task=task
+        )
+
+    def _reap_expired(self, conn: sqlite3.Connection, now: float) -> None:
+        """Leases that ran out (a crashed or paused worker) go back to the queue, or to dead letters."""
+        expired = conn.execute(
+            f"UPDATE tasks SET status = CASE WHEN attempt >= max_attempts THEN 'dead' ELSE 'queued' END,"
+            " last_error = 'lease expired: the worker stopped heartbeating (crashed, paused or lost)',"
+            " lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL, available_at = ?, updated_at = ?"
+            f" WHERE {_LEASED_SQL} AND lease_expires_at < ? RETURNING id, attempt",
+            (now, now, now),
+        ).fetchall()
+        conn.executemany(
+            "UPDATE attempts SET outcome = 'lost', ended_at = ? WHERE task_id = ? AND attempt = ? AND outcome = ''",
+            [(now, row["id"], row["attempt"]) for row in expired],
+        )
+
+    def _fenced_update(
+        self, conn: sqlite3.Connection, lease: Lease, assignments: str, params: tuple
+    ) -> Task | None:
+        """Apply ``assignments`` only while ``lease`` still owns the task; None means the lease was lost."""
+        row = conn.execute(
+            f"UPDATE tasks SET {assignments} WHERE id = ? AND lease_token = ? AND {_LEASED_SQL}"
+            f" AND lease_expires_at >= ? RETURNING {_TASK_COLUMNS}",
+            (*params, lease.task_id, lease.token, self._clock()),
+        ).fetchone()
+        return _task(row) if row is not None else None
+
+    def heartbeat(self, lease: Lease, *, lease_seconds: float) -> bool:
+        now = self._clock()
+        with self._transaction() as conn:
+            task = self._fenced_update(
+                conn, lease, "lease_expires_at = ?, updated_at = ?", (now + lease_seconds, now)
+            )
+        return task is not None
+
+    def mark_running(self, lease: Lease, *, run_id: str) -> bool:
+        now = self._clock()
+        with self._transaction() as conn:
+            task = self._fenced_update(
+                conn, lease, "status = 'running', run_id = ?, updated_at = ?", (run_id, now)
+            )
+            if task is not None:
+                self._update_attempt(conn, lease, "run_id = ?", (run_id,))
+        return task is not None
+
+    def _update_attempt(
+        self, conn: sqlite3.Connection, lease: Lease, assignments: str, params: tuple
+    ) -> None:
+        conn.execute(
+            f"UPDATE attempts SET {assignments} WHERE task_id = ? AND attempt = ?",
+            (*params, lease.task_id, lease.attempt),
+        )
+
+    def _close_attempt(
+        self,
+        conn: sqlite3.Connection,
+        lease: Lease,
+        *,
+        outcome: str,
+        turns: int,
+        cost_usd: float,
+        stop_reason: str | None,
+        now: float,
+    ) -> None:
+        self._update_attempt(
+            conn,
+            lease,
+            "outcome = ?, turns = ?, cost_usd = ?, stop_reason = ?, ended_at = ?",
+            (outcome, turns, cost_usd, stop_reason, now),
+        )
+
+    def complete(
+        self,
+        lease: Lease,
+        *,
+        outcome: str,
+        turns: int,
+        cost_usd: float,
+        summary: str | None,
+        handoff: dict | None = None,
+        stop_reason: str | None = None,
+    ) -> bool:
+        """``done``, or ``incomplete`` with a handoff: claimable again, or a dead letter when attempts ran out."""
+        check_outcome(outcome, ("done", "incomplete"))
+        now = self._clock()
+        # An incomplete task with no attempts left keeps its handoff in dead letters for a person.
+        status = (
+            "CASE WHEN attempt >= max_attempts THEN 'dead' ELSE 'incomplete' END"
+            if outcome == "incomplete"
+            else "'done'"
+        )
+        last_error = "turn cap reached on every attempt" if outcome == "incomplete" else None
+        with self._transaction() as conn:
+            task = self._fenced_update(
+                conn,
+                lease,
+                f"status = {status}, turns = ?, cost_usd = cost_usd + ?, summary = ?, handoff = ?,"
+                " last_error = CASE WHEN attempt >= max_attempts THEN ? ELSE NULL END,"
+                " lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL, available_at = ?, updated_at = ?",
+                (turns, cost_usd, summary, json.dumps(handoff) if handoff else None, last_error, now, now),
+            )
+            if task is not None:
+                self._close_attempt(
+                    conn,
+                    lease,
+                    outcome=outcome,
+                    turns=turns,
+                    cost_usd=cost_usd,
+                    stop_reason=stop_reason,
+                    now=now,
+                )
+        return task is not None
+
+    def fail(
+        self,
+        lease: Lease,
+        *,
+        error: str,
+        retryable: bool,
+        turns: int = 0,
+        cost_usd: float = 0.0,
+        outcome: str = "failed",
+    ) -> str | None:
+        """Retryable: back to ``queued`` after a back-off, or ``dead`` when attempts ran out. Not retryable:
+        ``failed``, except a refusal, which is a dead letter for a person to read."""
+        check_outcome(outcome, ("failed", "transient", "refused", "lost"))
+        now = self._clock()
+        if retryable:
+            status = "CASE WHEN attempt >= max_attempts THEN 'dead' ELSE 'queued' END"
+        else:
+            status = "'dead'" if outcome == "refused" else "'failed'"
+        with self._transaction() as conn:
+            task = self._fenced_update(
+                conn,
+                lease,
+                f"status = {status}, last_error = ?, turns = ?, cost_usd = cost_usd + ?,"
+                " lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL, available_at = ?, updated_at = ?",
+                (error, turns, cost_usd, now + retry_backoff(lease.attempt, self._retry_backoff_s), now),
+            )
+            if task is None:
+                return None
+            self._close_attempt(
+                conn, lease, outcome=outcome, turns=turns, cost_usd=cost_usd, stop_reason=None, now=now
+            )
+        return task.status
+
+    # -- operator side --------------------------------------------------------------------------------------
+
+    def requeue(self, task_id: str, *, reset_attempts: bool = False) -> bool:
+        """Put a task back in the queue now. A task whose attempts ran out gets one more attempt, or its whole
+        budget again with ``reset_attempts``. The attempt number itself never goes back (it names the run).
+        A task holding a live lease is left alone: it is running."""
+        now = self._clock()
+        budget = "attempt + attempt_budget" if reset_attempts else "max(max_attempts, attempt + 1)"
+        with self._transaction() as conn:
+            self._reap_expired(conn, now)
+            row = conn.execute(
+                f"UPDATE tasks SET status = 'queued', max_attempts = {budget}, available_at = ?, updated_at = ?"
+                f" WHERE id = ? AND NOT {_LEASED_SQL} RETURNING id",
+                (now, now, task_id),
+            ).fetchone()
+        return row is not None
+
+    def _withdraw(self, task_id: str, status: str, reason: str) -> bool:
+        """Cancel or supersede. Clearing the lease token fences out a running session, which then stops."""
+        now = self._clock()
+        with self._transaction() as conn:
+            row = conn.execute(
+                "UPDATE tasks SET status = ?, last_error = ?, lease_token = NULL, lease_owner = NULL,"
+                " lease_expires_at = NULL, updated_at = ?"
+                " WHERE id = ? AND status NOT IN ('done', 'cancelled', 'superseded') RETURNING id, attempt",
+                (status, reason, now, task_id),
+            ).fetchone()
+            if row is not None:
+                conn.execute(
+                    "UPDATE attempts SET outcome = 'lost', ended_at = ? WHERE task_id = ? AND attempt = ? AND outcome = ''",
+                    (now, row["id"], row["attempt"]),
+                )
+        return row is not None
+
+    def cancel(self, task_id: str) -> bool:
+        return self._withdraw(task_id, "cancelled", "cancelled by an operator")
+
+    def supersede(self, task_id: str, *, by: str) -> bool:
+        return self._withdraw(task_id, "superseded", f"superseded by task {by}")
+
+    # -- reading --------------------------------------------------------------------------------------------
+
+    def get(self, task_id: str) -> Task | None:
+        with self._reading() as conn:
+            row = conn.execute(f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,)).fetchone()
+        return _task(row) if row is not None else None
+
+    def list(
+        self, *, status: str | None = None, source_prefix: str | None = None, limit: int = 100
+    ) -> list[Task]:
+        if status is not None and status not in STATUSES:
+            raise QueueError(f"Unknown status {status!r}; use one of: {', '.join(STATUSES)}.")
+        clauses, params = [], []
+        if status is not None:
+            clauses.append("status = ?")
+            params.append(status)
+        if source_prefix is not None:
+            # substr rather than LIKE: a '%' or '_' in a row key must not act as a wildcard.
+            clauses.append("substr(source, 1, ?) = ?")
+            params += [len(source_prefix), source_prefix]
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        with self._reading() as conn:
+            rows = conn.execute(
+                f"SELECT {_TASK_COLUMNS} FROM tasks {where} ORDER BY created_at, id LIMIT ?", (*params, limit)
+            ).fetchall()
+        return [_task(row) for row in rows]
+
+    def stats(self, *, now: float | None = None) -> QueueStats:
+        now = self._clock() if now is None else now
+        with self._reading() as conn:
+            depth = dict.fromkeys(STATUSES, 0)
+            depth.update(conn.execute("SELECT status, count(*) FROM tasks GROUP BY status").fetchall())
+            oldest = conn.execute(f"SELECT min(created_at) FROM tasks WHERE {_CLAIMABLE_SQL}").fetchone()[0]
+            live = conn.execute(
+                f"SELECT count(*) FROM tasks WHERE {_LEASED_SQL} AND lease_expires_at >= ?", (now,)
+            ).fetchone()[0]
+        return QueueStats(
+            depth_by_status=depth,
+            oldest_queued_age_s=None if oldest is None else max(now - oldest, 0.0),
+            dead_letters=depth["dead"],
+            live_sessions=live,
+        )
+
+    def attempts(self, *, since: float) -> list[AttemptRecord]:
+        with self._reading() as conn:
+            rows = conn.execute(
+                "SELECT * FROM attempts WHERE started_at >= ? ORDER BY started_at, task_id, attempt", (since,)
+            ).fetchall()
+        return [AttemptRecord(**dict(row)) for row in rows]
