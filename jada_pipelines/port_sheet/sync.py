@@ -1,0 +1,239 @@
+"""The keyed sync engine: which pipeline-owned cells differ from the sheet, as one ``values:batchUpdate`` body.
+
+Plain pandas and Python; no Dagster, no HTTP. The push reads the header row, the key column and the owned
+columns (``read_ranges``) with ``valueRenderOption=UNFORMATTED_VALUE``, turns that read into
+``SheetColumns`` (``parse_read``) and asks ``plan_push`` for the write.
+
+Why keyed: people insert, delete and sort rows at any time, so a row's position at the pull means nothing at
+the push. Every write is addressed by where the row's key is *now*, in a read made just before the write.
+Why RAW and typed: ``USER_ENTERED`` would turn "007" into 7 and ISO dates into serial numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+# In a wanted frame, a missing value (None/NaN) means "leave this cell as it is"; "" means "empty it".
+KEEP = None
+
+
+class SheetChangedError(RuntimeError):
+    """The header row moved between the pull and the push, so the columns read are not the ones expected."""
+
+
+@dataclass(frozen=True)
+class SheetColumns:
+    """A fresh read of some columns: the whole header row and, per column read, the cells below it.
+
+    Every column in ``cells`` has the same length (one entry per sheet row below the header), padded with
+    "" where the API left trailing empties out.
+    """
+
+    header: list[str]
+    cells: dict[str, list[Any]]
+
+    @property
+    def row_count(self) -> int:
+        return max((len(column) for column in self.cells.values()), default=0)
+
+
+@dataclass(frozen=True)
+class PushPlan:
+    """What one push will write, and what it could not.
+
+    ``body`` is a ``values:batchUpdate`` request body, or None when no cell differs (then make no call).
+    """
+
+    body: dict[str, Any] | None
+    changed_cells: int
+    changed_rows: int
+    ranges: int
+    missing_columns: list[str] = field(default_factory=list)
+    missing_keys: list[str] = field(default_factory=list)
+    duplicate_keys: list[str] = field(default_factory=list)
+
+
+def column_letter(index: int) -> str:
+    """A1 column letters for a 0-based column index: 0 → A, 25 → Z, 26 → AA."""
+    letters = ""
+    index += 1
+    while index:
+        index, remainder = divmod(index - 1, 26)
+        letters = chr(ord("A") + remainder) + letters
+    return letters
+
+
+def quote_tab(tab: str) -> str:
+    """The tab name as A1 notation wants it: always quoted, inner quotes doubled."""
+    return "'" + tab.replace("'", "''") + "'"
+
+
+def key_text(value: Any) -> str | None:
+    """A key cell as text, so a key read as the number 7 matches "7"; None when the cell is empty.
+
+    "007" stays "007": only numbers are rewritten, and an integral float loses its ".0" the way the sheet
+    shows it.
+    """
+    if value is None or value == "" or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip() or None
+
+
+def column_runs(indices: Sequence[int]) -> list[list[int]]:
+    """Split sorted column indices into runs of adjacent columns: [0, 1, 3] → [[0, 1], [3]]."""
+    runs: list[list[int]] = []
+    for index in indices:
+        if runs and index == runs[-1][-1] + 1:
+            runs[-1].append(index)
+        else:
+            runs.append([index])
+    return runs
+
+
+def read_ranges(tab: str, header: Sequence[str], columns: Sequence[str]) -> list[str]:
+    """The ranges of the push's one ``values:batchGet``: the header row, then each run of adjacent columns.
+
+    Positions come from the header the pull saw; ``parse_read`` checks them against the header read now.
+    Columns absent from that header are left out (``plan_push`` reports them).
+    """
+    indices = sorted({header.index(name) for name in columns if name in header})
+    ranges = [f"{quote_tab(tab)}!1:1"]
+    for run in column_runs(indices):
+        ranges.append(f"{quote_tab(tab)}!{column_letter(run[0])}:{column_letter(run[-1])}")
+    return ranges
+
+
+def parse_read(
+    value_ranges: Sequence[dict[str, Any]], *, expected_header: Sequence[str], columns: Sequence[str]
+) -> SheetColumns:
+    """Turn the ``valueRanges`` of a ``read_ranges`` batchGet into ``SheetColumns``.
+
+    Raises ``SheetChangedError`` when a column read is no longer at the position it had at the pull (a
+    column was inserted, deleted or renamed meanwhile): writing then would hit people's columns.
+    """
+    header = [str(cell) for cell in value_ranges[0].get("values", [[]])[0]] if value_ranges else []
+    indices = sorted({expected_header.index(name) for name in columns if name in expected_header})
+    for index in indices:
+        now = header[index] if index < len(header) else ""
+        if now != expected_header[index]:
+            raise SheetChangedError(
+                f"column {column_letter(index)} was {expected_header[index]!r} at the pull and is {now!r} now: "
+                "the header row changed during the sync. Nothing was written; the next sync reads the new layout."
+            )
+    cells: dict[str, list[Any]] = {}
+    for run, value_range in zip(column_runs(indices), value_ranges[1:], strict=True):
+        rows = value_range.get("values", [])[1:]  # row 1 is the header
+        for offset, index in enumerate(run):
+            cells[expected_header[index]] = [row[offset] if offset < len(row) else "" for row in rows]
+    length = max((len(column) for column in cells.values()), default=0)
+    return SheetColumns(
+        header=header, cells={name: column + [""] * (length - len(column)) for name, column in cells.items()}
+    )
+
+
+def plan_push(wanted: pd.DataFrame, sheet: SheetColumns, *, tab: str, key_column: str) -> PushPlan:
+    """Plan one RAW, typed write of the wanted cells that differ from the sheet, each on its key's current row.
+
+    ``wanted`` is indexed by key text and has one column per owned column to sync; a missing value there
+    (None/NaN) leaves the cell alone. Keys that are missing from the sheet or on several rows now, and wanted
+    columns missing from its header, are reported and not written. Nothing else is ever written: no row is
+    added, deleted, moved or cleared.
+    """
+    missing_columns = [name for name in wanted.columns if name not in sheet.header]
+    columns = sorted(
+        (name for name in wanted.columns if name in sheet.cells and name != key_column),
+        key=sheet.header.index,
+    )
+    keys = _key_texts(sheet.cells.get(key_column, []))
+    counts = keys.value_counts()
+    duplicated = set(counts.index[counts > 1])
+    unique = keys[keys.notna() & ~keys.isin(duplicated)]
+    offsets = pd.Index(unique.to_numpy()).get_indexer(wanted.index)
+    found = offsets >= 0
+    located = wanted.index[found]
+    sheet_offsets = unique.index.to_numpy()[offsets[found]]
+
+    wanted_cells = wanted.loc[located, columns].to_numpy(dtype=object)
+    sheet_cells = np.empty_like(wanted_cells)
+    for position, name in enumerate(columns):
+        sheet_cells[:, position] = np.asarray(sheet.cells[name], dtype=object)[sheet_offsets]
+    changed = _changed(sheet_cells, wanted_cells)
+
+    data = _coalesce(changed, wanted_cells, sheet_offsets + 2, [sheet.header.index(n) for n in columns], tab)
+    unlocated = wanted.index[~found]
+    return PushPlan(
+        body={"valueInputOption": "RAW", "data": data} if data else None,
+        changed_cells=int(changed.sum()),
+        changed_rows=int(changed.any(axis=1).sum()),
+        ranges=len(data),
+        missing_columns=missing_columns,
+        missing_keys=[str(key) for key in unlocated if key not in duplicated],
+        duplicate_keys=[str(key) for key in unlocated if key in duplicated],
+    )
+
+
+def _changed(sheet_cells: np.ndarray, wanted_cells: np.ndarray) -> np.ndarray:
+    """Cells whose wanted value is set and differs from the sheet's as the Sheets API types values."""
+    keep = pd.isna(wanted_cells)
+    both_empty = (pd.isna(sheet_cells) | (sheet_cells == "")) & (wanted_cells == "")
+    equal = sheet_cells == wanted_cells
+    # Python says True == 1 and False == 0.0; the sheet does not. Only those few cells need a type look.
+    suspect = equal & ((wanted_cells == 0) | (wanted_cells == 1))
+    equal[suspect] = [
+        isinstance(a, bool) == isinstance(b, bool)
+        for a, b in zip(sheet_cells[suspect], wanted_cells[suspect], strict=True)
+    ]
+    return ~keep & ~(equal | both_empty)
+
+
+def _key_texts(cells: Sequence[Any]) -> pd.Series:
+    """``key_text`` of every cell; strings (nearly every key) take the vectorised path."""
+    raw = pd.Series(cells, dtype=object)
+    texts = raw.str.strip().astype(object)
+    others = texts.isna()
+    texts[others] = [key_text(value) for value in raw[others]]
+    return texts.where(texts != "", None)
+
+
+def _coalesce(
+    changed: np.ndarray,
+    wanted_cells: np.ndarray,
+    row_numbers: np.ndarray,
+    column_indices: list[int],
+    tab: str,
+) -> list[dict[str, Any]]:
+    """One range per rectangle of changed cells: adjacent sheet rows with the same changed columns, split
+    into runs of adjacent sheet columns. Unchanged cells are never inside a range, so never rewritten."""
+    masks = changed.astype(np.int64) @ (np.int64(1) << np.arange(changed.shape[1], dtype=np.int64))
+    order = np.argsort(row_numbers, kind="stable")
+    order = order[masks[order] != 0]
+    rows, masks = row_numbers[order], masks[order]
+    if not len(rows):
+        return []
+    starts = np.flatnonzero(np.r_[True, (np.diff(rows) != 1) | (masks[1:] != masks[:-1])])
+    ends = np.r_[starts[1:], len(rows)]
+    position_of = {index: position for position, index in enumerate(column_indices)}
+    data = []
+    for start, end in zip(starts, ends, strict=True):
+        indices = [index for position, index in enumerate(column_indices) if masks[start] >> position & 1]
+        block = wanted_cells[order[start:end]]
+        for run in column_runs(indices):
+            picked = [position_of[index] for index in run]
+            data.append(
+                {
+                    "range": f"{quote_tab(tab)}!{column_letter(run[0])}{rows[start]}:"
+                    f"{column_letter(run[-1])}{rows[end - 1]}",
+                    "majorDimension": "ROWS",
+                    "values": block[:, picked].tolist(),
+                }
+            )
+    return data
