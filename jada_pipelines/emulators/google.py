@@ -1,0 +1,1049 @@
+"""A LOCAL EMULATOR of Google's OAuth token endpoint and the Sheets API v4, for tests and `make demo`.
+
+This is not Google. It is a small HTTP server on 127.0.0.1 that answers the requests google-auth,
+google-auth-oauthlib and gspread make, with the response shapes and error bodies of Google's
+documentation, so the real client libraries do real HTTP against it:
+
+- ``POST /token``: the ``refresh_token``, ``authorization_code`` and JWT-bearer (service account) grants.
+- ``GET /o/oauth2/auth``: the consent page, answered at once by a redirect carrying a code, so the
+  local-server flow of ``jada auth google`` can be driven without a browser.
+- ``GET /v4/spreadsheets/{id}``: metadata (``fields`` and ``includeGridData`` are accepted and ignored).
+- ``GET .../values/{range}``, ``GET .../values:batchGet``, ``PUT .../values/{range}``,
+  ``POST .../values:batchUpdate`` (RAW and USER_ENTERED) and ``POST /v4/spreadsheets/{id}:batchUpdate``
+  (``updateCells``, ``appendDimension``, ``insertDimension``, ``deleteDimension``; any other request kind
+  gets a Google-shaped 400).
+
+Each cell holds either a typed value (str, int, float, bool) or a :class:`Formula` with its computed
+value, and reads honour ``valueRenderOption`` FORMATTED_VALUE / UNFORMATTED_VALUE / FORMULA and drop
+trailing empty cells and rows as Google does. Known simplifications, on purpose: there is no formula
+engine (a formula written through the API computes to an empty value; seed formulas with their value
+through :meth:`GoogleEmulator.set_formula`), number formats are Google's "Automatic" only, and inserting
+or deleting rows does not rewrite the references inside formulas.
+
+Tests switch faults per emulator (:meth:`fail_token`, :meth:`fail_sheets`, :meth:`grant_only`,
+:meth:`stop` for a closed port), read :attr:`calls` (counts by kind) and :attr:`requests` (method, path,
+kind, status; never a token or secret), and edit the sheet directly, as a person would, through
+:meth:`set_sheet`, :meth:`set_cell`, :meth:`set_formula`, :meth:`insert_row`, :meth:`delete_row`,
+:meth:`sort_rows`, or through a hook run just before a given kind of request (:meth:`before`).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import re
+import secrets
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
+
+SHEETS_SCOPE = "https://www.googleapis.com/auth/spreadsheets"
+SHEETS_READONLY_SCOPE = "https://www.googleapis.com/auth/spreadsheets.readonly"
+DRIVE_SCOPE = "https://www.googleapis.com/auth/drive"
+_READ_SCOPES = {
+    SHEETS_SCOPE,
+    SHEETS_READONLY_SCOPE,
+    DRIVE_SCOPE,
+    "https://www.googleapis.com/auth/drive.readonly",
+}
+_WRITE_SCOPES = {SHEETS_SCOPE, DRIVE_SCOPE}
+JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+ACCESS_TOKEN_SECONDS = 3599
+# Google's default size for a new tab.
+DEFAULT_ROWS, DEFAULT_COLUMNS = 1000, 26
+
+RENDER_OPTIONS = ("FORMATTED_VALUE", "UNFORMATTED_VALUE", "FORMULA")
+
+# Token-endpoint faults: (HTTP status, body). Bodies are those Google's endpoint returns.
+TOKEN_FAULTS: dict[str, tuple[int, Any]] = {
+    "invalid_grant": (
+        400,
+        {"error": "invalid_grant", "error_description": "Token has been expired or revoked."},
+    ),
+    "invalid_rapt": (
+        400,
+        {
+            "error": "invalid_grant",
+            "error_description": "reauth related error (invalid_rapt)",
+            "error_uri": "https://support.google.com/a/answer/9368756",
+            "error_subtype": "invalid_rapt",
+        },
+    ),
+    "invalid_scope": (400, {"error": "invalid_scope", "error_description": "Bad Request"}),
+    "deleted_client": (
+        401,
+        {"error": "deleted_client", "error_description": "The OAuth client was deleted."},
+    ),
+    "invalid_client": (
+        401,
+        {"error": "invalid_client", "error_description": "The OAuth client was not found."},
+    ),
+    "unavailable": (503, {"error": "internal_failure", "error_description": "Backend Error"}),
+    "rate_limited": (429, {"error": "rate_limit_exceeded", "error_description": "Rate Limit Exceeded"}),
+    "bad_gateway": (
+        502,
+        "<html><head><title>502 Bad Gateway</title></head><body>502 Bad Gateway</body></html>",
+    ),
+}
+
+# Sheets API faults by HTTP status: (status text, message), as Google's JSON error bodies carry them.
+SHEETS_FAULTS: dict[int, tuple[str, str]] = {
+    403: ("PERMISSION_DENIED", "The caller does not have permission"),
+    404: ("NOT_FOUND", "Requested entity was not found."),
+    429: (
+        "RESOURCE_EXHAUSTED",
+        "Quota exceeded for quota metric 'Read requests' and limit 'Read requests per minute per user' "
+        "of service 'sheets.googleapis.com'.",
+    ),
+    500: ("INTERNAL", "Internal error encountered."),
+    503: ("UNAVAILABLE", "The service is currently unavailable."),
+}
+_HTML_502 = "<!DOCTYPE html><html><title>Error 502 (Server Error)!!1</title><p>That's an error.</p></html>"
+
+SHEETS_KINDS = (
+    "metadata",
+    "values_get",
+    "batch_get",
+    "values_update",
+    "values_batch_update",
+    "batch_update",
+)
+
+
+@dataclass(frozen=True)
+class Formula:
+    """A formula cell: what a person typed (``formula``) and what the sheet shows (``value``)."""
+
+    formula: str
+    value: Any = None
+
+
+@dataclass
+class _Tab:
+    title: str
+    sheet_id: int
+    rows: list[list[Any]]
+    row_count: int
+    column_count: int
+
+
+@dataclass
+class _Spreadsheet:
+    spreadsheet_id: str
+    title: str
+    tabs: list[_Tab] = field(default_factory=list)
+
+
+class SheetsError(Exception):
+    """A Google-shaped API error raised inside the emulator and sent back as ``{"error": {...}}``."""
+
+    def __init__(self, code: int, status: str, message: str):
+        super().__init__(message)
+        self.code, self.status, self.message = code, status, message
+
+
+def _invalid(message: str) -> SheetsError:
+    return SheetsError(400, "INVALID_ARGUMENT", message)
+
+
+# ---------------------------------------------------------------------------------------------- A1 notation
+
+
+def column_letter(index: int) -> str:
+    """0 -> "A", 25 -> "Z", 26 -> "AA"."""
+    letters = ""
+    index += 1
+    while index:
+        index, rem = divmod(index - 1, 26)
+        letters = chr(65 + rem) + letters
+    return letters
+
+
+def column_index(letters: str) -> int:
+    """ "A" -> 0, "AA" -> 26."""
+    index = 0
+    for char in letters.upper():
+        index = index * 26 + ord(char) - 64
+    return index - 1
+
+
+_CELL = re.compile(r"^([A-Za-z]*)(\d*)$")
+
+
+@dataclass(frozen=True)
+class GridRange:
+    """A parsed A1 range: zero-based, end-exclusive; ``None`` ends are open (to the grid's edge)."""
+
+    tab: str | None
+    row_start: int = 0
+    row_end: int | None = None
+    col_start: int = 0
+    col_end: int | None = None
+
+
+def parse_a1(a1: str) -> GridRange:
+    """Parse ``'My Tab'!A1:C10``, ``Tab!A:C``, ``Tab!2:5``, ``Tab``, ``A1:B2`` (first tab)."""
+    tab, cells = _split_tab(a1)
+    if cells is None:
+        return GridRange(tab)
+    start, _, end = cells.partition(":")
+    c0, r0 = _parse_cell(start, a1)
+    c1, r1 = _parse_cell(end or start, a1)
+    if not end and (c0 is None or r0 is None):
+        raise _invalid(f"Unable to parse range: {a1}")
+    return GridRange(
+        tab,
+        row_start=(r0 or 1) - 1,
+        row_end=r1,
+        col_start=c0 if c0 is not None else 0,
+        col_end=c1 + 1 if c1 is not None else None,
+    )
+
+
+def _split_tab(a1: str) -> tuple[str | None, str | None]:
+    if a1.startswith("'"):
+        match = re.match(r"^'((?:[^']|'')*)'(?:!(.*))?$", a1)
+        if not match:
+            raise _invalid(f"Unable to parse range: {a1}")
+        return match.group(1).replace("''", "'"), match.group(2)
+    if "!" in a1:
+        tab, cells = a1.split("!", 1)
+        return tab, cells
+    if ":" in a1 or (_CELL.match(a1) and re.search(r"\d", a1)):
+        return None, a1
+    return a1, None
+
+
+def _parse_cell(text: str, a1: str) -> tuple[int | None, int | None]:
+    match = _CELL.match(text)
+    if not match or not text:
+        raise _invalid(f"Unable to parse range: {a1}")
+    letters, digits = match.groups()
+    return (column_index(letters) if letters else None), (int(digits) if digits else None)
+
+
+def quote_tab(title: str) -> str:
+    """Google quotes a tab name in a range only when it must."""
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", title) and not re.fullmatch(r"[A-Za-z]{1,3}\d+", title):
+        return title
+    return "'" + title.replace("'", "''") + "'"
+
+
+def format_a1(title: str, row_start: int, row_end: int, col_start: int, col_end: int) -> str:
+    first = f"{column_letter(col_start)}{row_start + 1}"
+    last = f"{column_letter(col_end - 1)}{row_end}"
+    return f"{quote_tab(title)}!{first}" + ("" if first == last else f":{last}")
+
+
+# ------------------------------------------------------------------------------------------ cell values
+
+
+def render(cell: Any, option: str) -> Any:
+    """One cell as Google returns it for ``valueRenderOption=option``."""
+    if isinstance(cell, Formula):
+        if option == "FORMULA":
+            return cell.formula
+        cell = cell.value
+    if cell is None:
+        return ""
+    if isinstance(cell, bool):
+        return ("TRUE" if cell else "FALSE") if option == "FORMATTED_VALUE" else cell
+    if isinstance(cell, float) and cell.is_integer():
+        cell = int(cell)
+    if isinstance(cell, int | float) and option == "FORMATTED_VALUE":
+        return format(cell, ".10g") if isinstance(cell, float) else str(cell)
+    return cell
+
+
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def parse_user_entered(value: Any) -> Any:
+    """A value as if a person typed it: numbers, booleans and formulas are parsed (``"007"`` becomes 7)."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("'"):
+        return value[1:]
+    if text.startswith("="):
+        return Formula(text)
+    if text.upper() in ("TRUE", "FALSE"):
+        return text.upper() == "TRUE"
+    if _NUMBER.match(text):
+        number = float(text)
+        return int(number) if number.is_integer() and "e" not in text.lower() and "." not in text else number
+    return value
+
+
+def _from_extended_value(data: dict) -> Any:
+    """A CellData's ``userEnteredValue`` (ExtendedValue) as a stored cell."""
+    entered = data.get("userEnteredValue")
+    if entered is None:
+        return None
+    kinds = {"stringValue", "numberValue", "boolValue", "formulaValue"} & entered.keys()
+    if len(kinds) != 1:
+        raise _invalid(
+            "Invalid value at 'requests.update_cells.rows.values.user_entered_value': exactly one kind"
+        )
+    kind = kinds.pop()
+    if kind == "formulaValue":
+        return Formula(entered[kind])
+    return entered[kind]
+
+
+def _trim(values: list[Any]) -> list[Any]:
+    end = len(values)
+    while end and values[end - 1] == "":
+        end -= 1
+    return values[:end] if end != len(values) else values
+
+
+# ------------------------------------------------------------------------------------------- the server
+
+
+class GoogleEmulator:
+    """LOCAL EMULATOR of Google OAuth + Sheets v4 on 127.0.0.1 (not Google).
+
+    Example::
+
+        emulator = GoogleEmulator()
+        base_url = emulator.start()
+        refresh_token = emulator.issue_refresh_token()
+        emulator.set_sheet("sheet-1", "Ports", [["id", "name"], ["p1", "Lisbon"]])
+        ...
+        emulator.stop()
+    """
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0):
+        self._address = (host, port)
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.RLock()
+        self.base_url = ""
+        self.client_id = "emulated-client.apps.googleusercontent.com"
+        self.client_secret = "emulated-client-secret-" + secrets.token_hex(8)
+        self.calls: Counter[str] = Counter()
+        self.requests: list[dict[str, Any]] = []
+        self._spreadsheets: dict[str, _Spreadsheet] = {}
+        self._refresh_tokens: dict[str, tuple[str, ...]] = {}
+        self._auth_codes: dict[str, tuple[str, ...]] = {}
+        self._access_tokens: dict[str, tuple[tuple[str, ...], float]] = {}
+        self._service_accounts: set[str] = set()
+        self._token_fault: tuple[str, int | None] | None = None
+        self._sheets_fault: tuple[int, frozenset[str] | None, int | None] | None = None
+        self._granted_override: tuple[str, ...] | None = None
+        self._hooks: list[tuple[str, Callable[[GoogleEmulator], None], bool]] = []
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+
+    def start(self) -> str:
+        """Start listening; returns the base URL (``http://127.0.0.1:PORT``)."""
+        handler = type("_BoundHandler", (_Handler,), {"emulator": self})
+        self._server = ThreadingHTTPServer(self._address, handler)
+        self._server.daemon_threads = True
+        host, port = self._server.server_address[:2]
+        self.base_url = f"http://{host}:{port}"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="google-emulator", daemon=True
+        )
+        self._thread.start()
+        return self.base_url
+
+    def stop(self) -> None:
+        """Stop listening and free the port; clients then see "connection refused" (the closed-port fault)."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    @property
+    def token_uri(self) -> str:
+        return f"{self.base_url}/token"
+
+    @property
+    def auth_uri(self) -> str:
+        return f"{self.base_url}/o/oauth2/auth"
+
+    # -- credentials -------------------------------------------------------------------------------------
+
+    def issue_refresh_token(self, scopes: Sequence[str] = (SHEETS_SCOPE,)) -> str:
+        """A refresh token this emulator will honour, granted ``scopes``."""
+        token = "1//emulated-refresh-" + secrets.token_urlsafe(24)
+        with self._lock:
+            self._refresh_tokens[token] = tuple(scopes)
+        return token
+
+    def revoke_refresh_token(self, token: str) -> None:
+        """The user removed the app's access: the token now gets ``invalid_grant``."""
+        with self._lock:
+            self._refresh_tokens.pop(token, None)
+
+    def expire_access_tokens(self) -> None:
+        """Every access token issued so far is now expired, so the next Sheets call gets a 401."""
+        with self._lock:
+            self._access_tokens.clear()
+
+    def register_service_account(self, email: str) -> None:
+        """Accept JWT-bearer grants whose ``iss`` is ``email`` (the signature is not checked)."""
+        with self._lock:
+            self._service_accounts.add(email)
+
+    def authorized_user_info(
+        self,
+        scopes: Sequence[str] = (SHEETS_SCOPE,),
+        *,
+        publishing_status: str = "production",
+        consented_at: str | None = None,
+    ) -> dict:
+        """The content of an authorized-user token file, as `jada auth google` writes it, for this emulator."""
+        info = {
+            "type": "authorized_user",
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+            "refresh_token": self.issue_refresh_token(scopes),
+            "token_uri": self.token_uri,
+            "scopes": list(scopes),
+            "publishing_status": publishing_status,
+        }
+        if consented_at is not None:
+            info["consented_at"] = consented_at
+        return info
+
+    def client_config(self) -> dict:
+        """An OAuth "installed app" client-secrets file's content, pointed at this emulator."""
+        return {
+            "installed": {
+                "client_id": self.client_id,
+                "client_secret": self.client_secret,
+                "auth_uri": self.auth_uri,
+                "token_uri": self.token_uri,
+                "redirect_uris": ["http://localhost"],
+            }
+        }
+
+    # -- faults ------------------------------------------------------------------------------------------
+
+    def fail_token(self, fault: str, *, times: int | None = None) -> None:
+        """Answer token requests with ``fault`` (a key of :data:`TOKEN_FAULTS`), every time or ``times`` times."""
+        if fault not in TOKEN_FAULTS:
+            raise ValueError(f"unknown token fault {fault!r}; choose from {sorted(TOKEN_FAULTS)}")
+        with self._lock:
+            self._token_fault = (fault, times)
+
+    def fail_sheets(
+        self, status: int, *, kinds: Iterable[str] | None = None, times: int | None = None
+    ) -> None:
+        """Answer Sheets requests (of ``kinds``, default all) with HTTP ``status``, every time or ``times`` times.
+
+        ``status`` is 403, 404, 429, 500 or 503 (Google's JSON error body) or 502 (an HTML page).
+        """
+        if status not in SHEETS_FAULTS and status != 502:
+            raise ValueError(f"unsupported Sheets fault status {status}")
+        with self._lock:
+            self._sheets_fault = (status, frozenset(kinds) if kinds else None, times)
+
+    def grant_only(self, scopes: Sequence[str]) -> None:
+        """From now on, token responses grant only ``scopes`` (the user unticked a box on the consent page)."""
+        with self._lock:
+            self._granted_override = tuple(scopes)
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._token_fault = self._sheets_fault = self._granted_override = None
+
+    def before(self, kind: str, hook: Callable[[GoogleEmulator], None], *, once: bool = True) -> None:
+        """Run ``hook(emulator)`` just before serving the next request of ``kind`` (e.g. a person's edit)."""
+        with self._lock:
+            self._hooks.append((kind, hook, once))
+
+    def sheets_calls(self) -> int:
+        """Sheets API calls received so far (token requests not included)."""
+        return sum(self.calls[kind] for kind in SHEETS_KINDS)
+
+    def reset_counters(self) -> None:
+        with self._lock:
+            self.calls.clear()
+            self.requests.clear()
+
+    # -- direct sheet access (what a person does in the browser) ----------------------------------------
+
+    def set_sheet(
+        self,
+        spreadsheet_id: str,
+        tab: str,
+        rows: Sequence[Sequence[Any]],
+        *,
+        row_count: int | None = None,
+        column_count: int | None = None,
+    ) -> None:
+        """Create or replace tab ``tab`` with ``rows`` (typed values, ``None`` for empty, or :class:`Formula`)."""
+        width = max((len(row) for row in rows), default=0)
+        grid = _Tab(
+            title=tab,
+            sheet_id=0,
+            rows=[list(row) for row in rows],
+            row_count=row_count or max(DEFAULT_ROWS, len(rows)),
+            column_count=column_count or max(DEFAULT_COLUMNS, width),
+        )
+        with self._lock:
+            book = self._spreadsheets.setdefault(
+                spreadsheet_id, _Spreadsheet(spreadsheet_id, title=f"Emulated {spreadsheet_id}")
+            )
+            existing = next((t for t in book.tabs if t.title == tab), None)
+            if existing is not None:
+                grid.sheet_id = existing.sheet_id
+                book.tabs[book.tabs.index(existing)] = grid
+            else:
+                grid.sheet_id = max((t.sheet_id for t in book.tabs), default=-1) + 1
+                book.tabs.append(grid)
+
+    def delete_spreadsheet(self, spreadsheet_id: str) -> None:
+        with self._lock:
+            self._spreadsheets.pop(spreadsheet_id, None)
+
+    def sheet_values(
+        self, spreadsheet_id: str, tab: str, *, render_option: str = "UNFORMATTED_VALUE"
+    ) -> list[list]:
+        """The tab's values as ``values.get`` would return them (trailing empties dropped)."""
+        with self._lock:
+            grid = self._tab(spreadsheet_id, tab)
+            return _read(grid, GridRange(tab), render_option)[1]
+
+    def cell(self, spreadsheet_id: str, tab: str, a1: str) -> Any:
+        """The stored cell at ``a1`` (a typed value, a :class:`Formula`, or ``None``)."""
+        row, col = self._cell_index(a1)
+        with self._lock:
+            rows = self._tab(spreadsheet_id, tab).rows
+            return rows[row][col] if row < len(rows) and col < len(rows[row]) else None
+
+    def set_cell(self, spreadsheet_id: str, tab: str, a1: str, value: Any) -> None:
+        row, col = self._cell_index(a1)
+        with self._lock:
+            _put(self._tab(spreadsheet_id, tab), row, col, value)
+
+    def set_formula(self, spreadsheet_id: str, tab: str, a1: str, formula: str, value: Any = None) -> None:
+        self.set_cell(spreadsheet_id, tab, a1, Formula(formula, value))
+
+    def insert_row(self, spreadsheet_id: str, tab: str, row_number: int, values: Sequence[Any] = ()) -> None:
+        """Insert a row so that it becomes 1-based row ``row_number``; the rows below move down."""
+        with self._lock:
+            grid = self._tab(spreadsheet_id, tab)
+            _pad_rows(grid, row_number - 1)
+            grid.rows.insert(row_number - 1, list(values))
+            grid.row_count += 1
+
+    def append_row(self, spreadsheet_id: str, tab: str, values: Sequence[Any]) -> None:
+        with self._lock:
+            grid = self._tab(spreadsheet_id, tab)
+            self.insert_row(spreadsheet_id, tab, len(grid.rows) + 1, values)
+
+    def delete_row(self, spreadsheet_id: str, tab: str, row_number: int) -> None:
+        """Delete 1-based row ``row_number``; the rows below move up."""
+        with self._lock:
+            grid = self._tab(spreadsheet_id, tab)
+            if row_number - 1 < len(grid.rows):
+                del grid.rows[row_number - 1]
+            grid.row_count -= 1
+
+    def sort_rows(
+        self,
+        spreadsheet_id: str,
+        tab: str,
+        *,
+        column: int = 0,
+        reverse: bool = False,
+        header_rows: int = 1,
+    ) -> None:
+        """Sort the rows below the header by the value in 0-based ``column``, as "Sort sheet" does."""
+        with self._lock:
+            grid = self._tab(spreadsheet_id, tab)
+            head, body = grid.rows[:header_rows], grid.rows[header_rows:]
+
+            def key(row: list[Any]) -> tuple[int, str]:
+                value = render(row[column] if column < len(row) else None, "UNFORMATTED_VALUE")
+                return (0, f"{value:020.6f}") if isinstance(value, int | float) else (1, str(value))
+
+            grid.rows = head + sorted(body, key=key, reverse=reverse)
+
+    # -- internals ---------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _cell_index(a1: str) -> tuple[int, int]:
+        grid_range = parse_a1(a1)
+        return grid_range.row_start, grid_range.col_start
+
+    def _book(self, spreadsheet_id: str) -> _Spreadsheet:
+        book = self._spreadsheets.get(spreadsheet_id)
+        if book is None:
+            raise SheetsError(404, "NOT_FOUND", "Requested entity was not found.")
+        return book
+
+    def _tab(self, spreadsheet_id: str, title: str | None) -> _Tab:
+        book = self._book(spreadsheet_id)
+        if title is None:
+            return book.tabs[0]
+        for tab in book.tabs:
+            if tab.title == title:
+                return tab
+        raise _invalid(f"Unable to parse range: {quote_tab(title)}")
+
+    def _tab_by_id(self, book: _Spreadsheet, sheet_id: int, where: str) -> _Tab:
+        for tab in book.tabs:
+            if tab.sheet_id == sheet_id:
+                return tab
+        raise _invalid(f"Invalid {where}: No grid with id: {sheet_id}")
+
+    def _take_token_fault(self) -> str | None:
+        with self._lock:
+            if self._token_fault is None:
+                return None
+            fault, times = self._token_fault
+            if times is not None:
+                self._token_fault = (fault, times - 1) if times > 1 else None
+            return fault
+
+    def _take_sheets_fault(self, kind: str) -> int | None:
+        with self._lock:
+            if self._sheets_fault is None:
+                return None
+            status, kinds, times = self._sheets_fault
+            if kinds is not None and kind not in kinds:
+                return None
+            if times is not None:
+                self._sheets_fault = (status, kinds, times - 1) if times > 1 else None
+            return status
+
+    def _run_hooks(self, kind: str) -> None:
+        with self._lock:
+            due = [h for h in self._hooks if h[0] == kind]
+            self._hooks = [h for h in self._hooks if not (h[0] == kind and h[2])]
+        for _, hook, _ in due:
+            hook(self)
+
+    # -- OAuth ---------------------------------------------------------------------------------------------
+
+    def handle_token(self, form: dict[str, str]) -> tuple[int, Any]:
+        fault = self._take_token_fault()
+        if fault is not None:
+            return TOKEN_FAULTS[fault]
+        grant = form.get("grant_type")
+        if grant == JWT_BEARER_GRANT:
+            return self._jwt_grant(form.get("assertion", ""))
+        if (form.get("client_id"), form.get("client_secret")) != (self.client_id, self.client_secret):
+            return TOKEN_FAULTS["invalid_client"]
+        with self._lock:
+            if grant == "refresh_token":
+                granted = self._refresh_tokens.get(form.get("refresh_token", ""))
+                refresh_token = None
+            elif grant == "authorization_code":
+                granted = self._auth_codes.pop(form.get("code", ""), None)
+                refresh_token = self.issue_refresh_token(granted) if granted is not None else None
+            else:
+                return 400, {
+                    "error": "unsupported_grant_type",
+                    "error_description": f"Invalid grant_type: {grant}",
+                }
+        if granted is None:
+            return TOKEN_FAULTS["invalid_grant"]
+        requested = tuple(form["scope"].split()) if form.get("scope") else granted
+        if not set(requested) <= set(granted):
+            return TOKEN_FAULTS["invalid_scope"]
+        body = self._access_token_body(self._granted_override or requested)
+        if refresh_token is not None:
+            body["refresh_token"] = refresh_token
+        return 200, body
+
+    def _jwt_grant(self, assertion: str) -> tuple[int, Any]:
+        try:
+            payload = assertion.split(".")[1]
+            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        except (IndexError, ValueError):
+            return 400, {"error": "invalid_grant", "error_description": "Invalid JWT Signature."}
+        if claims.get("iss") not in self._service_accounts:
+            return 400, {"error": "invalid_grant", "error_description": "Invalid grant: account not found"}
+        scopes = tuple(str(claims.get("scope", "")).split())
+        body = self._access_token_body(self._granted_override or scopes)
+        body.pop("scope")  # Google's JWT-bearer response carries no scope field
+        return 200, body
+
+    def _access_token_body(self, scopes: Sequence[str]) -> dict[str, Any]:
+        token = "ya29.emulated-" + secrets.token_urlsafe(24)
+        with self._lock:
+            self._access_tokens[token] = (tuple(scopes), time.time() + ACCESS_TOKEN_SECONDS)
+        return {
+            "access_token": token,
+            "expires_in": ACCESS_TOKEN_SECONDS,
+            "scope": " ".join(scopes),
+            "token_type": "Bearer",
+        }
+
+    def handle_consent(self, query: dict[str, str]) -> str:
+        """The consent page, already approved: returns the redirect URL carrying a fresh code."""
+        code = "4/emulated-code-" + secrets.token_urlsafe(16)
+        with self._lock:
+            self._auth_codes[code] = tuple(query.get("scope", SHEETS_SCOPE).split())
+        return query["redirect_uri"] + "?" + urlencode({"state": query.get("state", ""), "code": code})
+
+    def authorize(self, authorization: str | None, kind: str) -> None:
+        token = (authorization or "").removeprefix("Bearer ").strip()
+        with self._lock:
+            scopes, expires = self._access_tokens.get(token, ((), 0.0))
+        if expires < time.time():
+            raise SheetsError(
+                401,
+                "UNAUTHENTICATED",
+                "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie "
+                "or other valid authentication credential.",
+            )
+        needed = _READ_SCOPES if kind in ("metadata", "values_get", "batch_get") else _WRITE_SCOPES
+        if not needed & set(scopes):
+            raise SheetsError(403, "PERMISSION_DENIED", "Request had insufficient authentication scopes.")
+
+    # -- Sheets ----------------------------------------------------------------------------------------------
+
+    def handle_sheets(self, kind: str, spreadsheet_id: str, a1: str | None, query: dict, body: Any) -> Any:
+        with self._lock:
+            book = self._book(spreadsheet_id)
+            if kind == "metadata":
+                return self._metadata(book)
+            if kind == "values_get":
+                return self._values_get(book, a1 or "", query)
+            if kind == "batch_get":
+                ranges = query.get("ranges", [])
+                return {
+                    "spreadsheetId": book.spreadsheet_id,
+                    "valueRanges": [self._values_get(book, r, query) for r in ranges],
+                }
+            if kind == "values_update":
+                data = dict(body or {}, range=a1)
+                option = _single(query.get("valueInputOption"))
+                reply = self._values_write(book, [data], option)
+                return dict(reply["responses"][0])
+            if kind == "values_batch_update":
+                body = body or {}
+                return self._values_write(book, body.get("data", []), body.get("valueInputOption"))
+            return self._batch_update(book, (body or {}).get("requests", []))
+
+    @staticmethod
+    def _metadata(book: _Spreadsheet) -> dict:
+        return {
+            "spreadsheetId": book.spreadsheet_id,
+            "properties": {"title": book.title, "locale": "en_US", "timeZone": "Etc/GMT"},
+            "sheets": [
+                {
+                    "properties": {
+                        "sheetId": tab.sheet_id,
+                        "title": tab.title,
+                        "index": index,
+                        "sheetType": "GRID",
+                        "gridProperties": {"rowCount": tab.row_count, "columnCount": tab.column_count},
+                    }
+                }
+                for index, tab in enumerate(book.tabs)
+            ],
+            "spreadsheetUrl": f"https://docs.google.com/spreadsheets/d/{book.spreadsheet_id}/edit",
+        }
+
+    def _values_get(self, book: _Spreadsheet, a1: str, query: dict) -> dict:
+        option = _single(query.get("valueRenderOption")) or "FORMATTED_VALUE"
+        if option not in RENDER_OPTIONS:
+            raise _invalid(f"Invalid value at 'value_render_option' ({option})")
+        grid_range = parse_a1(a1)
+        tab = self._tab(book.spreadsheet_id, grid_range.tab)
+        label, values = _read(tab, grid_range, option)
+        response: dict[str, Any] = {"range": label, "majorDimension": "ROWS"}
+        if values:
+            response["values"] = values
+        return response
+
+    def _values_write(self, book: _Spreadsheet, data: list[dict], option: str | None) -> dict:
+        if option not in ("RAW", "USER_ENTERED"):
+            raise _invalid("'valueInputOption' is required but not specified")
+        planned = []
+        for item in data:
+            grid_range = parse_a1(item.get("range", ""))
+            tab = self._tab(book.spreadsheet_id, grid_range.tab)
+            values = item.get("values") or []
+            if item.get("majorDimension", "ROWS") == "COLUMNS":
+                values = [list(col) for col in zip(*values, strict=False)]
+            width = max((len(row) for row in values), default=0)
+            row_end = grid_range.row_start + len(values)
+            col_end = grid_range.col_start + width
+            _check_bounds(tab, row_end, col_end, item.get("range", ""))
+            planned.append((tab, grid_range, values, row_end, col_end))
+        responses, cells = [], 0
+        for tab, grid_range, values, row_end, col_end in planned:
+            for r, row in enumerate(values):
+                for c, value in enumerate(row):
+                    if value is None:  # Google: "Null values will be skipped."
+                        continue
+                    stored = parse_user_entered(value) if option == "USER_ENTERED" else value
+                    _put(
+                        tab,
+                        grid_range.row_start + r,
+                        grid_range.col_start + c,
+                        None if stored == "" else stored,
+                    )
+            written = sum(1 for row in values for v in row if v is not None)
+            cells += written
+            responses.append(
+                {
+                    "spreadsheetId": book.spreadsheet_id,
+                    "updatedRange": format_a1(
+                        tab.title, grid_range.row_start, row_end, grid_range.col_start, col_end
+                    )
+                    if values
+                    else quote_tab(tab.title),
+                    "updatedRows": sum(1 for row in values if any(v is not None for v in row)),
+                    "updatedColumns": len({c for row in values for c, v in enumerate(row) if v is not None}),
+                    "updatedCells": written,
+                }
+            )
+        return {
+            "spreadsheetId": book.spreadsheet_id,
+            "totalUpdatedRows": sum(r["updatedRows"] for r in responses),
+            "totalUpdatedColumns": max((r["updatedColumns"] for r in responses), default=0),
+            "totalUpdatedCells": cells,
+            "totalUpdatedSheets": len({id(p[0]) for p in planned}),
+            "responses": responses,
+        }
+
+    def _batch_update(self, book: _Spreadsheet, requests: list[dict]) -> dict:
+        # Google applies a batch atomically: work on a copy and swap it in only if every request succeeds.
+        staged = copy.copy(book)
+        staged.tabs = [copy.copy(tab) for tab in book.tabs]
+        for tab in staged.tabs:
+            tab.rows = list(tab.rows)
+        for index, request in enumerate(requests):
+            if len(request) != 1:
+                raise _invalid(f"Invalid requests[{index}]: exactly one kind of request must be set.")
+            ((name, spec),) = request.items()
+            apply = _BATCH_REQUESTS.get(name)
+            if apply is None:
+                raise _invalid(
+                    f"Invalid requests[{index}]: {name} is not supported by the local Google emulator."
+                )
+            apply(self, staged, spec, f"requests[{index}].{name}")
+        book.tabs = staged.tabs
+        return {"spreadsheetId": book.spreadsheet_id, "replies": [{} for _ in requests]}
+
+    def _update_cells(self, book: _Spreadsheet, spec: dict, where: str) -> None:
+        if "start" in spec:
+            start = spec["start"]
+            tab = self._tab_by_id(book, start.get("sheetId", 0), where)
+            row0, col0 = start.get("rowIndex", 0), start.get("columnIndex", 0)
+        else:
+            grid = spec.get("range", {})
+            tab = self._tab_by_id(book, grid.get("sheetId", 0), where)
+            row0, col0 = grid.get("startRowIndex", 0), grid.get("startColumnIndex", 0)
+        if not spec.get("fields"):
+            raise _invalid(f"Invalid {where}: At least one field must be specified in 'fields'.")
+        rows = spec.get("rows", [])
+        width = max((len(row.get("values", [])) for row in rows), default=0)
+        _check_bounds(tab, row0 + len(rows), col0 + width, where)
+        _copy_rows_on_write(tab, row0, row0 + len(rows))
+        for r, row in enumerate(rows):
+            for c, data in enumerate(row.get("values", [])):
+                _put(tab, row0 + r, col0 + c, _from_extended_value(data))
+
+    def _append_dimension(self, book: _Spreadsheet, spec: dict, where: str) -> None:
+        tab = self._tab_by_id(book, spec.get("sheetId", 0), where)
+        if spec.get("dimension") == "COLUMNS":
+            tab.column_count += int(spec.get("length", 0))
+        else:
+            tab.row_count += int(spec.get("length", 0))
+
+    def _insert_dimension(self, book: _Spreadsheet, spec: dict, where: str) -> None:
+        tab, start, end = self._dimension_rows(book, spec, where)
+        _pad_rows(tab, start)
+        tab.rows[start:start] = [[] for _ in range(end - start)]
+        tab.row_count += end - start
+
+    def _delete_dimension(self, book: _Spreadsheet, spec: dict, where: str) -> None:
+        tab, start, end = self._dimension_rows(book, spec, where)
+        if end > tab.row_count:
+            raise _invalid(
+                f"Invalid {where}: Range ({start}:{end}) exceeds grid limits. Max rows: {tab.row_count}"
+            )
+        del tab.rows[start:end]
+        tab.row_count -= end - start
+
+    def _dimension_rows(self, book: _Spreadsheet, spec: dict, where: str) -> tuple[_Tab, int, int]:
+        span = spec.get("range", {})
+        if span.get("dimension") != "ROWS":
+            raise _invalid(f"Invalid {where}: only ROWS is supported by the local Google emulator.")
+        tab = self._tab_by_id(book, span.get("sheetId", 0), where)
+        return tab, int(span.get("startIndex", 0)), int(span.get("endIndex", 0))
+
+
+_BATCH_REQUESTS: dict[str, Callable[[GoogleEmulator, _Spreadsheet, dict, str], None]] = {
+    "updateCells": GoogleEmulator._update_cells,
+    "appendDimension": GoogleEmulator._append_dimension,
+    "insertDimension": GoogleEmulator._insert_dimension,
+    "deleteDimension": GoogleEmulator._delete_dimension,
+}
+
+
+def _single(value: Any) -> Any:
+    return value[0] if isinstance(value, list) else value
+
+
+def _check_bounds(tab: _Tab, row_end: int, col_end: int, where: str) -> None:
+    if row_end > tab.row_count or col_end > tab.column_count:
+        raise _invalid(
+            f"Range ({where}) exceeds grid limits. Max rows: {tab.row_count}, max columns: {tab.column_count}"
+        )
+
+
+def _pad_rows(tab: _Tab, count: int) -> None:
+    while len(tab.rows) < count:
+        tab.rows.append([])
+
+
+def _copy_rows_on_write(tab: _Tab, start: int, end: int) -> None:
+    """Give the staged tab its own copies of the rows a batch will edit (the rest stay shared)."""
+    for index in range(start, min(end, len(tab.rows))):
+        tab.rows[index] = list(tab.rows[index])
+
+
+def _put(tab: _Tab, row: int, col: int, value: Any) -> None:
+    _pad_rows(tab, row + 1)
+    cells = tab.rows[row]
+    if len(cells) <= col:
+        if value is None:
+            return
+        cells.extend([None] * (col + 1 - len(cells)))
+    cells[col] = value
+
+
+def _read(tab: _Tab, grid_range: GridRange, option: str) -> tuple[str, list[list[Any]]]:
+    row_end = tab.row_count if grid_range.row_end is None else grid_range.row_end
+    col_end = tab.column_count if grid_range.col_end is None else grid_range.col_end
+    _check_bounds(
+        tab,
+        row_end,
+        col_end,
+        format_a1(tab.title, grid_range.row_start, row_end, grid_range.col_start, col_end),
+    )
+    c0 = grid_range.col_start
+    values = []
+    for row in tab.rows[grid_range.row_start : row_end]:
+        values.append(_trim([render(cell, option) for cell in row[c0:col_end]]))
+    while values and not values[-1]:
+        values.pop()
+    return format_a1(tab.title, grid_range.row_start, row_end, c0, col_end), values
+
+
+# ------------------------------------------------------------------------------------------ HTTP layer
+
+_SHEETS_PATH = re.compile(
+    r"^/v4/spreadsheets/([^/:]+)(?::batchUpdate|/values(?::batchGet|:batchUpdate|/(.+))?)?$"
+)
+
+
+def _sheets_kind(method: str, path: str) -> tuple[str, str, str | None] | None:
+    match = _SHEETS_PATH.match(path)
+    if not match:
+        return None
+    spreadsheet_id, a1 = unquote(match.group(1)), match.group(2)
+    if path.endswith(":batchGet"):
+        return "batch_get", spreadsheet_id, None
+    if path.endswith("/values:batchUpdate"):
+        return "values_batch_update", spreadsheet_id, None
+    if path.endswith(":batchUpdate"):
+        return "batch_update", spreadsheet_id, None
+    if a1 is not None:
+        return ("values_update" if method == "PUT" else "values_get"), spreadsheet_id, unquote(a1)
+    return "metadata", spreadsheet_id, None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    emulator: GoogleEmulator
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
+        pass
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def _dispatch(self, method: str) -> None:
+        url = urlsplit(self.path)
+        query = {k: v if len(v) > 1 or k == "ranges" else v[0] for k, v in parse_qs(url.query).items()}
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if url.path == "/token" and method == "POST":
+            self._serve("token", url.path, *self._token(body))
+        elif url.path == "/o/oauth2/auth" and method == "GET":
+            self._redirect(self.emulator.handle_consent(query))
+        elif (route := _sheets_kind(method, url.path)) is not None:
+            self._serve(route[0], url.path, *self._sheets(route, query, body))
+        else:
+            self._serve("unknown", url.path, 404, _sheets_error(404, "NOT_FOUND", f"No route for {url.path}"))
+
+    def _token(self, body: bytes) -> tuple[int, Any]:
+        form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+        return self.emulator.handle_token(form)
+
+    def _sheets(self, route: tuple[str, str, str | None], query: dict, raw: bytes) -> tuple[int, Any]:
+        kind, spreadsheet_id, a1 = route
+        emulator = self.emulator
+        emulator._run_hooks(kind)
+        try:
+            emulator.authorize(self.headers.get("Authorization"), kind)
+            status = emulator._take_sheets_fault(kind)
+            if status == 502:
+                return 502, _HTML_502
+            if status is not None:
+                return status, _sheets_error(status, *SHEETS_FAULTS[status])
+            body = json.loads(raw) if raw else None
+            return 200, emulator.handle_sheets(kind, spreadsheet_id, a1, query, body)
+        except SheetsError as error:
+            return error.code, _sheets_error(error.code, error.status, error.message)
+        except json.JSONDecodeError:
+            return 400, _sheets_error(400, "INVALID_ARGUMENT", "Invalid JSON payload received.")
+
+    def _serve(self, kind: str, path: str, status: int, body: Any) -> None:
+        emulator = self.emulator
+        with emulator._lock:
+            emulator.calls[kind] += 1
+            # Only the route and outcome: never headers, tokens, codes or form fields.
+            emulator.requests.append({"method": self.command, "path": path, "kind": kind, "status": status})
+        if isinstance(body, str):
+            payload, content_type = body.encode(), "text/html; charset=UTF-8"
+        else:
+            payload, content_type = (
+                json.dumps(body, separators=(",", ":")).encode(),
+                "application/json; charset=UTF-8",
+            )
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _redirect(self, location: str) -> None:
+        with self.emulator._lock:
+            self.emulator.calls["consent"] += 1
+        self.send_response(302)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+def _sheets_error(code: int, status: str, message: str) -> dict:
+    return {"error": {"code": code, "message": message, "status": status}}
