@@ -1,3 +1,11 @@
+"""Slack alerts: the webhook resource and the two alert sensors."""
+
 import dagster as dg
 
-defs = dg.Definitions()
+from jada_pipelines.alerts.resources import SlackWebhookResource
+from jada_pipelines.alerts.sensors import asset_check_alert_sensor, run_failure_alert_sensor
+
+defs = dg.Definitions(
+    sensors=[asset_check_alert_sensor, run_failure_alert_sensor],
+    resources={"slack": SlackWebhookResource()},
+)

@@ -1,0 +1,136 @@
+"""Slack alert messages: Block Kit plus a plain-text fallback, each with a dedup key (plain Python).
+
+The fallback text is what Slack shows in notifications and on clients without Block Kit, so it carries
+everything a person needs on its own: what failed, how badly, why, and where the run is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Slack truncates or rejects longer fields: section text is capped at 3000 characters, header at 150.
+_SECTION_LIMIT = 2900
+_HEADER_LIMIT = 150
+
+_ICONS = {"ERROR": ":red_circle:", "WARN": ":large_orange_circle:", "OK": ":large_green_circle:"}
+
+
+@dataclass(frozen=True)
+class SlackMessage:
+    text: str
+    blocks: list[dict] = field(default_factory=list)
+    dedup_key: str = ""
+
+
+@dataclass(frozen=True)
+class FailedCheck:
+    asset: str
+    check: str
+    severity: str  # "WARN" | "ERROR"
+    description: str
+    blocking: bool
+
+
+def run_url(webserver_url: str, run_id: str) -> str:
+    return f"{webserver_url.rstrip('/')}/runs/{run_id}"
+
+
+def check_failed(check: FailedCheck, *, job: str, run_id: str, webserver_url: str) -> SlackMessage:
+    kind = "blocking check" if check.blocking else "check"
+    title = f"{check.severity}: {kind} {check.check} failed on {check.asset}"
+    return _message(
+        title=title,
+        severity=check.severity,
+        fields={"Asset": check.asset, "Check": check.check, "Severity": check.severity, "Job": job},
+        details=check.description or "(the check gave no description)",
+        run_id=run_id,
+        webserver_url=webserver_url,
+        dedup_key=f"check-failed:{check.asset}:{check.check}:{run_id}",
+    )
+
+
+def check_recovered(asset: str, check: str, *, job: str, run_id: str, webserver_url: str) -> SlackMessage:
+    return _message(
+        title=f"Recovered: check {check} passes again on {asset}",
+        severity="OK",
+        fields={"Asset": asset, "Check": check, "Severity": "OK", "Job": job},
+        details="The check passed in this run after failing earlier.",
+        run_id=run_id,
+        webserver_url=webserver_url,
+        dedup_key=f"check-recovered:{asset}:{check}:{run_id}",
+    )
+
+
+def run_failed(
+    *,
+    job: str,
+    run_id: str,
+    step_failures: list[tuple[str, str]],
+    failed_checks: list[FailedCheck],
+    run_message: str,
+    webserver_url: str,
+) -> SlackMessage:
+    """One message for a failed run: each failed step's description (for a credentials failure, the fix)."""
+    reasons = [f"*{step}*: {description}" for step, description in step_failures]
+    reasons += [f"*check {c.asset}.{c.check}* ({c.severity}): {c.description}" for c in failed_checks]
+    return _message(
+        title=f"ERROR: run of {job} failed",
+        severity="ERROR",
+        fields={
+            "Job": job,
+            "Severity": "ERROR",
+            "Failed steps": ", ".join(s for s, _ in step_failures) or "-",
+        },
+        details="\n".join(reasons) or run_message,
+        run_id=run_id,
+        webserver_url=webserver_url,
+        dedup_key=f"run-failed:{run_id}",
+    )
+
+
+def _message(
+    *,
+    title: str,
+    severity: str,
+    fields: dict[str, str],
+    details: str,
+    run_id: str,
+    webserver_url: str,
+    dedup_key: str,
+) -> SlackMessage:
+    url = run_url(webserver_url, run_id)
+    icon = _ICONS[severity]
+    field_text = ", ".join(f"{name}: {value}" for name, value in fields.items())
+    text = f"{icon} {title}. {field_text}. {_plain(details)} Run: {url} (dedup {dedup_key})"
+    blocks = [
+        {"type": "header", "text": {"type": "plain_text", "text": _cut(title, _HEADER_LIMIT), "emoji": True}},
+        {
+            "type": "section",
+            "fields": [{"type": "mrkdwn", "text": f"*{name}*\n{value}"} for name, value in fields.items()],
+        },
+        {"type": "section", "text": {"type": "mrkdwn", "text": _cut(details, _SECTION_LIMIT)}},
+        {
+            "type": "actions",
+            "elements": [
+                {
+                    "type": "button",
+                    "text": {"type": "plain_text", "text": "Open the run in Dagster"},
+                    "url": url,
+                    "action_id": "open_run",
+                }
+            ],
+        },
+        {
+            "type": "context",
+            "elements": [{"type": "mrkdwn", "text": f"{icon} run `{run_id}` · dedup `{dedup_key}`"}],
+        },
+    ]
+    return SlackMessage(text=_cut(text, _SECTION_LIMIT), blocks=blocks, dedup_key=dedup_key)
+
+
+def _plain(details: str) -> str:
+    return details.replace("*", "").replace("\n", " ")
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
