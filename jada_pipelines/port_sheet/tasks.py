@@ -1,0 +1,113 @@
+"""Rows of the port sheet that ask for agent work become tasks in the queue (``port_sheet_tasks``).
+
+A row asks for work when its task cell is not empty. The task id is derived from the row key and the
+prompt, so pulling the same row again finds the task it already made, and editing the prompt makes a new
+task and supersedes the old one (a person changed their mind; the old prompt must not run on).
+"""
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+# No `from __future__ import annotations` in this module: Dagster inspects the asset's `context`
+# annotation as a live class. Names imported only for type checking are quoted instead.
+import dagster as dg
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from jada_pipelines.agents.queue import TaskQueue
+
+SOURCE_PREFIX = "port_sheet:"
+# Tasks that are over, one way or another: a newer prompt does not replace their outcome.
+_FINISHED = ("done", "cancelled", "superseded")
+# Room for a readable key in the id; the hash keeps ids distinct even when two keys share this prefix.
+_KEY_CHARS = 40
+
+
+def task_source(key: str) -> str:
+    return f"{SOURCE_PREFIX}{key}"
+
+
+def task_id_for(key: str, prompt: str) -> str:
+    """``sheet-<key>-<hash>``: readable, stable for the same row and prompt, new when either changes.
+
+    The hash covers the key as well as the prompt: sanitising the key for the id (the queue and the run
+    key allow letters, digits, '.', '-', '_') could map two keys to one text, and they must not share a task.
+    """
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", key)[:_KEY_CHARS].strip("_") or "row"
+    digest = hashlib.sha256(f"{key}\0{prompt}".encode()).hexdigest()[:10]
+    return f"sheet-{readable}-{digest}"
+
+
+def prompt_text(value: Any) -> str | None:
+    """The task cell as a prompt; None when it does not ask for work (empty, blank or missing)."""
+    if value is None or (isinstance(value, float) and value != value):  # NaN from pandas
+        return None
+    return str(value).strip() or None
+
+
+def requested_tasks(rows: "pd.DataFrame", *, key_column: str, task_column: str) -> dict[str, tuple[str, str]]:
+    """``{key: (task id, prompt)}`` for every row whose task cell asks for work."""
+    from jada_pipelines.port_sheet.sync import key_text
+
+    if task_column not in rows.columns:
+        return {}
+    requested = {}
+    for key_value, cell in zip(rows[key_column], rows[task_column], strict=True):
+        key, prompt = key_text(key_value), prompt_text(cell)
+        if key is not None and prompt is not None:
+            requested[key] = (task_id_for(key, prompt), prompt)
+    return requested
+
+
+@dataclass(frozen=True)
+class TaskSync:
+    """What one pass over the sheet did to the queue, by task id."""
+
+    enqueued: list[str]
+    already_known: list[str]
+    superseded: list[str]
+
+
+def sync_tasks(queue: "TaskQueue", requested: dict[str, tuple[str, str]]) -> TaskSync:
+    """Enqueue each requested task once, and supersede the row's older tasks that have not finished.
+
+    Superseding runs for known tasks too, so a pass that crashed between the enqueue and the supersede is
+    finished by the next one.
+    """
+    enqueued, known, superseded = [], [], []
+    for key, (task_id, prompt) in requested.items():
+        result = queue.enqueue(task_id, prompt, source=task_source(key))
+        (enqueued if result.created else known).append(task_id)
+        for older in queue.list(source_prefix=task_source(key)):
+            # The prefix also matches longer keys ("port_sheet:1" → "port_sheet:10"): compare exactly.
+            if older.source != task_source(key) or older.id == task_id or older.status in _FINISHED:
+                continue
+            if queue.supersede(older.id, by=task_id):
+                superseded.append(older.id)
+    return TaskSync(enqueued=enqueued, already_known=known, superseded=superseded)
+
+
+@dg.asset(group_name="port_sheet", required_resource_keys={"port_sheet", "task_queue"})
+def port_sheet_tasks(context: dg.AssetExecutionContext, port_sheet_rows) -> dg.MaterializeResult:
+    """Agent work that people asked for in the port sheet: one queued task per row with a task cell.
+
+    Re-pulling never enqueues twice; editing a prompt supersedes the row's unfinished task.
+    """
+    settings = context.resources.port_sheet
+    requested = requested_tasks(
+        port_sheet_rows.rows, key_column=port_sheet_rows.key_column, task_column=settings.task_column
+    )
+    outcome = sync_tasks(context.resources.task_queue.queue(), requested)
+    return dg.MaterializeResult(
+        metadata={
+            "requested": len(requested),
+            "enqueued": len(outcome.enqueued),
+            "already_known": len(outcome.already_known),
+            "superseded": len(outcome.superseded),
+            "enqueued_ids": dg.MetadataValue.json(outcome.enqueued[:50]),
+            "superseded_ids": dg.MetadataValue.json(outcome.superseded[:50]),
+        }
+    )
