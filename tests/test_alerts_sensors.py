@@ -1,0 +1,197 @@
+"""Every failed check and failed run in a real instance reaches the webhook once; recoveries too; nothing is lost."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+
+from jada_pipelines import settings
+from jada_pipelines.alerts.resources import SlackWebhookResource
+from jada_pipelines.alerts.sensors import asset_check_alert_sensor, run_failure_alert_sensor
+from jada_pipelines.alerts.webhook import SlackDeliveryError
+
+CREDENTIALS_FIX = "The Google refresh token was revoked or expired (invalid_grant): run `jada auth google` to consent again."
+
+
+@dg.asset
+def ports():
+    return 1
+
+
+@dg.asset_check(
+    asset=ports, description="Stands in for a data-quality check; fails while JADA_TEST_PORTS_BAD is set."
+)
+def ports_complete():
+    bad = settings.env("JADA_TEST_PORTS_BAD")
+    return dg.AssetCheckResult(
+        passed=bad is None, severity=dg.AssetCheckSeverity.WARN, description=f"{bad} rows are missing a key"
+    )
+
+
+@dg.asset
+def routes():
+    return 1
+
+
+@dg.asset_check(asset=routes, blocking=True, description="A blocking ERROR check that always fails.")
+def routes_reachable():
+    return dg.AssetCheckResult(passed=False, description="no route answers")
+
+
+@dg.asset
+def sheet_rows():
+    """Stands in for port_sheet_rows when its Google credentials are revoked."""
+    raise dg.Failure(description=CREDENTIALS_FIX, allow_retries=False)
+
+
+@dg.asset(op_tags={"jada/agent-session": "1"})
+def agent_session():
+    """Stands in for an agent session that stopped at its turn cap: an `incomplete` outcome, a successful run."""
+    return dg.MaterializeResult(metadata={"outcome": "incomplete", "turns": 30})
+
+
+SLACK = SlackWebhookResource(min_interval_seconds=0, max_retries=1)
+DEFS = dg.Definitions(
+    assets=[ports, routes, sheet_rows, agent_session],
+    asset_checks=[ports_complete, routes_reachable],
+    sensors=[asset_check_alert_sensor, run_failure_alert_sensor],
+    resources={"slack": SLACK},
+)
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
+def materialize(instance, *assets, checks=()):
+    return dg.materialize([*assets, *checks], instance=instance, raise_on_error=False)
+
+
+def tick(sensor, instance, cursor=None):
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, definitions=DEFS, resources={"slack": SLACK}
+    )
+    return sensor(context)
+
+
+def tick_both(instance, cursors):
+    """One tick of each alert sensor, as the daemon would run them; returns the new cursors."""
+    return {
+        sensor.name: tick(sensor, instance, cursors.get(sensor.name)).cursor
+        for sensor in (asset_check_alert_sensor, run_failure_alert_sensor)
+    }
+
+
+def dedup_keys(webhook) -> list[str]:
+    return [p["text"].rsplit("(dedup ", 1)[1].rstrip(")") for p in webhook.payloads]
+
+
+def test_a_failing_blocking_and_a_failing_non_blocking_check_each_give_one_message_with_the_run_link(
+    slack_webhook, instance, monkeypatch
+):
+    monkeypatch.setenv("JADA_WEBSERVER_URL", "http://dagster.example:3000")
+    monkeypatch.setenv("JADA_TEST_PORTS_BAD", "2")
+    warn_run = materialize(instance, ports, checks=[ports_complete])
+    error_run = materialize(instance, routes, checks=[routes_reachable])
+    assert warn_run.success and not error_run.success
+
+    cursors = tick_both(instance, {})
+
+    assert sorted(dedup_keys(slack_webhook)) == sorted(
+        [f"check-failed:ports:ports_complete:{warn_run.run_id}", f"run-failed:{error_run.run_id}"]
+    )
+    texts = " ".join(p["text"] for p in slack_webhook.payloads)
+    assert f"http://dagster.example:3000/runs/{warn_run.run_id}" in texts
+    assert f"http://dagster.example:3000/runs/{error_run.run_id}" in texts
+    assert "2 rows are missing a key" in texts and "no route answers" in texts
+
+    tick_both(instance, cursors)
+    assert len(slack_webhook.payloads) == 2
+
+
+def test_a_recovery_message_follows_once_the_check_passes_again(slack_webhook, instance, monkeypatch):
+    monkeypatch.setenv("JADA_TEST_PORTS_BAD", "1")
+    materialize(instance, ports, checks=[ports_complete])
+    cursor = tick(asset_check_alert_sensor, instance).cursor
+    monkeypatch.delenv("JADA_TEST_PORTS_BAD")
+    passing = materialize(instance, ports, checks=[ports_complete])
+
+    cursor = tick(asset_check_alert_sensor, instance, cursor).cursor
+    tick(asset_check_alert_sensor, instance, cursor)
+
+    assert [k.split(":")[0] for k in dedup_keys(slack_webhook)] == ["check-failed", "check-recovered"]
+    assert dedup_keys(slack_webhook)[1] == f"check-recovered:ports:ports_complete:{passing.run_id}"
+
+
+def test_a_check_that_keeps_failing_at_the_same_severity_is_not_posted_again_within_the_reminder_window(
+    slack_webhook, instance, monkeypatch
+):
+    monkeypatch.setenv("JADA_TEST_PORTS_BAD", "1")
+    materialize(instance, ports, checks=[ports_complete])
+    cursor = tick(asset_check_alert_sensor, instance).cursor
+    materialize(instance, ports, checks=[ports_complete])
+
+    result = tick(asset_check_alert_sensor, instance, cursor)
+
+    assert len(slack_webhook.payloads) == 1
+    assert "no new failure" in result.skip_reason.skip_message
+
+
+def test_a_failed_credentials_run_gives_one_message_that_contains_the_fix(slack_webhook, instance):
+    failed = materialize(instance, sheet_rows)
+
+    cursors = tick_both(instance, {})
+    tick_both(instance, cursors)
+
+    (payload,) = slack_webhook.payloads
+    assert CREDENTIALS_FIX in payload["text"]
+    assert f"run-failed:{failed.run_id}" in payload["text"]
+
+
+def test_an_agent_session_that_stopped_incomplete_at_the_turn_cap_gives_no_message(slack_webhook, instance):
+    assert materialize(instance, agent_session).success
+
+    tick_both(instance, {})
+
+    assert slack_webhook.requests == 0
+
+
+def test_a_404_no_service_fails_the_tick_and_holds_the_cursor_until_the_webhook_works(
+    slack_webhook, instance
+):
+    failed = materialize(instance, sheet_rows)
+    slack_webhook.fail_next("no_service")
+
+    with pytest.raises(SlackDeliveryError, match="no_service"):
+        tick(run_failure_alert_sensor, instance)
+    assert slack_webhook.requests == 1  # not retried
+
+    tick(run_failure_alert_sensor, instance)  # the cursor did not move, so the alert is still due
+    assert dedup_keys(slack_webhook) == [f"run-failed:{failed.run_id}"]
+
+
+def test_connection_refused_fails_the_tick_and_the_alert_goes_out_on_the_next_tick(slack_webhook, instance):
+    failed = materialize(instance, sheet_rows)
+    slack_webhook.refuse_connections()
+
+    with pytest.raises(SlackDeliveryError, match="Could not reach the Slack webhook"):
+        tick(run_failure_alert_sensor, instance)
+
+    slack_webhook.accept_connections()
+    tick(run_failure_alert_sensor, instance)
+    assert dedup_keys(slack_webhook) == [f"run-failed:{failed.run_id}"]
+
+
+def test_without_a_webhook_both_sensors_skip_with_a_sentence_that_names_the_variable(instance):
+    materialize(instance, sheet_rows)
+
+    for sensor in (asset_check_alert_sensor, run_failure_alert_sensor):
+        result = tick(sensor, instance)
+        assert "SLACK_WEBHOOK_URL is not set" in result.skip_message
+
+
+def test_both_alert_sensors_run_by_default():
+    for sensor in (asset_check_alert_sensor, run_failure_alert_sensor):
+        assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
