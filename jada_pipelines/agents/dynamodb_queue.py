@@ -1,0 +1,669 @@
+"""The AWS queue backend: one DynamoDB table, for workers (ECS tasks) on several hosts.
+
+It keeps the SQLite backend's semantics exactly (see ``queue.py``); only the mechanics differ:
+- Items are keyed on ``id``. A task's key is its id; the attempt history and the live-session counter
+  share the table under keys containing ``:``, which a task id may not contain.
+- The ``by_status`` index (status, available_at) only *suggests* candidates: a GSI is eventually
+  consistent and cannot be read consistently. Every claim is a conditional write on the base table that
+  names the ``version`` it saw, so a stale index hit fails its condition and the next candidate is tried.
+- The cap on live sessions is a counter item written in the same ``TransactWriteItems`` as the claim, under
+  ``live < max_live``; every transition out of a leased status decrements it in its own transaction.
+- Every write after a claim carries ``lease_token = :token`` and an unexpired lease in its condition (the fence).
+
+Plain Python and boto3 (dagster-aws has no DynamoDB support). ``AWS_ENDPOINT_URL`` points it at moto in tests.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Callable, Iterable, Iterator
+from decimal import Decimal
+from typing import Any
+
+from jada_pipelines.agents.queue import (
+    CLAIMABLE,
+    DEFAULT_MAX_ATTEMPTS,
+    LEASED,
+    STATUSES,
+    AttemptRecord,
+    EnqueueResult,
+    Lease,
+    QueueError,
+    QueueStats,
+    Task,
+    check_outcome,
+    validate_enqueue,
+)
+from jada_pipelines.agents.sqlite_queue import DEFAULT_RETRY_BACKOFF_S, retry_backoff
+from jada_pipelines.aws_clients import client, error_code
+from jada_pipelines.settings import ConfigError
+
+STATUS_INDEX = "by_status"
+ATTEMPT_INDEX = "by_kind"
+ATTEMPT_KIND = "attempt"
+COUNTER_KEY = "counter:live_sessions"
+# index name -> (hash key, range key); the attempt index is sparse: only attempt records carry ``kind``.
+_INDEXES = {STATUS_INDEX: ("status", "available_at"), ATTEMPT_INDEX: ("kind", "started_at")}
+_KEY_TYPES = {"id": "S", "status": "S", "available_at": "N", "kind": "S", "started_at": "N"}
+LEASE_LOST = "lease expired: the worker stopped heartbeating (crashed, paused or lost)"
+TURN_CAP_EXHAUSTED = "turn cap reached on every attempt"
+
+_INT_FIELDS = frozenset(
+    {"attempt", "max_attempts", "attempt_budget", "max_turns", "priority", "turns", "version"}
+)
+_TASK_FIELDS = tuple(Task.__dataclass_fields__)
+_ATTEMPT_FIELDS = tuple(AttemptRecord.__dataclass_fields__)
+
+
+def _attempt_key(task_id: str, attempt: int) -> str:
+    return f"attempt:{task_id}:{attempt}"
+
+
+def _to_dynamo(value: Any) -> Any:
+    # boto3's serializer refuses floats (they are not exact); DynamoDB numbers are decimals.
+    return Decimal(repr(value)) if isinstance(value, float) else value
+
+
+def _from_dynamo(name: str, value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if name in _INT_FIELDS else float(value)
+    return value
+
+
+def _attribute_definitions(types: dict[str, str]) -> list[dict]:
+    return [{"AttributeName": name, "AttributeType": kind} for name, kind in types.items()]
+
+
+def _index_spec(name: str) -> dict:
+    hash_key, range_key = _INDEXES[name]
+    return {
+        "IndexName": name,
+        "KeySchema": [
+            {"AttributeName": hash_key, "KeyType": "HASH"},
+            {"AttributeName": range_key, "KeyType": "RANGE"},
+        ],
+        "Projection": {"ProjectionType": "ALL"},
+    }
+
+
+class _Expression:
+    """Placeholders for one request: every attribute goes through a ``#name`` (``status`` is a reserved
+    word) and every value through a ``:value``, registering only what the expression actually uses."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, str] = {}
+        self.values: dict[str, Any] = {}
+
+    def n(self, field: str) -> str:
+        self.names[f"#{field}"] = field
+        return f"#{field}"
+
+    def v(self, value: Any) -> str:
+        placeholder = f":v{len(self.values)}"
+        self.values[placeholder] = value
+        return placeholder
+
+    def assign(self, **fields: Any) -> str:
+        return ", ".join(f"{self.n(field)} = {self.v(value)}" for field, value in fields.items())
+
+    def one_of(self, field: str, options: Iterable[str]) -> str:
+        return f"{self.n(field)} IN ({', '.join(self.v(option) for option in options)})"
+
+    def request(self, serialize: Callable[[Any], dict], **parts: str) -> dict:
+        request: dict[str, Any] = {key: value for key, value in parts.items() if value}
+        if self.names:
+            request["ExpressionAttributeNames"] = self.names
+        if self.values:
+            request["ExpressionAttributeValues"] = {k: serialize(v) for k, v in self.values.items()}
+        return request
+
+
+class DynamoDBTaskQueue:
+    """The task queue in a DynamoDB table. Create the table once with ``init()`` (``jada queue init``).
+
+    Example::
+
+        queue = DynamoDBTaskQueue("jada-tasks")   # or open_queue("dynamodb://jada-tasks")
+        queue.init()
+        queue.enqueue("fix-login", "Fix the login bug in app/login.py")
+        lease = queue.claim(worker="sensor", lease_seconds=600)
+    """
+
+    def __init__(
+        self,
+        table: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        retry_backoff_s: float = DEFAULT_RETRY_BACKOFF_S,
+    ) -> None:
+        from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+        self.table = table
+        self._clock = clock
+        self._retry_backoff_s = retry_backoff_s
+        self._client = client("dynamodb")
+        self._serializer = TypeSerializer()
+        self._deserializer = TypeDeserializer()
+
+    # -- plumbing -------------------------------------------------------------------------------------------
+
+    def _serialize(self, value: Any) -> dict:
+        return self._serializer.serialize(_to_dynamo(value))
+
+    def _key(self, item_id: str) -> dict:
+        return {"id": {"S": item_id}}
+
+    def _decode(self, item: dict) -> dict:
+        return {
+            name: _from_dynamo(name, self._deserializer.deserialize(value)) for name, value in item.items()
+        }
+
+    def _task(self, values: dict) -> Task:
+        task = {name: values.get(name) for name in _TASK_FIELDS}
+        task["handoff"] = json.loads(task["handoff"]) if task["handoff"] else None
+        return Task(**task)
+
+    def _call(self, operation: str, **kwargs: Any) -> dict:
+        """One API call; a missing table becomes an error that says how to create it."""
+        from botocore.exceptions import ClientError
+
+        try:
+            return getattr(self._client, operation)(**kwargs)
+        except ClientError as exc:
+            if error_code(exc) == "ResourceNotFoundException":
+                raise ConfigError(
+                    f"DynamoDB table {self.table!r} (JADA_TASK_QUEUE_URL) does not exist in this account and "
+                    "region: create it with `jada queue init`."
+                ) from None
+            raise
+
+    def _transact(self, *items: dict) -> list[str] | None:
+        """Run the writes as one transaction; on a failed condition, the cancellation code of each item."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self._call("transact_write_items", TransactItems=list(items))
+        except ClientError as exc:
+            if error_code(exc) != "TransactionCanceledException":
+                raise
+            reasons = exc.response.get("CancellationReasons") or []
+            return [reason.get("Code", "None") for reason in reasons]
+        return None
+
+    def _update(self, item_id: str, expression: _Expression, update: str, condition: str = "") -> dict:
+        """The ``Update`` element of a transaction."""
+        return {
+            "Update": {
+                "TableName": self.table,
+                "Key": self._key(item_id),
+                **expression.request(self._serialize, UpdateExpression=update, ConditionExpression=condition),
+            }
+        }
+
+    def _update_item(self, item_id: str, expression: _Expression, update: str, condition: str) -> dict | None:
+        """A single conditional update; the new item, or None when the condition failed."""
+        from botocore.exceptions import ClientError
+
+        try:
+            response = self._call(
+                "update_item",
+                TableName=self.table,
+                Key=self._key(item_id),
+                ReturnValues="ALL_NEW",
+                **expression.request(self._serialize, UpdateExpression=update, ConditionExpression=condition),
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return None
+            raise
+        return self._decode(response["Attributes"])
+
+    def _counter_change(self, delta: int, *, below: int | None = None) -> dict:
+        """Move the live-session counter; with ``below``, only while it is under that cap."""
+        e = _Expression()
+        update = f"SET {e.n('live')} = if_not_exists({e.n('live')}, {e.v(0)}) + {e.v(delta)}"
+        condition = (
+            "" if below is None else f"attribute_not_exists({e.n('live')}) OR {e.n('live')} < {e.v(below)}"
+        )
+        return self._update(COUNTER_KEY, e, update, condition)
+
+    def _get(self, item_id: str) -> dict | None:
+        item = self._call("get_item", TableName=self.table, Key=self._key(item_id), ConsistentRead=True).get(
+            "Item"
+        )
+        return self._decode(item) if item else None
+
+    def _pages(self, operation: str, **kwargs: Any) -> Iterator[dict]:
+        """Every item of a query or scan, following pagination."""
+        while True:
+            page = self._call(operation, TableName=self.table, **kwargs)
+            yield from (self._decode(item) for item in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _with_status(self, status: str, *, available_by: float | None = None) -> list[dict]:
+        """Tasks in ``status`` according to the (eventually consistent) status index."""
+        e = _Expression()
+        condition = f"{e.n('status')} = {e.v(status)}"
+        if available_by is not None:
+            condition += f" AND {e.n('available_at')} <= {e.v(available_by)}"
+        return list(
+            self._pages(
+                "query",
+                IndexName=STATUS_INDEX,
+                **e.request(self._serialize, KeyConditionExpression=condition),
+            )
+        )
+
+    # -- schema ---------------------------------------------------------------------------------------------
+
+    def init(self) -> None:
+        """Create the table and its two indexes, or add whichever index is missing; safe to run again."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self._client.create_table(
+                TableName=self.table,
+                BillingMode="PAY_PER_REQUEST",
+                AttributeDefinitions=_attribute_definitions(_KEY_TYPES),
+                KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                GlobalSecondaryIndexes=[_index_spec(name) for name in _INDEXES],
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ResourceInUseException":
+                raise
+            self._add_missing_indexes()
+        self._client.get_waiter("table_exists").wait(
+            TableName=self.table, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+        )
+
+    def _add_missing_indexes(self) -> None:
+        described = self._client.describe_table(TableName=self.table)["Table"]
+        present = {index["IndexName"] for index in described.get("GlobalSecondaryIndexes", [])}
+        for name, keys in _INDEXES.items():
+            if name not in present:
+                self._client.update_table(
+                    TableName=self.table,
+                    AttributeDefinitions=_attribute_definitions({key: _KEY_TYPES[key] for key in keys}),
+                    GlobalSecondaryIndexUpdates=[{"Create": _index_spec(name)}],
+                )
+
+    # -- producer side --------------------------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        task_id: str,
+        prompt: str,
+        *,
+        max_turns: int | None = None,
+        workdir: str | None = None,
+        priority: int = 0,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        source: str | None = None,
+    ) -> EnqueueResult:
+        from botocore.exceptions import ClientError
+
+        validate_enqueue(task_id, prompt, max_turns, max_attempts)
+        now = self._clock()
+        values = {
+            **dict.fromkeys(_TASK_FIELDS),
+            "id": task_id,
+            "prompt": prompt,
+            "status": "queued",
+            "attempt": 0,
+            "max_attempts": max_attempts,
+            "attempt_budget": max_attempts,
+            "max_turns": max_turns,
+            "priority": priority,
+            "workdir": workdir,
+            "turns": 0,
+            "cost_usd": 0.0,
+            "source": source,
+            "created_at": now,
+            "updated_at": now,
+            "available_at": now,
+            "lease_token": None,
+            "version": 0,
+        }
+        try:
+            self._call(
+                "put_item",
+                TableName=self.table,
+                Item={name: self._serialize(value) for name, value in values.items()},
+                ConditionExpression="attribute_not_exists(id)",
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            return EnqueueResult(task=self._task(self._get(task_id)), created=False)
+        return EnqueueResult(task=self._task(values), created=True)
+
+    # -- worker side ----------------------------------------------------------------------------------------
+
+    def claim(self, *, worker: str, lease_seconds: float, max_live: int = 5) -> Lease | None:
+        """Lease the most urgent claimable task, unless ``max_live`` sessions already hold leases."""
+        now = self._clock()
+        self._reap_expired(now)
+        candidates = [item for status in CLAIMABLE for item in self._with_status(status, available_by=now)]
+        candidates.sort(key=lambda item: (-item["priority"], item["available_at"], item["created_at"]))
+        for candidate in candidates:
+            outcome = self._try_claim(
+                candidate, worker=worker, lease_seconds=lease_seconds, max_live=max_live, now=now
+            )
+            if outcome == "cap":
+                return None
+            if outcome is not None:
+                return outcome
+        return None
+
+    def _try_claim(
+        self, seen: dict, *, worker: str, lease_seconds: float, max_live: int, now: float
+    ) -> Lease | str | None:
+        """Claim ``seen`` if it is unchanged since the index showed it; "cap" when the sessions are all taken."""
+        token = secrets.token_hex(16)
+        changes = {
+            "status": "dispatched",
+            "attempt": seen["attempt"] + 1,
+            "lease_token": token,
+            "lease_owner": worker,
+            "lease_expires_at": now + lease_seconds,
+            "run_id": None,
+            "updated_at": now,
+            "version": seen["version"] + 1,
+        }
+        e = _Expression()
+        condition = f"{e.n('version')} = {e.v(seen['version'])} AND {e.one_of('status', CLAIMABLE)}"
+        attempt = {
+            "id": _attempt_key(seen["id"], changes["attempt"]),
+            "kind": ATTEMPT_KIND,
+            "task_id": seen["id"],
+        }
+        attempt |= {"attempt": changes["attempt"], "run_id": None, "outcome": "", "turns": 0, "cost_usd": 0.0}
+        attempt |= {"stop_reason": None, "started_at": now, "ended_at": None}
+        reasons = self._transact(
+            self._update(seen["id"], e, f"SET {e.assign(**changes)}", condition),
+            self._counter_change(+1, below=max_live),
+            {"Put": {"TableName": self.table, "Item": {k: self._serialize(v) for k, v in attempt.items()}}},
+        )
+        if reasons is None:
+            task = self._task({**seen, **changes})
+            return Lease(
+                task_id=task.id, token=token, attempt=task.attempt, expires_at=now + lease_seconds, task=task
+            )
+        if reasons[1:2] == ["ConditionalCheckFailed"]:
+            return "cap"
+        return None  # a stale index hit: someone else changed the task first
+
+    def _reap_expired(self, now: float) -> None:
+        """Leases that ran out (a crashed or paused worker) go back to the queue, or to dead letters."""
+        for status in LEASED:
+            for item in self._with_status(status):
+                if item["lease_expires_at"] is not None and item["lease_expires_at"] < now:
+                    self._release(
+                        item,
+                        status="dead" if item["attempt"] >= item["max_attempts"] else "queued",
+                        reason=LEASE_LOST,
+                        now=now,
+                    )
+
+    def _release(self, item: dict, *, status: str, reason: str, now: float) -> bool:
+        """Take ``item`` out of its leased status, mark its attempt lost and free its session slot.
+
+        The ``version`` condition releases it only if nothing was written since it was read: a heartbeat that
+        lands first keeps an expired-looking lease alive, as the SQLite backend's single transaction would.
+        """
+        e = _Expression()
+        changes = {
+            "status": status,
+            "last_error": reason,
+            "lease_token": None,
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "updated_at": now,
+            "version": item["version"] + 1,
+        }
+        if status in CLAIMABLE:
+            changes["available_at"] = now
+        condition = f"{e.n('version')} = {e.v(item['version'])} AND {e.one_of('status', LEASED)}"
+        return (
+            self._transact(
+                self._update(item["id"], e, f"SET {e.assign(**changes)}", condition),
+                self._counter_change(-1),
+                self._close_attempt_update(item["id"], item["attempt"], outcome="lost", now=now),
+            )
+            is None
+        )
+
+    def _close_attempt_update(
+        self,
+        task_id: str,
+        attempt: int,
+        *,
+        outcome: str,
+        now: float,
+        turns: int | None = None,
+        cost_usd: float | None = None,
+        stop_reason: str | None = None,
+    ) -> dict:
+        e = _Expression()
+        fields: dict[str, Any] = {"outcome": outcome, "ended_at": now}
+        if turns is not None:
+            fields |= {"turns": turns, "cost_usd": cost_usd, "stop_reason": stop_reason}
+        return self._update(_attempt_key(task_id, attempt), e, f"SET {e.assign(**fields)}")
+
+    def _fence(self, e: _Expression, lease: Lease) -> str:
+        """Only the lease holder, with an unexpired lease, may write."""
+        return (
+            f"{e.n('lease_token')} = {e.v(lease.token)} AND {e.one_of('status', LEASED)}"
+            f" AND {e.n('lease_expires_at')} >= {e.v(self._clock())}"
+        )
+
+    def _fenced_set(self, lease: Lease, **changes: Any) -> dict | None:
+        e = _Expression()
+        update = f"SET {e.assign(**changes)} ADD {e.n('version')} {e.v(1)}"
+        return self._update_item(lease.task_id, e, update, self._fence(e, lease))
+
+    def heartbeat(self, lease: Lease, *, lease_seconds: float) -> bool:
+        now = self._clock()
+        return self._fenced_set(lease, lease_expires_at=now + lease_seconds, updated_at=now) is not None
+
+    def mark_running(self, lease: Lease, *, run_id: str) -> bool:
+        if self._fenced_set(lease, status="running", run_id=run_id, updated_at=self._clock()) is None:
+            return False
+        e = _Expression()
+        self._call(
+            "update_item",
+            TableName=self.table,
+            Key=self._key(_attempt_key(lease.task_id, lease.attempt)),
+            **e.request(self._serialize, UpdateExpression=f"SET {e.assign(run_id=run_id)}"),
+        )
+        return True
+
+    def _finish(self, lease: Lease, *, changes: dict, cost_usd: float, attempt_close: dict) -> bool:
+        """Leave the leased status under the fence, in one transaction with the counter and the attempt record."""
+        e = _Expression()
+        changes = {**changes, "lease_token": None, "lease_owner": None, "lease_expires_at": None}
+        update = (
+            f"SET {e.assign(**changes)}, {e.n('cost_usd')} = {e.n('cost_usd')} + {e.v(cost_usd)}"
+            f" ADD {e.n('version')} {e.v(1)}"
+        )
+        return (
+            self._transact(
+                self._update(lease.task_id, e, update, self._fence(e, lease)),
+                self._counter_change(-1),
+                attempt_close,
+            )
+            is None
+        )
+
+    def complete(
+        self,
+        lease: Lease,
+        *,
+        outcome: str,
+        turns: int,
+        cost_usd: float,
+        summary: str | None,
+        handoff: dict | None = None,
+        stop_reason: str | None = None,
+    ) -> bool:
+        """``done``, or ``incomplete`` with a handoff: claimable again, or a dead letter when attempts ran out."""
+        check_outcome(outcome, ("done", "incomplete"))
+        now = self._clock()
+        # attempt and max_attempts cannot change while the lease is held (requeue skips leased tasks).
+        exhausted = lease.attempt >= lease.task.max_attempts
+        status = "done" if outcome == "done" else ("dead" if exhausted else "incomplete")
+        changes = {
+            "status": status,
+            "turns": turns,
+            "summary": summary,
+            "handoff": json.dumps(handoff) if handoff else None,
+            "last_error": TURN_CAP_EXHAUSTED if outcome == "incomplete" and exhausted else None,
+            "available_at": now,
+            "updated_at": now,
+        }
+        close = self._close_attempt_update(
+            lease.task_id,
+            lease.attempt,
+            outcome=outcome,
+            now=now,
+            turns=turns,
+            cost_usd=cost_usd,
+            stop_reason=stop_reason,
+        )
+        return self._finish(lease, changes=changes, cost_usd=cost_usd, attempt_close=close)
+
+    def fail(
+        self,
+        lease: Lease,
+        *,
+        error: str,
+        retryable: bool,
+        turns: int = 0,
+        cost_usd: float = 0.0,
+        outcome: str = "failed",
+    ) -> str | None:
+        """Retryable: back to ``queued`` after a back-off, or ``dead`` when attempts ran out. Not retryable:
+        ``failed``, except a refusal, which is a dead letter for a person to read."""
+        check_outcome(outcome, ("failed", "transient", "refused", "lost"))
+        now = self._clock()
+        if retryable:
+            status = "dead" if lease.attempt >= lease.task.max_attempts else "queued"
+        else:
+            status = "dead" if outcome == "refused" else "failed"
+        changes = {
+            "status": status,
+            "last_error": error,
+            "turns": turns,
+            "available_at": now + retry_backoff(lease.attempt, self._retry_backoff_s),
+            "updated_at": now,
+        }
+        close = self._close_attempt_update(
+            lease.task_id,
+            lease.attempt,
+            outcome=outcome,
+            now=now,
+            turns=turns,
+            cost_usd=cost_usd,
+            stop_reason=None,
+        )
+        return (
+            status if self._finish(lease, changes=changes, cost_usd=cost_usd, attempt_close=close) else None
+        )
+
+    # -- operator side --------------------------------------------------------------------------------------
+
+    def requeue(self, task_id: str, *, reset_attempts: bool = False) -> bool:
+        """Put a task back in the queue now. A task whose attempts ran out gets one more attempt, or its whole
+        budget again with ``reset_attempts``. The attempt number itself never goes back (it names the run).
+        A task holding a live lease is left alone: it is running."""
+        now = self._clock()
+        self._reap_expired(now)
+        item = self._get(task_id)
+        if item is None or item["status"] in LEASED:
+            return False
+        budget = (
+            item["attempt"] + item["attempt_budget"]
+            if reset_attempts
+            else max(item["max_attempts"], item["attempt"] + 1)
+        )
+        e = _Expression()
+        update = f"SET {e.assign(status='queued', max_attempts=budget, available_at=now, updated_at=now)}"
+        update += f" ADD {e.n('version')} {e.v(1)}"
+        return self._update_item(task_id, e, update, f"{e.n('version')} = {e.v(item['version'])}") is not None
+
+    def _withdraw(self, task_id: str, status: str, reason: str) -> bool:
+        """Cancel or supersede. Clearing the lease token fences out a running session, which then stops."""
+        item = self._get(task_id)
+        if item is None or item["status"] in ("done", "cancelled", "superseded"):
+            return False
+        if item["status"] in LEASED:
+            return self._release(item, status=status, reason=reason, now=self._clock())
+        e = _Expression()
+        update = f"SET {e.assign(status=status, last_error=reason, updated_at=self._clock())} ADD {e.n('version')} {e.v(1)}"
+        return self._update_item(task_id, e, update, f"{e.n('version')} = {e.v(item['version'])}") is not None
+
+    def cancel(self, task_id: str) -> bool:
+        return self._withdraw(task_id, "cancelled", "cancelled by an operator")
+
+    def supersede(self, task_id: str, *, by: str) -> bool:
+        return self._withdraw(task_id, "superseded", f"superseded by task {by}")
+
+    # -- reading --------------------------------------------------------------------------------------------
+
+    def get(self, task_id: str) -> Task | None:
+        item = self._get(task_id)
+        return self._task(item) if item is not None and "status" in item else None
+
+    def list(
+        self, *, status: str | None = None, source_prefix: str | None = None, limit: int = 100
+    ) -> list[Task]:
+        if status is not None and status not in STATUSES:
+            raise QueueError(f"Unknown status {status!r}; use one of: {', '.join(STATUSES)}.")
+        items = self._with_status(status) if status is not None else self._scan_tasks()
+        if source_prefix is not None:
+            items = [
+                item
+                for item in items
+                if item["source"] is not None and item["source"].startswith(source_prefix)
+            ]
+        items.sort(key=lambda item: (item["created_at"], item["id"]))
+        return [self._task(item) for item in items[:limit]]
+
+    def _scan_tasks(self) -> list[dict]:
+        e = _Expression()
+        return list(
+            self._pages(
+                "scan", **e.request(self._serialize, FilterExpression=f"attribute_exists({e.n('status')})")
+            )
+        )
+
+    def stats(self, *, now: float | None = None) -> QueueStats:
+        now = self._clock() if now is None else now
+        by_status = {status: self._with_status(status) for status in STATUSES}
+        claimable = [item["created_at"] for status in CLAIMABLE for item in by_status[status]]
+        live = sum(
+            1
+            for status in LEASED
+            for item in by_status[status]
+            if item["lease_expires_at"] is not None and item["lease_expires_at"] >= now
+        )
+        depth = {status: len(items) for status, items in by_status.items()}
+        return QueueStats(
+            depth_by_status=depth,
+            oldest_queued_age_s=max(now - min(claimable), 0.0) if claimable else None,
+            dead_letters=depth["dead"],
+            live_sessions=live,
+        )
+
+    def attempts(self, *, since: float) -> list[AttemptRecord]:
+        e = _Expression()
+        condition = f"{e.n('kind')} = {e.v(ATTEMPT_KIND)} AND {e.n('started_at')} >= {e.v(since)}"
+        items = self._pages(
+            "query", IndexName=ATTEMPT_INDEX, **e.request(self._serialize, KeyConditionExpression=condition)
+        )
+        records = [AttemptRecord(**{name: item.get(name) for name in _ATTEMPT_FIELDS}) for item in items]
+        return sorted(records, key=lambda record: (record.started_at, record.task_id, record.attempt))
