@@ -1,0 +1,482 @@
+"""Google credentials: load, validate, refresh for real, and sort every failure into a class with its fix.
+
+Plain Python (no Dagster). The resource in ``resources.py`` and ``jada auth check`` both call
+:func:`authorize` / :func:`check_credentials`, so the UI and the command line say the same thing.
+Failures are classified on the token endpoint's HTTP status and JSON error payload, never on message
+text, which Google rewords.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from jada_pipelines import settings
+from jada_pipelines.google_api.errors import CredentialsError
+from jada_pipelines.google_api.tokens import (
+    AUTH_COMMAND,
+    FileTokenStore,
+    SecretsManagerTokenStore,
+    TokenStore,
+)
+
+if TYPE_CHECKING:
+    from google.auth.credentials import Credentials
+
+SHEETS_SCOPE = "https://www.googleapis.com/auth/spreadsheets"
+# Scopes that allow reading and writing the sheet; the readonly scope is not enough for the status push.
+WRITE_SCOPES = frozenset({SHEETS_SCOPE, "https://www.googleapis.com/auth/drive"})
+AUTHORIZED_USER_FIELDS = ("client_id", "client_secret", "refresh_token")
+SERVICE_ACCOUNT_FIELDS = ("client_email", "private_key")
+# Google: an app in "Testing" publishing status gets refresh tokens that expire 7 days after consent.
+TESTING_TOKEN_LIFETIME = timedelta(days=7)
+WARN_AT_FRACTION = 0.9
+TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+SOURCE_VARIABLES = (
+    "JADA_GOOGLE_TOKEN_FILE",
+    "JADA_GOOGLE_SERVICE_ACCOUNT_FILE",
+    "JADA_GOOGLE_TOKEN_SECRET_ID",
+)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """A short, bounded retry for transient failures only (never for a revoked token or a 403)."""
+
+    attempts: int = 4
+    base_delay_s: float = 1.0
+    max_delay_s: float = 32.0
+    sleep: Callable[[float], None] = time.sleep
+
+    def delay(self, retry: int) -> float:
+        # Google's recipe: 2^n seconds plus up to a second of jitter, capped.
+        return min(self.base_delay_s * (2**retry + random.random()), self.max_delay_s)
+
+    def call(self, fn: Callable[[], T], *, on_attempt: Callable[[], None] | None = None) -> T:
+        for retry in range(self.attempts):
+            if on_attempt is not None:
+                on_attempt()
+            try:
+                return fn()
+            except CredentialsError as error:
+                if not error.retryable or retry == self.attempts - 1:
+                    if error.retryable:
+                        error.metadata["attempts"] = self.attempts
+                    raise
+            self.sleep(self.delay(retry))
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+@dataclass(frozen=True)
+class GoogleConfig:
+    """Where the credentials come from and which endpoints to use; built at execution time."""
+
+    token_file: str | None = None
+    service_account_file: str | None = None
+    token_secret_id: str | None = None
+    token_uri: str = settings.DEFAULT_GOOGLE_TOKEN_URI
+    sheets_api_url: str = settings.DEFAULT_SHEETS_API_URL
+    timeout: tuple[float, float] = (10.0, 120.0)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> GoogleConfig:
+        """The environment's settings; ``overrides`` that are not None win (the resource's fields)."""
+        values = {
+            "token_file": settings.env("JADA_GOOGLE_TOKEN_FILE"),
+            "service_account_file": settings.env("JADA_GOOGLE_SERVICE_ACCOUNT_FILE"),
+            "token_secret_id": settings.env("JADA_GOOGLE_TOKEN_SECRET_ID"),
+            "token_uri": settings.env("JADA_GOOGLE_TOKEN_URI", settings.DEFAULT_GOOGLE_TOKEN_URI),
+            "sheets_api_url": settings.env("JADA_SHEETS_API_URL", settings.DEFAULT_SHEETS_API_URL),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def store(self) -> TokenStore:
+        if self.service_account_file:
+            return FileTokenStore(self.service_account_file, variable="JADA_GOOGLE_SERVICE_ACCOUNT_FILE")
+        if self.token_file:
+            return FileTokenStore(self.token_file)
+        if self.token_secret_id:
+            return SecretsManagerTokenStore(self.token_secret_id)
+        raise CredentialsError(
+            "missing_config",
+            "No Google credentials are configured. Set JADA_GOOGLE_TOKEN_FILE to an authorized-user token "
+            f"(create one with `{AUTH_COMMAND}`), or JADA_GOOGLE_SERVICE_ACCOUNT_FILE to a service-account "
+            "key, or JADA_GOOGLE_TOKEN_SECRET_ID to an AWS Secrets Manager secret holding the token.",
+            {"variables": ", ".join(SOURCE_VARIABLES)},
+        )
+
+
+@dataclass(frozen=True)
+class TokenAge:
+    """How old the consent is and when the refresh token is predicted to stop working."""
+
+    publishing_status: str | None
+    consented_at: datetime | None
+    now: datetime
+
+    @property
+    def age_days(self) -> float | None:
+        if self.consented_at is None:
+            return None
+        return round((self.now - self.consented_at).total_seconds() / 86400, 2)
+
+    @property
+    def expires_at(self) -> datetime | None:
+        if self.publishing_status != "testing" or self.consented_at is None:
+            return None
+        return self.consented_at + TESTING_TOKEN_LIFETIME
+
+    @property
+    def life_fraction(self) -> float | None:
+        if self.expires_at is None:
+            return None
+        return (self.now - self.consented_at) / TESTING_TOKEN_LIFETIME
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "publishing_status": self.publishing_status or "unknown",
+            "consented_at": self.consented_at.isoformat() if self.consented_at else "unknown",
+            "token_age_days": self.age_days if self.age_days is not None else "unknown",
+            "predicted_expiry": self.expires_at.isoformat()
+            if self.expires_at
+            else "none (not a Testing app)",
+        }
+
+
+@dataclass(frozen=True)
+class CredentialVerdict:
+    """The outcome of a real refresh: OK, WARN (works, expires soon) or ERROR (does not work)."""
+
+    ok: bool
+    severity: Literal["OK", "WARN", "ERROR"]
+    kind: str | None
+    description: str
+    token_age_days: float | None = None
+    expires_at: datetime | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Authorized:
+    """Refreshed credentials and the verdict on them."""
+
+    credentials: Credentials
+    verdict: CredentialVerdict
+    config: GoogleConfig
+
+
+def authorize(config: GoogleConfig | None = None, *, now: datetime | None = None) -> Authorized:
+    """Load, validate and refresh the credentials; raises :class:`CredentialsError` with the fix."""
+    config = config or GoogleConfig.from_env()
+    now = now or datetime.now(UTC)
+    store = config.store()
+    info = store.load()
+    age = _token_age(info, now)
+    base_metadata = {"source": store.describe(), **age.metadata()}
+    try:
+        credentials, credential_class = _build(info, config, store.describe())
+        base_metadata["credential_class"] = credential_class
+        _check_requested_scopes(info, store.describe())
+        config.retry.call(lambda: _refresh(credentials, config))
+        _check_granted_scopes(credentials, store.describe())
+    except CredentialsError as error:
+        error.metadata = {**base_metadata, **error.metadata}
+        if error.kind == "token_revoked" and age.life_fraction is not None and age.life_fraction >= 1:
+            error.description += f" This was predicted: the token passed its 7-day Testing life at {age.expires_at:%Y-%m-%d %H:%M} UTC."
+        raise
+    return Authorized(credentials, _verdict(age, base_metadata), config)
+
+
+def check_credentials(
+    *, now: datetime | None = None, config: GoogleConfig | None = None
+) -> CredentialVerdict:
+    """The same classification as the resource, as a verdict instead of an exception (for `jada auth check`)."""
+    try:
+        return authorize(config, now=now).verdict
+    except CredentialsError as error:
+        age_days = error.metadata.get("token_age_days")
+        expiry = error.metadata.get("predicted_expiry", "")
+        return CredentialVerdict(
+            ok=False,
+            severity="ERROR",
+            kind=error.kind,
+            description=error.description,
+            token_age_days=age_days if isinstance(age_days, float) else None,
+            expires_at=_parse_time(expiry) if expiry and expiry[0].isdigit() else None,
+            metadata=error.metadata,
+        )
+
+
+def _verdict(age: TokenAge, metadata: dict[str, Any]) -> CredentialVerdict:
+    fraction = age.life_fraction
+    common = {"token_age_days": age.age_days, "expires_at": age.expires_at, "metadata": metadata}
+    if fraction is not None and fraction >= WARN_AT_FRACTION:
+        left = age.expires_at - age.now
+        when = f"{age.expires_at:%Y-%m-%d %H:%M} UTC"
+        timing = (
+            f"expired at {when}" if left.total_seconds() <= 0 else f"expires at {when} (in {_hours(left)})"
+        )
+        return CredentialVerdict(
+            ok=True,
+            severity="WARN",
+            kind="token_expiring",
+            description=f"The Google refresh token still works but {timing}: the OAuth app is in Testing, "
+            f"so Google ends its tokens 7 days after consent. Re-consent now with `{AUTH_COMMAND}`, or publish "
+            "the app to Production and then re-consent, so tokens stop expiring weekly.",
+            **common,
+        )
+    if age.publishing_status == "testing" and age.consented_at is None:
+        return CredentialVerdict(
+            ok=True,
+            severity="WARN",
+            kind="token_age_unknown",
+            description="The Google token works, but its consent time is not recorded, so its 7-day Testing "
+            f"expiry cannot be predicted. Re-consent with `{AUTH_COMMAND}` to record it.",
+            **common,
+        )
+    return CredentialVerdict(
+        ok=True, severity="OK", kind=None, description="The Google credentials refreshed.", **common
+    )
+
+
+def _hours(delta: timedelta) -> str:
+    hours = delta.total_seconds() / 3600
+    return f"{hours:.1f} hours" if hours < 48 else f"{hours / 24:.1f} days"
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _token_age(info: dict[str, Any], now: datetime) -> TokenAge:
+    status = info.get("publishing_status")
+    return TokenAge(
+        publishing_status=status if status in ("testing", "production") else None,
+        consented_at=_parse_time(info.get("consented_at")),
+        now=now,
+    )
+
+
+def _build(info: dict[str, Any], config: GoogleConfig, source: str) -> tuple[Credentials, str]:
+    if "installed" in info or "web" in info:
+        raise CredentialsError(
+            "wrong_file_type",
+            f"{source} is an OAuth client-secrets file, not a token. Keep that file as the input of "
+            f"`{AUTH_COMMAND}`, which creates the token, and point JADA_GOOGLE_TOKEN_FILE at the token it writes.",
+        )
+    if info.get("type") == "service_account":
+        return _service_account(info, config, source), "service_account"
+    if info.get("type") not in (None, "authorized_user"):
+        raise CredentialsError(
+            "wrong_file_type",
+            f"{source} holds Google credentials of type {str(info.get('type'))[:40]!r}; expected an "
+            f"authorized-user token (create it with `{AUTH_COMMAND}`) or a service-account key.",
+        )
+    _require_fields(info, AUTHORIZED_USER_FIELDS, source)
+    from google.oauth2.credentials import Credentials as UserCredentials
+
+    # Built directly: from_authorized_user_info would force Google's token URI and ignore JADA_GOOGLE_TOKEN_URI.
+    credentials = UserCredentials(
+        token=None,
+        refresh_token=info["refresh_token"],
+        client_id=info["client_id"],
+        client_secret=info["client_secret"],
+        token_uri=config.token_uri,
+        scopes=_scopes(info) or [SHEETS_SCOPE],
+    )
+    return credentials, "authorized_user"
+
+
+def _service_account(info: dict[str, Any], config: GoogleConfig, source: str) -> Credentials:
+    _require_fields(info, SERVICE_ACCOUNT_FIELDS, source)
+    from google.oauth2 import service_account
+
+    try:
+        return service_account.Credentials.from_service_account_info(
+            {**info, "token_uri": config.token_uri}, scopes=[SHEETS_SCOPE]
+        )
+    except ValueError:
+        raise CredentialsError(
+            "missing_fields",
+            f"The service-account key in {source} has a private_key that cannot be loaded. Download a new "
+            "JSON key for the service account in the Google Cloud console (IAM > Service accounts > Keys).",
+        ) from None
+
+
+def _require_fields(info: dict[str, Any], fields: tuple[str, ...], source: str) -> None:
+    # google-auth only checks that the keys exist; an empty or null value fails later and less clearly.
+    missing = [name for name in fields if not isinstance(info.get(name), str) or not info[name].strip()]
+    if missing:
+        raise CredentialsError(
+            "missing_fields",
+            f"The Google token in {source} is missing or has empty fields: {', '.join(missing)}. "
+            f"Re-create it with `{AUTH_COMMAND}`.",
+            {"missing_fields": ", ".join(missing)},
+        )
+
+
+def _scopes(info: dict[str, Any]) -> list[str]:
+    scopes = info.get("scopes") or []
+    return scopes.split() if isinstance(scopes, str) else [str(s) for s in scopes]
+
+
+def _scope_error(source: str, scopes: list[str], which: str) -> CredentialsError:
+    return CredentialsError(
+        "scope_not_granted",
+        f"The Google token in {source} was {which} without the Sheets scope {SHEETS_SCOPE} "
+        f"(it has: {', '.join(scopes) or 'none'}). Re-consent with `{AUTH_COMMAND}` and tick the Google Sheets "
+        "permission on the consent page.",
+        {"scopes": ", ".join(scopes) or "none"},
+    )
+
+
+def _check_requested_scopes(info: dict[str, Any], source: str) -> None:
+    scopes = _scopes(info)
+    if scopes and not WRITE_SCOPES & set(scopes):
+        raise _scope_error(source, scopes, "requested")
+
+
+def _check_granted_scopes(credentials: Credentials, source: str) -> None:
+    # google-auth's has_scopes() looks at the requested scopes; what counts is what Google granted.
+    granted = list(getattr(credentials, "granted_scopes", None) or [])
+    if granted and not WRITE_SCOPES & set(granted):
+        raise _scope_error(source, granted, "granted")
+
+
+# ---------------------------------------------------------------------------------------------- refresh
+
+
+class _RecordingRequest:
+    """google-auth's HTTP transport, remembering the token endpoint's last status and body.
+
+    google-auth drops the payload for some failures (reauth) and keeps no status at all, so the
+    classification reads what the endpoint actually answered.
+    """
+
+    def __init__(self, timeout: tuple[float, float]):
+        import requests
+        from google.auth.transport.requests import Request
+
+        self._session = requests.Session()
+        self._inner = Request(self._session)
+        self._timeout = timeout
+        self.status: int | None = None
+        self.body: bytes | None = None
+
+    def __call__(
+        self,
+        url: str,
+        method: str = "GET",
+        body: Any = None,
+        headers: Any = None,
+        timeout: Any = None,
+        **kw: Any,
+    ):
+        self.status = self.body = None
+        response = self._inner(url, method=method, body=body, headers=headers, timeout=self._timeout, **kw)
+        self.status, self.body = response.status, response.data
+        return response
+
+    def close(self) -> None:
+        self._session.close()
+
+
+def _refresh(credentials: Credentials, config: GoogleConfig) -> None:
+    from google.auth import exceptions
+
+    request = _RecordingRequest(config.timeout)
+    try:
+        credentials.refresh(request)
+    except (exceptions.RefreshError, exceptions.TransportError):
+        raise classify_token_response(request.status, request.body) from None
+    finally:
+        request.close()
+
+
+def classify_token_response(status: int | None, body: bytes | None) -> CredentialsError:
+    """The failure class of a token-endpoint answer (``status`` None: no answer, a network failure)."""
+    payload = _json_object(body)
+    error = payload.get("error")
+    if status is None:
+        return _transient("The Google token endpoint could not be reached (connection failed or timed out).")
+    if error == "invalid_grant" and payload.get("error_subtype") in ("invalid_rapt", "rapt_required"):
+        return CredentialsError(
+            "reauth_required",
+            "Google requires the user to sign in again (session-control reauthentication, "
+            f"error_subtype={payload['error_subtype']}); a Workspace admin policy limits session length. "
+            f"Re-consent with `{AUTH_COMMAND}`; for unattended use prefer a service account "
+            "(JADA_GOOGLE_SERVICE_ACCOUNT_FILE), which this policy does not apply to.",
+            {"http_status": status, "oauth_error": error},
+        )
+    if error == "invalid_grant":
+        return CredentialsError(
+            "token_revoked",
+            "Google refused the refresh token (invalid_grant): it was revoked or has expired. Tokens of an "
+            "OAuth app in Testing expire 7 days after consent; access can also be removed by the user, after "
+            "6 months unused, or when more than 100 tokens exist for the client. "
+            f"Re-consent with `{AUTH_COMMAND}` (publish the app to Production first to stop weekly expiry).",
+            {"http_status": status, "oauth_error": error},
+        )
+    if error == "invalid_scope":
+        return CredentialsError(
+            "scope_not_granted",
+            f"Google refused the requested scope (invalid_scope): the token was never granted {SHEETS_SCOPE}. "
+            f"Re-consent with `{AUTH_COMMAND}` and tick the Google Sheets permission.",
+            {"http_status": status, "oauth_error": error},
+        )
+    if error in ("invalid_client", "unauthorized_client", "deleted_client"):
+        return CredentialsError(
+            "client_invalid",
+            f"Google rejected the OAuth client ({error}): it was deleted, or its secret was rotated. Download "
+            "the client-secrets JSON of a valid OAuth client (Google Cloud console > APIs & Services > "
+            f"Credentials) and re-consent with `{AUTH_COMMAND}`.",
+            {"http_status": status, "oauth_error": error},
+        )
+    if status in TRANSIENT_STATUSES or error in (
+        "internal_failure",
+        "server_error",
+        "temporarily_unavailable",
+    ):
+        return _transient(
+            f"The Google token endpoint answered HTTP {status}; Google is unavailable or rate-limiting.",
+            status,
+        )
+    return CredentialsError(
+        "reauth_required",
+        f"Google refused to refresh the token (HTTP {status}, error={str(error or 'none')[:60]}). "
+        f"Re-consent with `{AUTH_COMMAND}`; if it keeps failing, check the OAuth app in the Google Cloud console.",
+        {"http_status": status, "oauth_error": str(error or "none")[:60]},
+    )
+
+
+def _transient(what: str, status: int | None = None) -> CredentialsError:
+    return CredentialsError(
+        "transient",
+        f"{what} It was retried a few times and kept failing; the next scheduled run will try again. "
+        "If it persists, check the network and https://www.google.com/appsstatus.",
+        {"http_status": status if status is not None else "no response"},
+    )
+
+
+def _json_object(body: bytes | None) -> dict[str, Any]:
+    import json
+
+    try:
+        payload = json.loads(body or b"")
+    except ValueError:
+        return {}
+    return payload if isinstance(payload, dict) else {}

@@ -1,0 +1,167 @@
+"""One gspread client on refreshed credentials, pointed at ``JADA_SHEETS_API_URL``, with timeouts and a bounded retry.
+
+Only the low-level Sheets calls the port sheet needs are exposed, each counted in ``calls`` so an asset
+can report its Google API budget. Every failure comes out as a classified :class:`CredentialsError`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from jada_pipelines import settings
+from jada_pipelines.google_api.credentials import (
+    TRANSIENT_STATUSES,
+    CredentialVerdict,
+    GoogleConfig,
+    RetryPolicy,
+    _RecordingRequest,
+    _transient,
+    classify_token_response,
+)
+from jada_pipelines.google_api.errors import CredentialsError
+from jada_pipelines.google_api.tokens import AUTH_COMMAND
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from google.auth.credentials import Credentials
+
+
+class SheetsSession:
+    """Sheets API v4 calls through gspread's HTTP client, on credentials that have just been refreshed."""
+
+    def __init__(self, credentials: Credentials, config: GoogleConfig, verdict: CredentialVerdict):
+        import gspread
+        from google.auth.transport.requests import AuthorizedSession
+
+        self.verdict = verdict
+        self.calls = 0
+        self._retry: RetryPolicy = config.retry
+        # A 401 mid-run makes the session refresh again; record that answer too, so it is classified.
+        self._token_request = _RecordingRequest(config.timeout)
+        session = AuthorizedSession(credentials, auth_request=self._token_request)
+        if config.sheets_api_url.rstrip("/") != settings.DEFAULT_SHEETS_API_URL:
+            # gspread builds its URLs from module constants; an adapter redirects them without patching gspread.
+            session.mount(settings.DEFAULT_SHEETS_API_URL + "/", _redirect_adapter(config.sheets_api_url))
+        self._client = gspread.Client(auth=None, session=session)
+        self._client.set_timeout(config.timeout)
+        self._library_errors = _library_errors()
+
+    def metadata(self, spreadsheet_id: str) -> dict[str, Any]:
+        """Spreadsheet properties and each tab's properties (no cell data)."""
+        params = {"includeGridData": "false", "fields": "spreadsheetId,properties,sheets.properties"}
+        return self._call(
+            lambda http: http.fetch_sheet_metadata(spreadsheet_id, params=params), spreadsheet_id
+        )
+
+    def values_batch_get(
+        self, spreadsheet_id: str, ranges: Sequence[str], *, value_render_option: str = "UNFORMATTED_VALUE"
+    ) -> dict[str, Any]:
+        """``values:batchGet``: every range in one call."""
+        params = {"valueRenderOption": value_render_option}
+        return self._call(
+            lambda http: http.values_batch_get(spreadsheet_id, list(ranges), params=dict(params)),
+            spreadsheet_id,
+        )
+
+    def values_batch_update(self, spreadsheet_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """``values:batchUpdate`` with ``body`` as given (its ``valueInputOption`` decides RAW or USER_ENTERED)."""
+        return self._call(lambda http: http.values_batch_update(spreadsheet_id, body), spreadsheet_id)
+
+    def batch_update(self, spreadsheet_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """``spreadsheets:batchUpdate``: structural and cell requests, applied atomically by Google."""
+        return self._call(lambda http: http.batch_update(spreadsheet_id, body), spreadsheet_id)
+
+    def close(self) -> None:
+        self._client.http_client.session.close()
+        self._token_request.close()
+
+    def _call(self, fn: Callable[[Any], Any], spreadsheet_id: str) -> Any:
+        def attempt() -> Any:
+            try:
+                return fn(self._client.http_client)
+            except self._library_errors as exc:
+                error = self._classify(exc, spreadsheet_id)
+                error.metadata = {**self.verdict.metadata, **error.metadata}
+                raise error from None
+
+        return self._retry.call(attempt, on_attempt=self._count)
+
+    def _count(self) -> None:
+        self.calls += 1
+
+    def _classify(self, exc: Exception, spreadsheet_id: str) -> CredentialsError:
+        from google.auth.exceptions import GoogleAuthError
+        from gspread.exceptions import APIError
+
+        if isinstance(exc, APIError):
+            # gspread reports code -1 for a non-JSON body (an HTML 502), so take the status from the response.
+            return classify_api_error(exc.response.status_code, exc.error, spreadsheet_id)
+        if isinstance(exc, GoogleAuthError):
+            return classify_token_response(self._token_request.status, self._token_request.body)
+        return _transient("The Google Sheets API could not be reached (connection failed or timed out).")
+
+
+def _library_errors() -> tuple[type[Exception], ...]:
+    """What gspread, google-auth and requests raise for a failed call; anything else is a bug and propagates."""
+    import requests
+    from google.auth.exceptions import RefreshError, TransportError
+    from gspread.exceptions import APIError
+
+    return (APIError, RefreshError, TransportError, requests.ConnectionError, requests.Timeout)
+
+
+def classify_api_error(status: int, error: Any, spreadsheet_id: str) -> CredentialsError:
+    """The failure class of a Sheets API error (``error`` is Google's ``{"code", "message", "status"}``)."""
+    # gspread fills ``error`` with a made-up body (code -1) when Google's answer was not JSON.
+    error = (
+        error if isinstance(error, dict) and error.get("code") == status else {"status": "no JSON error body"}
+    )
+    reasons = {d.get("reason") for d in error.get("details", []) if isinstance(d, dict)}
+    if status in TRANSIENT_STATUSES:
+        return _transient(
+            f"The Google Sheets API answered HTTP {status} ({error.get('status', 'no JSON body')}).", status
+        )
+    if status == 403 and "ACCESS_TOKEN_SCOPE_INSUFFICIENT" in reasons:
+        return CredentialsError(
+            "scope_not_granted",
+            "The Google Sheets API says the token lacks the scope this call needs (HTTP 403, "
+            f"ACCESS_TOKEN_SCOPE_INSUFFICIENT). Re-consent with `{AUTH_COMMAND}` and tick the Google Sheets "
+            "permission on the consent page.",
+            {"http_status": status, "api_status": "PERMISSION_DENIED"},
+        )
+    if status in (403, 404):
+        return CredentialsError(
+            "sheet_access",
+            f"The Google account cannot open spreadsheet {spreadsheet_id} (HTTP {status} "
+            f"{error.get('status', '')}). Check JADA_PORT_SHEET_ID, and share the sheet (Editor) with the "
+            "account the token belongs to, or with the service account's client_email.",
+            {"http_status": status, "api_status": str(error.get("status", ""))},
+        )
+    if status == 401:
+        return CredentialsError(
+            "token_revoked",
+            "The Google Sheets API rejected the access token even after a refresh (HTTP 401). "
+            f"Re-consent with `{AUTH_COMMAND}`.",
+            {"http_status": status, "api_status": str(error.get("status", ""))},
+        )
+    # Google's message for a 400 names the bad range or field, which is the useful part.
+    return CredentialsError(
+        "sheet_access",
+        f"The Google Sheets API refused the request on spreadsheet {spreadsheet_id} (HTTP {status} "
+        f"{error.get('status', '')}: {str(error.get('message', ''))[:200]}). Check JADA_PORT_SHEET_TAB and "
+        "JADA_PORT_SHEET_ID name an existing tab of that spreadsheet.",
+        {"http_status": status, "api_status": str(error.get("status", ""))},
+    )
+
+
+def _redirect_adapter(base_url: str) -> Any:
+    """A requests adapter that sends ``https://sheets.googleapis.com/...`` to ``base_url`` instead."""
+    from requests.adapters import HTTPAdapter
+
+    class RedirectAdapter(HTTPAdapter):
+        def send(self, request, **kwargs):  # type: ignore[no-untyped-def]
+            request.url = base_url.rstrip("/") + request.url[len(settings.DEFAULT_SHEETS_API_URL) :]
+            return super().send(request, **kwargs)
+
+    return RedirectAdapter()
