@@ -1,0 +1,110 @@
+"""The metrics sensor lands the queue and token figures in CloudWatch every minute, with an Env dimension,
+counts each turn-capped session once, and says why it does nothing when no namespace is set."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import boto3
+import dagster as dg
+import pytest
+
+from jada_pipelines.agents.queue import open_queue
+from jada_pipelines.health.metrics_definitions import cloudwatch_metrics_sensor
+
+NAMESPACE = "JadaTest"
+LEASE = 600
+
+
+def _tick(instance, cursor=None):
+    return cloudwatch_metrics_sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor))
+
+
+def _latest(metric: str, env: str) -> float | None:
+    now = datetime.now(UTC)
+    points = boto3.client("cloudwatch").get_metric_statistics(
+        Namespace=NAMESPACE,
+        MetricName=metric,
+        Dimensions=[{"Name": "Env", "Value": env}],
+        StartTime=now - timedelta(minutes=10),
+        EndTime=now + timedelta(minutes=1),
+        Period=60,
+        Statistics=["Maximum"],
+    )["Datapoints"]
+    return max(point["Maximum"] for point in points) if points else None
+
+
+@pytest.fixture
+def busy_queue():
+    """Two waiting tasks, one live session, one dead letter and one session that just hit its turn cap."""
+    queue = open_queue()
+    for task_id in ("capped", "dead", "live", "waiting-1", "waiting-2"):
+        queue.enqueue(
+            task_id,
+            "x",
+            max_attempts=1 if task_id == "dead" else 3,
+            priority=-1 if "waiting" in task_id else 0,
+        )
+    leases = {
+        lease.task_id: lease for lease in (queue.claim(worker="w", lease_seconds=LEASE) for _ in range(3))
+    }
+    queue.complete(
+        leases["capped"], outcome="incomplete", turns=30, cost_usd=0.4, summary="half", handoff={"next": "y"}
+    )
+    queue.fail(leases["dead"], error="boom", retryable=True)
+    return queue
+
+
+def test_without_a_namespace_the_sensor_skips_and_says_which_variable_to_set(aws):
+    with dg.instance_for_test() as instance:
+        result = _tick(instance)
+
+    assert "JADA_CLOUDWATCH_NAMESPACE is not set" in result.skip_message
+    assert boto3.client("cloudwatch").list_metrics()["Metrics"] == []
+
+
+def test_the_queue_and_token_figures_land_in_cloudwatch_with_the_env_dimension(
+    aws, busy_queue, google_token_file, monkeypatch
+):
+    monkeypatch.setenv("JADA_CLOUDWATCH_NAMESPACE", NAMESPACE)
+    monkeypatch.setenv("JADA_ENV", "prod")
+    with dg.instance_for_test() as instance:
+        result = _tick(instance)
+
+    assert result.skip_message.startswith(f"Published to CloudWatch namespace {NAMESPACE}")
+    figures = {
+        name: _latest(name, "prod")
+        for name in ("QueueDepth", "LiveSessions", "DeadLetters", "TurnCapSessions", "GoogleCredentialsOk")
+    }
+    # QueueDepth counts the two waiting tasks and the turn-capped one, which is claimable again.
+    assert figures == {
+        "QueueDepth": 3,
+        "LiveSessions": 1,
+        "DeadLetters": 1,
+        "TurnCapSessions": 1,
+        "GoogleCredentialsOk": 1,
+    }
+    assert _latest("OldestQueuedAgeSeconds", "prod") >= 0
+    assert 0 <= _latest("GoogleTokenAgeDays", "prod") < 1  # the fixture consented just now
+    assert _latest("QueueDepth", "dev") is None
+
+
+def test_a_turn_capped_session_is_counted_in_one_tick_only(aws, busy_queue, monkeypatch):
+    monkeypatch.setenv("JADA_CLOUDWATCH_NAMESPACE", NAMESPACE)
+    with dg.instance_for_test() as instance:
+        first = _tick(instance)
+        second = _tick(instance, cursor=first.cursor)
+
+    assert "TurnCapSessions=1" in first.skip_message
+    assert "TurnCapSessions=0" in second.skip_message
+    assert float(second.cursor) >= float(first.cursor)
+
+
+def test_without_google_credentials_no_token_metric_is_sent(aws, busy_queue, monkeypatch):
+    monkeypatch.setenv("JADA_CLOUDWATCH_NAMESPACE", NAMESPACE)
+    with dg.instance_for_test() as instance:
+        result = _tick(instance)
+
+    assert "Google" not in result.skip_message
+    assert _latest("GoogleCredentialsOk", "dev") is None
+    assert _latest("LiveSessions", "dev") == 1
