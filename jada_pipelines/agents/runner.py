@@ -1,0 +1,411 @@
+"""One Claude session: a tool-use loop with the ``anthropic`` SDK, capped at ``max_turns`` model calls.
+
+Plain Python, no Dagster. What the loop does with each ``stop_reason``:
+- ``tool_use``: run every tool call in the working directory and send the results back (matching ids).
+- ``pause_turn``: send the conversation back as it is so the model carries on (counted as a turn).
+- ``max_tokens``: answer any tool calls, then ask the model to continue.
+- ``end_turn`` / ``stop_sequence``: ``done``; the final text is the summary.
+- ``refusal``: ``refused``, a dead letter for a person (the category and explanation go in the error).
+- ``model_context_window_exceeded``: ``incomplete``, with a handoff built from what the session touched
+  (asking the model for one would overflow the same window).
+Reaching the turn cap is an outcome, not a crash: pending tool calls are answered "not executed", then one
+extra call, not counted and with ``tool_choice: none``, asks for a JSON handoff; the outcome is
+``incomplete``. API errors left after the SDK's own retries: 400/401/403/404/413/422 are permanent
+(``failed``), 429/5xx/529 and network errors are ``transient``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from jada_pipelines import settings
+from jada_pipelines.agents.prices import Usage, cost_usd, price_for
+from jada_pipelines.agents.tools import Toolbox, ToolResult
+
+if TYPE_CHECKING:
+    import anthropic
+
+# The model is told this many calls before the cap that it should finish or prepare a handoff.
+WARN_TURNS_BEFORE_CAP = 3
+DEFAULT_MAX_TOKENS = 8192
+DEFAULT_API_TIMEOUT_S = 300.0
+HANDOFF_KEYS = ("done", "next_steps", "failed_approaches", "files_touched")
+# Statuses the API will not accept again however often it is retried.
+PERMANENT_STATUSES = {400, 401, 403, 404, 413, 422}
+SYSTEM_PROMPT = (
+    "You are an autonomous software engineer working on one task in the working directory {workdir}. "
+    "Use the bash tool and the text editor to inspect and change files there. Each bash command runs in a "
+    "fresh shell started in that directory. Work in small verified steps. When the task is finished, reply "
+    "with a short summary of what you did and how you checked it."
+)
+HANDOFF_REQUEST = (
+    "You have reached this session's turn cap; no more tools will run. A fresh session will continue the task "
+    "from your handoff. Reply with only a JSON object with these keys: "
+    '"done" (list of what is finished), "next_steps" (list, in order), "failed_approaches" (list of what did '
+    'not work and why), "files_touched" (list of paths).'
+)
+
+
+def turn_cap_warning(turns_left: int) -> str:
+    return (
+        f"Note: {turns_left} model calls remain before this session's turn cap. Finish the task if you can; "
+        "otherwise get to a clean state and be ready to write a handoff for the next session."
+    )
+
+
+def first_message(prompt: str, handoff: dict | None, attempt: int) -> str:
+    """The task prompt, followed by the previous attempt's handoff when there is one."""
+    if not handoff:
+        return prompt
+    return (
+        f"{prompt}\n\n---\nThis is attempt {attempt}. An earlier session on this task reached its turn cap and "
+        "left this handoff. Continue from it rather than starting over:\n"
+        f"```json\n{json.dumps(handoff, indent=2)}\n```"
+    )
+
+
+@dataclass(frozen=True)
+class SessionSpec:
+    task_id: str
+    attempt: int
+    prompt: str
+    workdir: Path
+    max_turns: int
+    model: str
+    handoff: dict | None = None
+    max_tokens: int = DEFAULT_MAX_TOKENS
+
+
+@dataclass
+class SessionResult:
+    outcome: str  # done | incomplete | failed | transient | refused | lost
+    stop_reason: str | None
+    turns: int
+    usage: Usage
+    cost_usd: float
+    duration_s: float
+    api_retries: int
+    request_ids: list[str]
+    transcript_path: Path
+    summary: str | None = None
+    handoff: dict | None = None
+    error: str | None = None
+    status_code: int | None = None
+
+
+class SessionError(Exception):
+    """The API call failed for good; ``outcome`` is ``failed`` (permanent) or ``transient``."""
+
+    def __init__(self, outcome: str, message: str, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+        self.status_code = status_code
+
+
+def default_workdir(task_id: str) -> Path:
+    return settings.data_dir() / "workdirs" / task_id
+
+
+def transcript_path(task_id: str, attempt: int) -> Path:
+    return settings.data_dir() / "transcripts" / task_id / f"attempt-{attempt}.jsonl"
+
+
+def require_api_credentials() -> None:
+    if not (settings.env("ANTHROPIC_API_KEY") or settings.env("ANTHROPIC_AUTH_TOKEN")):
+        raise settings.ConfigError(
+            "ANTHROPIC_API_KEY is not set: put your Claude API key in it (in .env for `make dev`) "
+            "before agent sessions can run."
+        )
+
+
+@dataclass
+class RetryCounter:
+    """Counts the SDK's retries: every retried request carries ``x-stainless-retry-count`` > 0."""
+
+    retries: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(self, request) -> None:
+        if request.headers.get("x-stainless-retry-count", "0") != "0":
+            with self._lock:
+                self.retries += 1
+
+
+def build_client(*, max_retries: int, timeout_s: float, retry_counter: RetryCounter) -> anthropic.Anthropic:
+    """The SDK client; it reads ANTHROPIC_API_KEY (or ANTHROPIC_AUTH_TOKEN) and ANTHROPIC_BASE_URL itself."""
+    import anthropic
+
+    require_api_credentials()
+    http_client = anthropic.DefaultHttpxClient(event_hooks={"request": [retry_counter]})
+    return anthropic.Anthropic(max_retries=max_retries, timeout=timeout_s, http_client=http_client)
+
+
+class Transcript:
+    """The session as JSON lines: every request's new messages, every reply, tool result and the outcome."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = path.open("w")
+
+    def write(self, kind: str, **data) -> None:
+        self._file.write(json.dumps({"ts": time.time(), "kind": kind, **data}, default=str) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def parse_handoff(text: str, files_touched: list[str]) -> dict:
+    """The JSON handoff from the model's reply; a reply that is not JSON is kept as ``notes``."""
+    start, end = text.find("{"), text.rfind("}")
+    parsed = None
+    if start != -1 and end > start:
+        try:
+            parsed = json.loads(text[start : end + 1])
+        except ValueError:
+            parsed = None
+    handoff = {key: [] for key in HANDOFF_KEYS}
+    if isinstance(parsed, dict):
+        handoff.update({key: parsed[key] for key in HANDOFF_KEYS if isinstance(parsed.get(key), list)})
+    elif text.strip():
+        handoff["notes"] = text.strip()
+    # Files the editor really changed are facts; the model's own list may forget some.
+    handoff["files_touched"] = list(dict.fromkeys([*handoff["files_touched"], *files_touched]))
+    return handoff
+
+
+def _text_of(content) -> str:
+    return "\n".join(block.text for block in content if block.type == "text").strip()
+
+
+class ClaudeSession:
+    """Runs one attempt of one task. ``stop`` is set from outside (lease lost) to end the session early."""
+
+    def __init__(
+        self,
+        spec: SessionSpec,
+        *,
+        client: anthropic.Anthropic,
+        toolbox: Toolbox,
+        transcript: Transcript,
+        retry_counter: RetryCounter | None = None,
+    ) -> None:
+        price_for(spec.model)  # an unpriced model fails before any money is spent
+        self.spec = spec
+        self.client = client
+        self.toolbox = toolbox
+        self.transcript = transcript
+        self.retry_counter = retry_counter or RetryCounter()
+        self.usage = Usage()
+        self.request_ids: list[str] = []
+        self.turns = 0
+        self.messages: list[dict] = [
+            {"role": "user", "content": first_message(spec.prompt, spec.handoff, spec.attempt)}
+        ]
+        self.system = SYSTEM_PROMPT.format(workdir=toolbox.workdir)
+        self.tools = toolbox.definitions()
+
+    @property
+    def stop(self) -> threading.Event:
+        return self.toolbox.stop
+
+    def run(self) -> SessionResult:
+        started = time.monotonic()
+        self.transcript.write(
+            "start", task_id=self.spec.task_id, attempt=self.spec.attempt, model=self.spec.model
+        )
+        try:
+            result = self._loop()
+        except SessionError as exc:
+            result = self._result(exc.outcome, None, error=str(exc), status_code=exc.status_code)
+        result.duration_s = time.monotonic() - started
+        self.transcript.write(
+            "outcome",
+            outcome=result.outcome,
+            stop_reason=result.stop_reason,
+            turns=result.turns,
+            error=result.error,
+            handoff=result.handoff,
+            cost_usd=result.cost_usd,
+        )
+        self.transcript.close()
+        return result
+
+    def _result(self, outcome: str, stop_reason: str | None, **extra) -> SessionResult:
+        return SessionResult(
+            outcome=outcome,
+            stop_reason=stop_reason,
+            turns=self.turns,
+            usage=self.usage,
+            cost_usd=cost_usd(self.spec.model, self.usage),
+            duration_s=0.0,
+            api_retries=self.retry_counter.retries,
+            request_ids=self.request_ids,
+            transcript_path=self.transcript.path,
+            **extra,
+        )
+
+    def _loop(self) -> SessionResult:
+        while True:
+            if self.stop.is_set():
+                return self._result(
+                    "lost", None, error="the session was stopped: its lease was lost or withdrawn"
+                )
+            reply = self._call()
+            self.turns += 1
+            stop_reason = reply.stop_reason
+            if stop_reason in ("end_turn", "stop_sequence"):
+                return self._result("done", stop_reason, summary=_text_of(reply.content) or None)
+            if stop_reason == "refusal":
+                details = reply.stop_details
+                reason = f"{details.category}: {details.explanation}" if details else "no details given"
+                return self._result("refused", stop_reason, error=f"the model refused the task ({reason})")
+            if stop_reason == "model_context_window_exceeded":
+                handoff = parse_handoff("", self.toolbox.files_touched)
+                handoff["notes"] = "The context window filled up; start a fresh session from this handoff."
+                return self._result("incomplete", stop_reason, handoff=handoff)
+            if stop_reason not in ("tool_use", "pause_turn", "max_tokens"):
+                return self._result("failed", stop_reason, error=f"unexpected stop_reason {stop_reason!r}")
+            if self.turns >= self.spec.max_turns:
+                return self._hand_off(reply)
+            self._continue_after(reply)
+
+    def _continue_after(self, reply) -> None:
+        """Add the user message that lets the model carry on after a tool_use, pause_turn or max_tokens."""
+        content = [self._run_tool(block) for block in reply.content if block.type == "tool_use"]
+        if reply.stop_reason == "max_tokens":
+            content.append(
+                {"type": "text", "text": "Your reply was cut off at max_tokens; continue from there."}
+            )
+        turns_left = self.spec.max_turns - self.turns
+        if turns_left == WARN_TURNS_BEFORE_CAP:
+            content.append({"type": "text", "text": turn_cap_warning(turns_left)})
+        if content:  # a pause_turn is resumed by sending the conversation back as it is
+            self.messages.append({"role": "user", "content": content})
+
+    def _run_tool(self, block) -> dict:
+        if self.stop.is_set():
+            outcome = ToolResult("not executed: the session was stopped", is_error=True)
+        else:
+            outcome = self.toolbox.run(block.name, dict(block.input))
+        self.transcript.write(
+            "tool_result",
+            tool_use_id=block.id,
+            name=block.name,
+            is_error=outcome.is_error,
+            content=outcome.content,
+        )
+        return {
+            "type": "tool_result",
+            "tool_use_id": block.id,
+            "content": outcome.content,
+            "is_error": outcome.is_error,
+        }
+
+    def _hand_off(self, reply) -> SessionResult:
+        """At the cap: answer pending tool calls as not executed, then one uncounted call for a JSON handoff."""
+        content = [
+            {
+                "type": "tool_result",
+                "tool_use_id": block.id,
+                "content": "not executed: the turn cap was reached",
+                "is_error": True,
+            }
+            for block in reply.content
+            if block.type == "tool_use"
+        ]
+        content.append({"type": "text", "text": HANDOFF_REQUEST})
+        self.messages.append({"role": "user", "content": content})
+        try:
+            # tool_choice none rather than no tools: the history holds tool_use blocks, which need the tool list.
+            final = self._call(tool_choice={"type": "none"})
+            handoff = parse_handoff(_text_of(final.content), self.toolbox.files_touched)
+            error = None
+        except SessionError as exc:
+            handoff = parse_handoff("", self.toolbox.files_touched)
+            error = f"the handoff call failed: {exc}"
+        return self._result("incomplete", reply.stop_reason, handoff=handoff, error=error)
+
+    def _call(self, **extra):
+        """One Messages API call, recorded in the transcript; API errors become SessionError."""
+        import anthropic
+
+        self.transcript.write("request", turn=self.turns + 1, last_message=self.messages[-1], **extra)
+        try:
+            reply = self.client.messages.create(
+                model=self.spec.model,
+                max_tokens=self.spec.max_tokens,
+                system=self.system,
+                tools=self.tools,
+                messages=self.messages,
+                # Automatic caching: the breakpoint moves forward with the conversation, so each call re-reads
+                # the previous calls' prefix from the cache instead of paying for it again.
+                cache_control={"type": "ephemeral"},
+                **extra,
+            )
+        except anthropic.APIStatusError as exc:
+            self.request_ids.append(exc.request_id or "")
+            outcome = "failed" if exc.status_code in PERMANENT_STATUSES else "transient"
+            kind = (
+                (exc.body or {}).get("error", {}).get("type", "error")
+                if isinstance(exc.body, dict)
+                else "error"
+            )
+            message = (
+                f"Anthropic API {exc.status_code} {kind} (request {exc.request_id}): {_error_message(exc)}"
+            )
+            self.transcript.write("error", status=exc.status_code, message=message)
+            raise SessionError(outcome, message, exc.status_code) from None
+        except anthropic.APIConnectionError as exc:
+            message = f"could not reach the Anthropic API ({type(exc).__name__}): {exc}"
+            self.transcript.write("error", message=message)
+            raise SessionError("transient", message) from None
+        self.request_ids.append(reply._request_id or "")
+        self.usage.add(reply.usage)
+        self.messages.append(reply.to_param())
+        self.transcript.write(
+            "reply",
+            stop_reason=reply.stop_reason,
+            content=[block.to_dict() for block in reply.content],
+            usage=reply.usage.to_dict(),
+            request_id=reply._request_id,
+        )
+        return reply
+
+
+def _error_message(exc) -> str:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    return str((body.get("error") or {}).get("message") or exc.message)
+
+
+def run_session(
+    spec: SessionSpec,
+    *,
+    stop: threading.Event | None = None,
+    max_retries: int = 2,
+    api_timeout_s: float = DEFAULT_API_TIMEOUT_S,
+    command_timeout_s: float | None = None,
+) -> SessionResult:
+    """Build the client, toolbox and transcript for ``spec`` and run the session to its outcome."""
+    retry_counter = RetryCounter()
+    client = build_client(max_retries=max_retries, timeout_s=api_timeout_s, retry_counter=retry_counter)
+    toolbox = Toolbox(spec.workdir, stop=stop or threading.Event())
+    if command_timeout_s is not None:
+        toolbox.command_timeout_s = command_timeout_s
+    try:
+        session = ClaudeSession(
+            spec,
+            client=client,
+            toolbox=toolbox,
+            transcript=Transcript(transcript_path(spec.task_id, spec.attempt)),
+            retry_counter=retry_counter,
+        )
+        return session.run()
+    finally:
+        client.close()

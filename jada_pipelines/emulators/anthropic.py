@@ -1,0 +1,311 @@
+"""A LOCAL STAND-IN for the Anthropic Messages API, on 127.0.0.1. It is not Claude and runs no model.
+
+The real ``anthropic`` SDK reaches it through ``ANTHROPIC_BASE_URL`` (SDK 2.x sends through httpx2, which
+respx cannot intercept, so a real local server is the faithful way to test). It answers ``POST /v1/messages``
+(query strings such as ``?beta=true`` are ignored) with the documented response shape: a ``request-id``
+header, ``usage`` in every reply, and errors as ``{"type": "error", "error": {"type", "message"},
+"request_id"}`` with ``retry-after`` / ``retry-after-ms`` where the API sends them. It accepts either
+``x-api-key`` or ``Authorization: Bearer`` and records every request.
+
+Tests script the replies in order (``emulator.script(tool_use(...), end_turn("done"))``). With nothing
+scripted it plays a small demo agent chosen by a marker in the task's first user message:
+- ``[demo:turn-cap]``: always asks to run a harmless ``echo``, so the session reaches its turn cap;
+- ``[demo:refuse]``: refuses (``stop_reason: refusal``);
+- anything else: one to three ``echo`` tool calls, then ``end_turn`` with a short summary.
+A request without tools (the handoff call) gets a JSON handoff back.
+
+    emulator = AnthropicEmulator(delay_s=0.5)
+    os.environ["ANTHROPIC_BASE_URL"] = emulator.start()
+    emulator.script(tool_use("bash", {"command": "ls"}), end_turn("All done."))
+    ...
+    emulator.requests[0].body["cache_control"]
+    emulator.stop()
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+MESSAGES_PATH = "/v1/messages"
+DEFAULT_USAGE = {
+    "input_tokens": 100,
+    "output_tokens": 20,
+    "cache_creation_input_tokens": 0,
+    "cache_read_input_tokens": 0,
+}
+# The error "type" the API documents for each status.
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
+}
+DEMO_TURN_CAP = "[demo:turn-cap]"
+DEMO_REFUSE = "[demo:refuse]"
+_ids = itertools.count(1)
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}_emu{next(_ids):08d}"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One scripted answer: a message (``content`` + ``stop_reason``) or an error (``status`` >= 400)."""
+
+    status: int = 200
+    content: tuple[dict, ...] = ()
+    stop_reason: str | None = "end_turn"
+    stop_details: dict | None = None
+    usage: dict = field(default_factory=lambda: dict(DEFAULT_USAGE))
+    error_message: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def end_turn(text: str = "Done.", *, usage: dict | None = None) -> Reply:
+    return Reply(
+        content=({"type": "text", "text": text},), stop_reason="end_turn", usage=usage or dict(DEFAULT_USAGE)
+    )
+
+
+def tool_use(
+    name: str = "bash", tool_input: dict | None = None, *, text: str | None = None, usage: dict | None = None
+) -> Reply:
+    """One tool call (``bash`` ``echo`` by default), optionally after some text."""
+    block = {
+        "type": "tool_use",
+        "id": _new_id("toolu"),
+        "name": name,
+        "input": tool_input or {"command": "echo ok"},
+    }
+    content = ({"type": "text", "text": text}, block) if text else (block,)
+    return Reply(content=content, stop_reason="tool_use", usage=usage or dict(DEFAULT_USAGE))
+
+
+def tool_uses(*calls: tuple[str, dict], usage: dict | None = None) -> Reply:
+    """Several tool calls in one reply: ``tool_uses(("bash", {...}), ("str_replace_based_edit_tool", {...}))``."""
+    content = tuple(
+        {"type": "tool_use", "id": _new_id("toolu"), "name": name, "input": args} for name, args in calls
+    )
+    return Reply(content=content, stop_reason="tool_use", usage=usage or dict(DEFAULT_USAGE))
+
+
+def pause_turn(text: str = "Still working…") -> Reply:
+    return Reply(content=({"type": "text", "text": text},), stop_reason="pause_turn")
+
+
+def max_tokens(text: str = "The answer was cut") -> Reply:
+    return Reply(content=({"type": "text", "text": text},), stop_reason="max_tokens")
+
+
+def refusal(category: str = "cyber", explanation: str = "This request could enable harm.") -> Reply:
+    return Reply(
+        content=(),
+        stop_reason="refusal",
+        stop_details={"type": "refusal", "category": category, "explanation": explanation},
+    )
+
+
+def context_window_exceeded(text: str = "") -> Reply:
+    content = ({"type": "text", "text": text},) if text else ()
+    return Reply(content=content, stop_reason="model_context_window_exceeded")
+
+
+def api_error(
+    status: int,
+    message: str | None = None,
+    *,
+    retry_after: int | None = None,
+    retry_after_ms: int | None = None,
+    should_retry: bool | None = None,
+) -> Reply:
+    """An error answer shaped as the API documents it. ``retry_after_ms=1`` keeps SDK retries fast in tests."""
+    headers = {}
+    if retry_after is not None:
+        headers["retry-after"] = str(retry_after)
+    if retry_after_ms is not None:
+        headers["retry-after-ms"] = str(retry_after_ms)
+    if should_retry is not None:
+        headers["x-should-retry"] = "true" if should_retry else "false"
+    return Reply(
+        status=status,
+        stop_reason=None,
+        error_message=message or f"emulated {ERROR_TYPES.get(status, 'api_error')}",
+        headers=headers,
+    )
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    path: str
+    headers: dict[str, str]
+    body: dict
+    request_id: str
+    status: int
+
+
+def _first_user_text(body: dict) -> str:
+    messages = body.get("messages") or [{}]
+    content = messages[0].get("content", "")
+    if isinstance(content, str):
+        return content
+    return " ".join(block.get("text", "") for block in content if isinstance(block, dict))
+
+
+def demo_reply(body: dict) -> Reply:
+    """The script-less behaviour used by ``make demo`` (see the module docstring)."""
+    prompt = _first_user_text(body)
+    if not body.get("tools") or (body.get("tool_choice") or {}).get("type") == "none":
+        handoff = {
+            "done": ["ran the demo echo commands"],
+            "next_steps": ["continue the demo task"],
+            "failed_approaches": [],
+            "files_touched": [],
+        }
+        return end_turn(json.dumps(handoff))
+    if DEMO_REFUSE in prompt:
+        return refusal("general_harms", "The emulator refuses tasks marked [demo:refuse].")
+    calls_so_far = sum(1 for message in body.get("messages", []) if message.get("role") == "assistant")
+    wanted = 1 if DEMO_TURN_CAP in prompt else 1 + zlib.crc32(prompt.encode()) % 3
+    if DEMO_TURN_CAP in prompt or calls_so_far < wanted:
+        return tool_use("bash", {"command": f"echo 'demo step {calls_so_far + 1}'"}, text="Working on it.")
+    return end_turn(f"Demo task finished after {calls_so_far} tool calls (local emulator, no model).")
+
+
+class AnthropicEmulator:
+    """A local stand-in for the Messages API: scripted or demo replies, recorded requests, a fixed delay."""
+
+    def __init__(self, *, delay_s: float = 0.0, port: int = 0) -> None:
+        self.delay_s = delay_s
+        self._port = port
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._script: list[Reply] = []
+        self.requests: list[RecordedRequest] = []
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._port}"
+
+    def start(self) -> str:
+        """Listen on 127.0.0.1 and return the base URL to put in ``ANTHROPIC_BASE_URL``."""
+        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), self._handler_class())
+        self._server.daemon_threads = True
+        self._port = self._server.server_address[1]
+        # A short poll interval makes stop() quick; the default 0.5 s adds up over a test suite.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self.base_url
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+        self._server = self._thread = None
+
+    def script(self, *replies: Reply) -> None:
+        """Answer the next requests with these replies, in order; afterwards the demo behaviour applies."""
+        with self._lock:
+            self._script.extend(replies)
+
+    @property
+    def message_requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return [r for r in self.requests if r.path == MESSAGES_PATH]
+
+    def _answer(self, path: str, headers: dict[str, str], body: dict) -> tuple[Reply, str]:
+        with self._lock:
+            if not _authenticated(headers):
+                reply = api_error(401, "x-api-key header or Authorization: Bearer is required")
+            elif path != MESSAGES_PATH:
+                reply = api_error(404, f"Not found: {path}")
+            elif self._script:
+                reply = self._script.pop(0)
+            else:
+                reply = None
+            request_id = _new_id("req")
+            if reply is None:
+                reply = demo_reply(body)
+            self.requests.append(RecordedRequest(path, headers, body, request_id, reply.status))
+        return reply, request_id
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        emulator = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                try:
+                    body = json.loads(raw or b"{}")
+                except ValueError:
+                    body = None
+                path = self.path.split("?", 1)[0]
+                if body is None:
+                    reply, request_id = api_error(400, "The request body is not valid JSON."), _new_id("req")
+                else:
+                    headers = {name.lower(): value for name, value in self.headers.items()}
+                    reply, request_id = emulator._answer(path, headers, body)
+                if emulator.delay_s:
+                    time.sleep(emulator.delay_s)
+                self._send(reply, request_id, (body or {}).get("model", "claude-emulated"))
+
+            def _send(self, reply: Reply, request_id: str, model: str) -> None:
+                payload = (
+                    _error_body(reply, request_id) if reply.status >= 400 else _message_body(reply, model)
+                )
+                data = json.dumps(payload).encode()
+                self.send_response(reply.status)
+                self.send_header("content-type", "application/json")
+                self.send_header("request-id", request_id)
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format, *args):  # keep test output clean
+                return
+
+        return Handler
+
+
+def _authenticated(headers: dict[str, str]) -> bool:
+    return bool(headers.get("x-api-key") or headers.get("authorization", "").startswith("Bearer "))
+
+
+def _message_body(reply: Reply, model: str) -> dict:
+    return {
+        "id": _new_id("msg"),
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": list(reply.content),
+        "stop_reason": reply.stop_reason,
+        "stop_details": reply.stop_details,
+        "stop_sequence": None,
+        "usage": reply.usage,
+    }
+
+
+def _error_body(reply: Reply, request_id: str) -> dict:
+    error_type = ERROR_TYPES.get(reply.status, "api_error")
+    return {
+        "type": "error",
+        "error": {"type": error_type, "message": reply.error_message},
+        "request_id": request_id,
+    }
