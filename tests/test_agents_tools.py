@@ -1,0 +1,95 @@
+"""The session's bash and editor tools stay in the task's working directory, never see secrets, and are
+bounded in time and output."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from jada_pipelines.agents.tools import Toolbox
+
+
+@pytest.fixture
+def toolbox(tmp_path):
+    return Toolbox(tmp_path / "work", command_timeout_s=1, output_limit=200)
+
+
+def test_bash_commands_do_not_see_the_api_key_or_google_and_cloud_secrets(tmp_path, monkeypatch):
+    secrets = {
+        "ANTHROPIC_API_KEY": "sk-ant-secret",
+        "JADA_GOOGLE_TOKEN_FILE": "/secret/token.json",
+        "GOOGLE_APPLICATION_CREDENTIALS": "/secret/sa.json",
+        "SLACK_WEBHOOK_URL": "https://hooks.example/secret",
+        "AWS_SECRET_ACCESS_KEY": "aws-secret",
+    }
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    toolbox = Toolbox(tmp_path / "work")  # the default output cap: the whole environment is shown
+    result = toolbox.bash({"command": "env"})
+    assert not result.is_error
+    for name, value in secrets.items():
+        assert name not in result.content and value not in result.content
+    assert f"HOME={toolbox.workdir}" in result.content
+
+
+def test_bash_starts_in_the_working_directory(toolbox):
+    assert toolbox.bash({"command": "pwd"}).content.strip() == str(toolbox.workdir)
+
+
+def test_a_command_past_its_timeout_is_killed_with_everything_it_started(toolbox):
+    result = toolbox.bash({"command": "sleep 30 & sleep 30; echo never"})
+    assert result.is_error and "1 s command timeout" in result.content
+    assert "never" not in result.content
+
+
+def test_a_stopped_session_kills_the_running_command(tmp_path):
+    stop = threading.Event()
+    toolbox = Toolbox(tmp_path / "work", command_timeout_s=60, stop=stop)
+    threading.Timer(0.2, stop.set).start()
+    result = toolbox.bash({"command": "sleep 30"})
+    assert result.is_error and "session was stopped" in result.content
+
+
+def test_long_output_is_cut_to_the_cap(toolbox):
+    result = toolbox.bash({"command": "seq 1 10000"})
+    assert len(result.content) < 300 and "characters cut" in result.content
+
+
+def test_a_failing_command_reports_its_exit_code(toolbox):
+    result = toolbox.bash({"command": "echo oops; exit 3"})
+    assert result.is_error and result.content == "oops\n\n[exit code 3]"
+
+
+def test_the_editor_creates_views_replaces_and_inserts(toolbox):
+    assert not toolbox.edit({"command": "create", "path": "src/a.py", "file_text": "one\ntwo\n"}).is_error
+    assert not toolbox.edit(
+        {"command": "str_replace", "path": "src/a.py", "old_str": "two", "new_str": "2"}
+    ).is_error
+    assert not toolbox.edit(
+        {"command": "insert", "path": "src/a.py", "insert_line": 1, "insert_text": "1.5"}
+    ).is_error
+    view = toolbox.edit({"command": "view", "path": str(toolbox.workdir / "src/a.py")})
+    assert view.content == "     1\tone\n     2\t1.5\n     3\t2"
+    assert toolbox.edit({"command": "view", "path": "."}).content == "src\nsrc/a.py"
+    assert toolbox.files_touched == ["src/a.py"]
+
+
+def test_the_editor_refuses_paths_outside_the_working_directory(toolbox, tmp_path):
+    (tmp_path / "outside.txt").write_text("secret")
+    for path in ("../outside.txt", str(tmp_path / "outside.txt"), "/etc/passwd"):
+        result = toolbox.edit({"command": "view", "path": path})
+        assert result.is_error and "outside the working directory" in result.content
+    (toolbox.workdir / "link").symlink_to(tmp_path / "outside.txt")
+    assert toolbox.edit({"command": "view", "path": "link"}).is_error
+
+
+def test_an_ambiguous_replacement_is_an_error_that_changes_nothing(toolbox):
+    toolbox.edit({"command": "create", "path": "a.txt", "file_text": "x x"})
+    result = toolbox.edit({"command": "str_replace", "path": "a.txt", "old_str": "x", "new_str": "y"})
+    assert result.is_error and "2 times" in result.content
+    assert (toolbox.workdir / "a.txt").read_text() == "x x"
+
+
+def test_an_unknown_tool_is_an_error_result_not_a_crash(toolbox):
+    assert toolbox.run("computer", {}).is_error
