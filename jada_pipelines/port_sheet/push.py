@@ -110,7 +110,7 @@ def push_status(
 @dg.asset(
     group_name="port_sheet",
     deps=[port_sheet_tasks],
-    required_resource_keys={"google", "port_sheet", "task_queue"},
+    required_resource_keys={"google", "port_sheet"},
     check_specs=[
         dg.AssetCheckSpec(
             "port_sheet_status_columns_present",
@@ -127,12 +127,13 @@ def push_status(
 def port_sheet_status(context: dg.AssetExecutionContext, port_sheet_rows) -> dg.MaterializeResult:
     """The agents' progress as people see it in the port sheet: status, turns, cost, summary, updated time,
     and why a row was quarantined. Only the cells that changed are written, in one batched call."""
+    from jada_pipelines.agents.queue import open_queue
     from jada_pipelines.port_sheet.sync import SheetChangedError
 
     settings = context.resources.port_sheet
     wanted = wanted_cells(
         port_sheet_rows,
-        context.resources.task_queue.queue(),
+        open_queue(),
         task_column=settings.task_column,
         owned_columns=settings.owned_columns,
     )

@@ -90,17 +90,19 @@ def sync_tasks(queue: "TaskQueue", requested: dict[str, tuple[str, str]]) -> Tas
     return TaskSync(enqueued=enqueued, already_known=known, superseded=superseded)
 
 
-@dg.asset(group_name="port_sheet", required_resource_keys={"port_sheet", "task_queue"})
+@dg.asset(group_name="port_sheet", required_resource_keys={"port_sheet"})
 def port_sheet_tasks(context: dg.AssetExecutionContext, port_sheet_rows) -> dg.MaterializeResult:
     """Agent work that people asked for in the port sheet: one queued task per row with a task cell.
 
     Re-pulling never enqueues twice; editing a prompt supersedes the row's unfinished task.
     """
+    from jada_pipelines.agents.queue import open_queue
+
     settings = context.resources.port_sheet
     requested = requested_tasks(
         port_sheet_rows.rows, key_column=port_sheet_rows.key_column, task_column=settings.task_column
     )
-    outcome = sync_tasks(context.resources.task_queue.queue(), requested)
+    outcome = sync_tasks(open_queue(), requested)
     return dg.MaterializeResult(
         metadata={
             "requested": len(requested),

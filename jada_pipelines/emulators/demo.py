@@ -1,0 +1,200 @@
+"""`make demo`: the whole loop on one machine, against LOCAL EMULATORS of Google and Anthropic (not the real services).
+
+It starts the Google emulator (OAuth + Sheets v4) and the Anthropic emulator (a scripted stand-in, no model)
+on 127.0.0.1, seeds a port sheet of 21 rows (one without an id, which the pull quarantines; seven ask for agent work; one of them carries the emulator's
+turn-cap marker, so its session hits the 30-turn cap and hands off), writes a demo token file and a demo
+DAGSTER_HOME under ``demo_state/`` (linked to the repository's dagster.yaml, so the 5-session limit holds),
+and runs ``dagster dev`` wired to the emulators. The emulators stop when ``dagster dev`` exits.
+
+``jada demo sheet`` prints the emulated sheet while the demo runs (see ``docs/demo.md``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from jada_pipelines.emulators.anthropic import DEMO_TURN_CAP, AnthropicEmulator
+from jada_pipelines.emulators.google import Formula, GoogleEmulator
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+STATE_DIR = REPO_ROOT / "demo_state"
+# Fixed so the printed URLs stay valid from one demo to the next; change them here if they are taken.
+GOOGLE_PORT = 8765
+ANTHROPIC_PORT = 8766
+SPREADSHEET_ID = "demo-port-sheet"
+TAB = "Ports"
+ENV_FILE = "demo.env"
+# Long enough that sessions visibly overlap in the UI, and the 5-at-once limit shows.
+ANTHROPIC_DELAY_S = 1.0
+
+HEADER = [
+    "id",
+    "port",
+    "country",
+    "owner",
+    "berths",
+    "notes",
+    "task",
+    "agent_status",
+    "agent_turns",
+    "agent_cost_usd",
+    "agent_summary",
+    "agent_updated_at",
+    "sync_issue",
+]
+_PORTS = [
+    ("P001", "Lisbon", "PT", "ana", 12),
+    ("P002", "Rotterdam", "NL", "bram", 42),
+    ("P003", "Hamburg", "DE", "clara", 30),
+    ("P004", "Antwerp", "BE", "bram", 35),
+    ("P005", "Valencia", "ES", "diego", 18),
+    ("P006", "Piraeus", "GR", "eleni", 16),
+    ("P007", "Gdansk", "PL", "filip", 9),
+    ("P008", "Genoa", "IT", "giulia", 14),
+    ("P009", "Marseille", "FR", "hugo", 11),
+    ("P010", "Felixstowe", "GB", "isla", 8),
+    ("P011", "Algeciras", "ES", "diego", 10),
+    ("P012", "Le Havre", "FR", "hugo", 13),
+    ("P013", "Bremerhaven", "DE", "clara", 15),
+    ("P014", "Gothenburg", "SE", "johan", 7),
+    ("P015", "Aarhus", "DK", "johan", 6),
+    ("P016", "Koper", "SI", "eleni", 5),
+    ("P017", "Constanta", "RO", "filip", 9),
+    ("P018", "Sines", "PT", "ana", 4),
+    ("P019", "Tallinn", "EE", "johan", 3),
+    ("P020", "Riga", "LV", "johan", 4),
+    # Someone forgot the id: the pull sets this row aside and its check says so.
+    ("", "Bilbao", "ES", "diego", 7),
+]
+_TASKS = {
+    "P002": "Summarise this week's berth schedule changes for Rotterdam.",
+    "P003": "Check the Hamburg tide table links in the wiki still work.",
+    "P005": "Draft a short note on Valencia's new gate opening hours.",
+    "P008": "List Genoa vessel calls with missing ETAs.",
+    "P011": "Compare Algeciras crane counts with last quarter.",
+    "P013": "Find duplicate contacts for Bremerhaven.",
+    "P017": f"{DEMO_TURN_CAP} Reconcile every Constanta invoice since 2019 (a long job: it hits the turn cap).",
+}
+
+
+def seed_rows() -> list[list]:
+    """The demo port sheet: a header, 21 ports (one without an id), a formula people own, a few rows asking for work."""
+    rows: list[list] = [list(HEADER)]
+    for row_number, (key, port, country, owner, berths) in enumerate(_PORTS, start=2):
+        notes = Formula(f'=CONCATENATE(B{row_number}, " (", C{row_number}, ")")', f"{port} ({country})")
+        rows.append([key, port, country, owner, berths, notes, _TASKS.get(key, "")])
+    return rows
+
+
+@dataclass
+class DemoEmulators:
+    """The running stand-ins and the environment that points the product at them."""
+
+    google: GoogleEmulator
+    anthropic: AnthropicEmulator
+    env: dict[str, str]
+
+    state_dir: Path
+
+    def stop(self) -> None:
+        """Stop both emulators and remove ``demo.env``, so `jada demo sheet` knows no demo is running."""
+        self.anthropic.stop()
+        self.google.stop()
+        (self.state_dir / ENV_FILE).unlink(missing_ok=True)
+
+
+def start_emulators(
+    state_dir: Path = STATE_DIR, *, google_port: int = GOOGLE_PORT, anthropic_port: int = ANTHROPIC_PORT
+) -> DemoEmulators:
+    """Start both emulators, seed the sheet, write the token file and ``demo.env``; the caller stops them."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    google = GoogleEmulator(port=google_port)
+    google.start()
+    anthropic = AnthropicEmulator(delay_s=ANTHROPIC_DELAY_S, port=anthropic_port)
+    try:
+        anthropic.start()
+    except OSError:
+        google.stop()
+        raise
+    google.set_sheet(SPREADSHEET_ID, TAB, seed_rows())
+    token_file = state_dir / "google-token.json"
+    token_file.write_text(json.dumps(google.authorized_user_info(consented_at=datetime.now(UTC).isoformat())))
+    token_file.chmod(0o600)
+    env = {
+        "JADA_GOOGLE_TOKEN_FILE": str(token_file),
+        "JADA_GOOGLE_TOKEN_URI": google.token_uri,
+        "JADA_SHEETS_API_URL": google.base_url,
+        "JADA_PORT_SHEET_ID": SPREADSHEET_ID,
+        "JADA_PORT_SHEET_TAB": TAB,
+        "ANTHROPIC_BASE_URL": anthropic.base_url,
+        # The emulator accepts any key; this one only marks the demo in its request log.
+        "ANTHROPIC_API_KEY": "demo-key-for-the-local-emulator",
+    }
+    env_file = state_dir / ENV_FILE
+    env_file.write_text("".join(f"{name}={value}\n" for name, value in env.items()))
+    env_file.chmod(0o600)
+    return DemoEmulators(google=google, anthropic=anthropic, env=env, state_dir=state_dir)
+
+
+def load_demo_env(state_dir: Path = STATE_DIR) -> dict[str, str]:
+    """The environment a running demo wrote; empty when no demo has run."""
+    path = state_dir / ENV_FILE
+    if not path.exists():
+        return {}
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+
+
+def _dagster_home(state_dir: Path) -> Path:
+    home = state_dir / "dagster_home"
+    home.mkdir(parents=True, exist_ok=True)
+    link = home / "dagster.yaml"
+    if not link.is_symlink():
+        link.unlink(missing_ok=True)
+        link.symlink_to(REPO_ROOT / "dagster.yaml")
+    return home
+
+
+def main() -> int:
+    try:
+        demo = start_emulators()
+    except OSError as exc:
+        print(
+            f"make demo: could not listen on 127.0.0.1:{GOOGLE_PORT}/{ANTHROPIC_PORT} ({exc.strerror}). "
+            "Stop the other demo, or change GOOGLE_PORT/ANTHROPIC_PORT in jada_pipelines/emulators/demo.py.",
+            file=sys.stderr,
+        )
+        return 1
+    home = _dagster_home(STATE_DIR)
+    print(
+        "LOCAL EMULATORS (stand-ins, not Google or Anthropic):\n"
+        f"  Google OAuth + Sheets v4  {demo.google.base_url}  (spreadsheet {SPREADSHEET_ID!r}, tab {TAB!r})\n"
+        f"  Anthropic Messages API    {demo.anthropic.base_url}  (scripted demo agent, no model)\n"
+        f"DAGSTER_HOME={home}\n"
+        "Open http://localhost:3000, then see docs/demo.md. Print the sheet with: .venv/bin/jada demo sheet\n",
+        flush=True,
+    )
+    env = {**os.environ, **demo.env, "DAGSTER_HOME": str(home)}
+    env.pop("JADA_DATA_DIR", None)  # the demo's queue and store live in its own DAGSTER_HOME
+    dagster = subprocess.Popen(
+        [str(Path(sys.executable).with_name("dagster")), "dev", "-w", "workspace.yaml"],
+        cwd=REPO_ROOT,
+        env=env,
+    )
+    try:
+        return dagster.wait()
+    except KeyboardInterrupt:
+        # Ctrl-C reached dagster dev as well (same process group): let it stop its webserver and daemon.
+        return dagster.wait()
+    finally:
+        demo.stop()
+        print("Demo emulators stopped.")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""The demo's emulators serve the seeded port sheet, and `jada demo sheet` prints it from them over HTTP."""
+
+from __future__ import annotations
+
+import pytest
+
+from jada_pipelines import cli
+from jada_pipelines.emulators.anthropic import DEMO_TURN_CAP
+from jada_pipelines.emulators.demo import ENV_FILE, HEADER, SPREADSHEET_ID, TAB, start_emulators
+
+
+@pytest.fixture
+def demo(tmp_path):
+    emulators = start_emulators(tmp_path, google_port=0, anthropic_port=0)
+    yield emulators
+    emulators.stop()
+
+
+def test_the_seeded_sheet_has_about_twenty_ports_a_few_asking_for_work_and_one_that_hits_the_turn_cap(demo):
+    values = demo.google.sheet_values(SPREADSHEET_ID, TAB)
+    assert values[0] == HEADER
+    tasks = [row[HEADER.index("task")] for row in values[1:] if len(row) > HEADER.index("task")]
+    assert len(values) == 22
+    assert [row[0] for row in values[1:]].count("") == 1  # one row for the pull to quarantine
+    assert 5 < len([task for task in tasks if task]) < 10
+    assert len([task for task in tasks if DEMO_TURN_CAP in task]) == 1
+
+
+def test_the_demo_environment_points_only_at_the_local_emulators(demo):
+    for name in ("JADA_GOOGLE_TOKEN_URI", "JADA_SHEETS_API_URL", "ANTHROPIC_BASE_URL"):
+        assert demo.env[name].startswith("http://127.0.0.1:")
+
+
+def test_jada_demo_sheet_prints_the_sheet_it_reads_from_the_running_emulator(demo, tmp_path, capsys):
+    assert cli.main(["demo", "sheet", "--state-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"LOCAL EMULATOR of Google Sheets at {demo.google.base_url} (not Google)")
+    assert "Rotterdam" in out and "Lisbon (PT)" in out and "agent_status" in out
+    assert demo.google.calls["batch_get"] == 1
+
+
+def test_jada_demo_sheet_says_to_start_the_demo_when_none_is_running(demo, tmp_path, capsys):
+    demo.stop()
+    assert not (tmp_path / ENV_FILE).exists()
+    assert cli.main(["demo", "sheet", "--state-dir", str(tmp_path)]) == 2
+    assert "no demo is running: start one with `make demo`" in capsys.readouterr().err
