@@ -1,0 +1,72 @@
+"""The ``agent_task_queue`` health asset, its checks and its schedule."""
+
+import time
+
+import dagster as dg
+
+from jada_pipelines.health import grading
+
+DAY_SECONDS = 24 * 3600
+
+CHECK_DESCRIPTIONS = {
+    "backlog": "Tasks waiting to be claimed, and how long the oldest has waited: WARN, then ERROR past a limit.",
+    "dead_letters": "Tasks that ran out of attempts and need a person: ERROR when there is any.",
+    "turn_cap_rate": "Share of sessions in the last 24 h that stopped at the turn cap.",
+    "daemon_heartbeat": "Every daemon the instance needs (scheduler, sensors, run queue...) beat recently.",
+}
+
+
+@dg.asset(
+    group_name="health",
+    check_specs=[
+        dg.AssetCheckSpec(name, asset="agent_task_queue", description=text)
+        for name, text in CHECK_DESCRIPTIONS.items()
+    ],
+)
+def agent_task_queue(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    """How the agent work is doing: tasks waiting, live sessions, dead letters and turn-capped sessions.
+
+    Each materialization records the queue's figures as metadata (plotted in the UI over time) and grades
+    them in its checks; the alert sensor posts any check that fails.
+    """
+    from jada_pipelines.agents.queue import open_queue
+    from jada_pipelines.health.audit import daemon_heartbeats
+
+    now = time.time()
+    thresholds = grading.Thresholds.from_env()
+    queue = open_queue()
+    stats = queue.stats(now=now)
+    findings = [
+        grading.grade_backlog(stats, thresholds),
+        grading.grade_dead_letters(stats),
+        grading.grade_turn_cap(queue.attempts(since=now - DAY_SECONDS), thresholds),
+        grading.grade_daemon(daemon_heartbeats(context.instance), now=now, thresholds=thresholds),
+    ]
+    return dg.MaterializeResult(
+        metadata={
+            **{f"depth_{status}": count for status, count in stats.depth_by_status.items()},
+            "oldest_queued_minutes": round((stats.oldest_queued_age_s or 0.0) / 60, 1),
+            "dead_letters": stats.dead_letters,
+            "live_sessions": stats.live_sessions,
+        },
+        check_results=[_check_result(finding) for finding in findings],
+    )
+
+
+def _check_result(finding: grading.Finding) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        check_name=finding.name,
+        passed=finding.severity == "OK",
+        severity=dg.AssetCheckSeverity.ERROR if finding.severity == "ERROR" else dg.AssetCheckSeverity.WARN,
+        description=finding.description,
+        metadata=finding.metadata,
+    )
+
+
+agent_task_queue_schedule = dg.ScheduleDefinition(
+    name="agent_task_queue_schedule",
+    target=agent_task_queue,
+    cron_schedule="*/5 * * * *",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Grades the agent task queue every 5 minutes, so a backlog or a dead letter is seen within minutes.",
+)

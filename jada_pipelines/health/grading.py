@@ -1,0 +1,154 @@
+"""Grading the agent task queue and the Dagster daemon as OK, WARN or ERROR (plain Python, no Dagster).
+
+The same grades back the ``agent_task_queue`` asset checks and the ``jada health`` audit, so the UI and
+the command never disagree. Thresholds come from environment variables, read when a grade is computed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from jada_pipelines import settings
+from jada_pipelines.agents.queue import CLAIMABLE, AttemptRecord, QueueStats
+
+SEVERITIES = ("OK", "WARN", "ERROR")
+# Below this many finished sessions in 24 h a turn-cap rate says nothing (1 of 1 is 100 %).
+TURN_CAP_MIN_SESSIONS = 3
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One graded measurement: ``description`` says what was measured and, when not OK, what to do."""
+
+    name: str
+    severity: str
+    description: str
+    metadata: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Where WARN and ERROR start. Each is an environment variable; ``docs/alerts_health.md`` lists them."""
+
+    backlog_warn_depth: int = 20
+    backlog_error_depth: int = 100
+    queued_age_warn_minutes: int = 30
+    queued_age_error_minutes: int = 120
+    turn_cap_warn_percent: int = 30
+    turn_cap_error_percent: int = 60
+    daemon_stale_seconds: int = 300
+
+    @classmethod
+    def from_env(cls) -> Thresholds:
+        defaults = cls()
+        values = {name: settings.env_int(_variable(name), getattr(defaults, name)) for name in _FIELDS}
+        thresholds = cls(**values)
+        thresholds._validate()
+        return thresholds
+
+    def _validate(self) -> None:
+        for warn, error in _PAIRS:
+            if getattr(self, warn) > getattr(self, error):
+                raise settings.ConfigError(
+                    f"{_variable(warn)}={getattr(self, warn)} is above {_variable(error)}={getattr(self, error)}: "
+                    "the WARN threshold must not exceed the ERROR one."
+                )
+
+
+_FIELDS = tuple(Thresholds.__dataclass_fields__)
+_PAIRS = (
+    ("backlog_warn_depth", "backlog_error_depth"),
+    ("queued_age_warn_minutes", "queued_age_error_minutes"),
+    ("turn_cap_warn_percent", "turn_cap_error_percent"),
+)
+
+
+def _variable(field_name: str) -> str:
+    return f"JADA_HEALTH_{field_name.upper()}"
+
+
+def _grade(value: float, warn: float, error: float) -> str:
+    if value > error:
+        return "ERROR"
+    return "WARN" if value > warn else "OK"
+
+
+def worst(severities: Iterable[str]) -> str:
+    return max(severities, key=SEVERITIES.index, default="OK")
+
+
+def grade_backlog(stats: QueueStats, thresholds: Thresholds) -> Finding:
+    depth = sum(stats.depth_by_status.get(status, 0) for status in CLAIMABLE)
+    age_minutes = (stats.oldest_queued_age_s or 0.0) / 60
+    severity = worst(
+        [
+            _grade(depth, thresholds.backlog_warn_depth, thresholds.backlog_error_depth),
+            _grade(age_minutes, thresholds.queued_age_warn_minutes, thresholds.queued_age_error_minutes),
+        ]
+    )
+    description = f"{depth} task(s) waiting; the oldest has waited {age_minutes:.0f} min."
+    if severity != "OK":
+        description += (
+            f" Limits: WARN past {thresholds.backlog_warn_depth} tasks or {thresholds.queued_age_warn_minutes} min,"
+            f" ERROR past {thresholds.backlog_error_depth} or {thresholds.queued_age_error_minutes} min."
+            " Check that agent_task_sensor is running and that sessions are finishing (`jada health`)."
+        )
+    return Finding(
+        "backlog",
+        severity,
+        description,
+        {
+            "depth": depth,
+            "oldest_queued_minutes": round(age_minutes, 1),
+            "live_sessions": stats.live_sessions,
+        },
+    )
+
+
+def grade_dead_letters(stats: QueueStats) -> Finding:
+    if stats.dead_letters == 0:
+        return Finding("dead_letters", "OK", "No task is waiting for a person.", {"dead_letters": 0})
+    return Finding(
+        "dead_letters",
+        "ERROR",
+        f"{stats.dead_letters} task(s) ran out of attempts and wait for a person: list them with "
+        "`jada task list --status dead`, then fix and requeue or cancel each.",
+        {"dead_letters": stats.dead_letters},
+    )
+
+
+def grade_turn_cap(attempts: Iterable[AttemptRecord], thresholds: Thresholds) -> Finding:
+    finished = [a for a in attempts if a.outcome]
+    capped = sum(a.outcome == "incomplete" for a in finished)
+    metadata = {"sessions": len(finished), "turn_capped": capped}
+    if len(finished) < TURN_CAP_MIN_SESSIONS:
+        return Finding(
+            "turn_cap_rate",
+            "OK",
+            f"{capped} of {len(finished)} session(s) in 24 h hit the turn cap; too few to judge a rate.",
+            metadata,
+        )
+    percent = 100 * capped / len(finished)
+    severity = _grade(percent, thresholds.turn_cap_warn_percent, thresholds.turn_cap_error_percent)
+    description = f"{capped} of {len(finished)} sessions in 24 h hit the turn cap ({percent:.0f} %)."
+    if severity != "OK":
+        description += " Tasks are too big for one session: split them, or raise JADA_AGENT_MAX_TURNS for this kind of work."
+    return Finding("turn_cap_rate", severity, description, {**metadata, "percent": round(percent, 1)})
+
+
+def grade_daemon(heartbeats: Mapping[str, float | None], *, now: float, thresholds: Thresholds) -> Finding:
+    """``heartbeats``: the last heartbeat time of each daemon the instance requires (None: never seen)."""
+    ages = {name: None if ts is None else round(now - ts, 1) for name, ts in heartbeats.items()}
+    stale = sorted(name for name, age in ages.items() if age is None or age > thresholds.daemon_stale_seconds)
+    if not stale:
+        return Finding(
+            "daemon_heartbeat", "OK", f"All {len(ages)} daemon(s) sent a heartbeat recently.", ages
+        )
+    return Finding(
+        "daemon_heartbeat",
+        "ERROR",
+        f"No heartbeat in {thresholds.daemon_stale_seconds} s from: {', '.join(stale)}. Schedules and sensors are "
+        "not running: start `dagster-daemon run` (or `make dev`) and read its log.",
+        ages,
+    )
