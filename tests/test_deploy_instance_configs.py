@@ -1,0 +1,78 @@
+"""Every dagster.yaml under deploy/ is a valid Dagster instance: the schema, the storage and launcher classes'
+own config, Postgres storage from an environment variable, and the cap of 5 agent sessions."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import boto3
+import pytest
+from dagster._config import process_config, resolve_to_config_type
+from dagster._core.instance.config import dagster_instance_config
+from dagster._core.instance.ref import InstanceRef
+
+from jada_pipelines.settings import AGENT_SESSION_TAG, MAX_CONCURRENT_SESSIONS
+
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+INSTANCE_DIRS = sorted(path.parent for path in DEPLOY.rglob("dagster.yaml"))
+TASK_DEFINITION = "jada-run"
+
+
+@pytest.fixture(autouse=True)
+def instance_variables(monkeypatch):
+    monkeypatch.setenv("JADA_POSTGRES_URL", "postgresql://jada:secret@127.0.0.1:5432/dagster")
+    monkeypatch.setenv("JADA_ECS_RUN_TASK_DEFINITION", TASK_DEFINITION)
+
+
+def test_deploy_holds_the_vm_and_the_ecs_instances():
+    assert [path.relative_to(DEPLOY).as_posix() for path in INSTANCE_DIRS] == [".", "ecs"]
+
+
+@pytest.mark.parametrize("instance_dir", INSTANCE_DIRS, ids=lambda path: path.relative_to(DEPLOY).as_posix())
+def test_the_instance_config_and_its_classes_configs_validate(instance_dir):
+    config, custom_instance_class = dagster_instance_config(str(instance_dir))
+    ref = InstanceRef.from_dir(str(instance_dir))
+
+    assert custom_instance_class is None
+    assert config["storage"] == {"postgres": {"postgres_url": {"env": "JADA_POSTGRES_URL"}}}
+    assert (ref.storage_data.module_name, ref.storage_data.class_name) == (
+        "dagster_postgres",
+        "DagsterPostgresStorage",
+    )
+    for data in (ref.storage_data, ref.run_launcher_data):
+        klass = getattr(importlib.import_module(data.module_name), data.class_name)
+        # What rehydrate() checks, without connecting to Postgres or ECS.
+        result = process_config(resolve_to_config_type(klass.config_type()), data.config_dict)
+        assert result.success, f"{data.class_name} config in {instance_dir}/dagster.yaml: {result.errors}"
+
+
+@pytest.mark.parametrize("instance_dir", INSTANCE_DIRS, ids=lambda path: path.relative_to(DEPLOY).as_posix())
+def test_agent_sessions_are_capped_at_five_and_never_resumed_by_dagster(instance_dir):
+    config, _ = dagster_instance_config(str(instance_dir))
+
+    limits = config["concurrency"]["runs"]["tag_concurrency_limits"]
+    assert {"key": AGENT_SESSION_TAG, "limit": MAX_CONCURRENT_SESSIONS} in limits
+    assert config["run_monitoring"]["enabled"] is True
+    assert config["run_monitoring"]["max_resume_run_attempts"] == 0
+
+
+def test_the_ecs_instance_launches_runs_with_dagster_aws_against_an_ecs_api(aws):
+    """The launcher is built for real: it looks the task definition up (moto's ECS) and finds its container."""
+    from dagster_aws.ecs import EcsRunLauncher
+
+    boto3.client("ecs").register_task_definition(
+        family=TASK_DEFINITION,
+        containerDefinitions=[{"name": "run", "image": "jada-pipelines:latest", "memory": 4096}],
+    )
+    ref = InstanceRef.from_dir(str(DEPLOY / "ecs"))
+
+    launcher = ref.run_launcher_data.rehydrate(as_type=EcsRunLauncher)
+
+    assert launcher.task_definition.endswith(f"task-definition/{TASK_DEFINITION}:1")
+    assert launcher.container_name == "run"
+    # Secrets reach run tasks through Secrets Manager (secrets_tag), never as pass-through variables.
+    assert not {"ANTHROPIC_API_KEY", "SLACK_WEBHOOK_URL"} & set(launcher.env_vars)
+    assert {"JADA_POSTGRES_URL", "JADA_TASK_QUEUE_URL", "JADA_GOOGLE_TOKEN_SECRET_ID"} <= set(
+        launcher.env_vars
+    )
