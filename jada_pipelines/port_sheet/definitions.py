@@ -1,3 +1,24 @@
+"""The port-sheet domain: the pull, its checks, the sync job and its schedule, and the sheet settings.
+
+The push half adds its assets and checks to the lists below.
+"""
+
 import dagster as dg
 
-defs = dg.Definitions()
+from jada_pipelines.port_sheet.assets import port_sheet_rows
+from jada_pipelines.port_sheet.checks import port_sheet_rows_valid
+from jada_pipelines.port_sheet.jobs import port_sheet_sync_job
+from jada_pipelines.port_sheet.resources import PortSheetSettings
+from jada_pipelines.port_sheet.schedules import port_sheet_sync_schedule
+from jada_pipelines.port_sheet.store import PortSheetStore
+
+ASSETS = [port_sheet_rows]
+ASSET_CHECKS = [port_sheet_rows_valid]
+
+defs = dg.Definitions(
+    assets=ASSETS,
+    asset_checks=ASSET_CHECKS,
+    jobs=[port_sheet_sync_job],
+    schedules=[port_sheet_sync_schedule],
+    resources={"port_sheet": PortSheetSettings(), "port_sheet_store": PortSheetStore()},
+)

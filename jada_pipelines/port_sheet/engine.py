@@ -1,0 +1,257 @@
+"""The pull engine (plain pandas, no Dagster): one read of the sheet becomes a typed, keyed snapshot.
+
+Rows that cannot be trusted (a missing or duplicate key, a cell that fails its column type) are
+quarantined with a reason instead of being dropped, and do not fail the pull. What makes the whole
+sheet unusable (no header row, no key column) is recorded in ``problems``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from jada_pipelines.port_sheet.snapshot import PortSheetSnapshot, QuarantinedRow
+from jada_pipelines.port_sheet.sync import key_text, quote_tab
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+ROW_NUMBER = "_row_number"
+# Google Sheets counts dates as days since 1899-12-30 when read with UNFORMATTED_VALUE.
+_SHEETS_EPOCH = "1899-12-30"
+
+
+class CellTypeError(ValueError):
+    """A cell's value does not fit its column's declared type."""
+
+
+def sheet_range(tab: str) -> str:
+    """The A1 range of the whole tab: one read returns every row and column."""
+    return quote_tab(tab)
+
+
+def read_values(session: Any, spreadsheet_id: str, tab: str) -> list[list[Any]]:
+    """The tab's cells in one ``values:batchGet`` (typed: numbers stay numbers). Errors propagate, never ``[]``."""
+    response = session.values_batch_get(
+        spreadsheet_id, [sheet_range(tab)], value_render_option="UNFORMATTED_VALUE"
+    )
+    (value_range,) = response["valueRanges"]
+    # Google leaves out "values" when the tab is empty: that is an empty sheet, not a failed read.
+    return value_range.get("values", [])
+
+
+# ------------------------------------------------------------------------------------------ cell types
+
+
+def _as_string(value: Any) -> str:
+    # The sheet's own rendering of numbers ("7", not "7.0"), the same as for keys.
+    return key_text(value) or str(value)
+
+
+def _as_integer(value: Any) -> int:
+    if isinstance(value, bool):
+        raise CellTypeError(f"{value!r} is not a whole number")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        return int(value.strip())
+    raise CellTypeError(f"{_show(value)} is not a whole number")
+
+
+def _as_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise CellTypeError(f"{value!r} is not a number")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise CellTypeError(f"{_show(value)} is not a number") from None
+
+
+def _as_boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().upper() in ("TRUE", "FALSE"):
+        return value.strip().upper() == "TRUE"
+    raise CellTypeError(f"{_show(value)} is not TRUE or FALSE")
+
+
+def _as_datetime(value: Any) -> Any:
+    import pandas as pd
+
+    try:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return pd.Timestamp(_SHEETS_EPOCH, tz="UTC") + pd.Timedelta(days=value)
+        stamp = pd.Timestamp(str(value).strip())
+    except (ValueError, TypeError):
+        raise CellTypeError(f"{_show(value)} is not a date or time") from None
+    if stamp is pd.NaT:
+        raise CellTypeError(f"{_show(value)} is not a date or time")
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+# type name -> (converter, pandas dtype)
+COLUMN_TYPES: dict[str, tuple[Callable[[Any], Any], str]] = {
+    "string": (_as_string, "string"),
+    "integer": (_as_integer, "Int64"),
+    "float": (_as_float, "Float64"),
+    "boolean": (_as_boolean, "boolean"),
+    "datetime": (_as_datetime, "datetime64[ns, UTC]"),
+}
+
+
+# ------------------------------------------------------------------------------------------ snapshot
+
+
+def build_snapshot(
+    values: Sequence[Sequence[Any]],
+    *,
+    key_column: str,
+    column_types: dict[str, str],
+    pulled_at: datetime,
+) -> PortSheetSnapshot:
+    """Turn the cells of one read (row 1 is the header) into a typed snapshot with a quarantine."""
+    header = [key_text(cell) or "" for cell in values[0]] if values else []
+    problems = _header_problems(header, key_column, column_types)
+    columns = [name for name in header if name]
+    if problems:
+        return PortSheetSnapshot(
+            header, key_column, _frame([], columns, column_types), [], pulled_at, problems
+        )
+    positions = {name: index for index, name in enumerate(header) if name}
+    converters = {name: COLUMN_TYPES[column_types.get(name, "string")][0] for name in columns}
+    records, quarantined = [], []
+    for offset, cells in enumerate(values[1:]):
+        row_number = offset + 2
+        record, reason = _typed_record(cells, positions, converters)
+        if record is None and reason is None:
+            continue  # a blank row carries no data: nothing to keep or report
+        key = record[key_column] if record else key_text(_cell(cells, positions[key_column]))
+        if reason is None and key is None:
+            reason = f"the key column '{key_column}' is empty"
+        if reason is not None:
+            quarantined.append(QuarantinedRow(row_number, key, reason))
+            continue
+        record[ROW_NUMBER] = row_number
+        records.append(record)
+    records, duplicates = _drop_duplicate_keys(records, key_column)
+    quarantined = sorted(quarantined + duplicates, key=lambda row: row.row_number)
+    return PortSheetSnapshot(
+        header, key_column, _frame(records, columns, column_types), quarantined, pulled_at, problems
+    )
+
+
+def _header_problems(header: list[str], key_column: str, column_types: dict[str, str]) -> list[str]:
+    if not any(header):
+        return [
+            "The sheet has no header row: row 1 is empty. Put the column names in row 1, "
+            f"including the key column '{key_column}'."
+        ]
+    problems = []
+    if key_column not in header:
+        problems.append(
+            f"The key column '{key_column}' is not in the header row ({', '.join(h for h in header if h)}). "
+            "Add it to row 1, or set JADA_PORT_SHEET_KEY to the header of the column that identifies a row."
+        )
+    repeated = sorted({name for name in header if name and header.count(name) > 1})
+    if repeated:
+        problems.append(f"The header row repeats {', '.join(repeated)}: give every column its own name.")
+    unknown = {column: kind for column, kind in column_types.items() if kind not in COLUMN_TYPES}
+    if unknown:
+        problems.append(
+            f"Unknown column types {unknown}: use one of {', '.join(COLUMN_TYPES)} in the port_sheet resource."
+        )
+    return problems
+
+
+def _cell(cells: Sequence[Any], index: int) -> Any:
+    return cells[index] if index < len(cells) else None
+
+
+def _typed_record(
+    cells: Sequence[Any], positions: dict[str, int], converters: dict[str, Callable[[Any], Any]]
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The row's typed values, or the reason it cannot be typed; (None, None) for a blank row."""
+    if all(cell is None or cell == "" for cell in cells):
+        return None, None
+    record, failures = {}, []
+    for name, index in positions.items():
+        value = _cell(cells, index)
+        if value is None or value == "":
+            record[name] = None
+            continue
+        try:
+            record[name] = converters[name](value)
+        except CellTypeError as error:
+            failures.append(f"column '{name}': {error}")
+    if failures:
+        return None, "; ".join(failures)
+    return record, None
+
+
+def _drop_duplicate_keys(records: list[dict], key_column: str) -> tuple[list[dict], list[QuarantinedRow]]:
+    # Which of two rows with one key is right cannot be known, so neither is used until a person fixes it.
+    rows_by_key: dict[str, list[int]] = defaultdict(list)
+    for record in records:
+        rows_by_key[record[key_column]].append(record[ROW_NUMBER])
+    duplicated = {key: rows for key, rows in rows_by_key.items() if len(rows) > 1}
+    quarantined = [
+        QuarantinedRow(
+            number,
+            key,
+            f"the key '{key}' appears on rows {', '.join(map(str, rows))}: give each row its own key",
+        )
+        for key, rows in duplicated.items()
+        for number in rows
+    ]
+    return [r for r in records if r[key_column] not in duplicated], quarantined
+
+
+def _frame(records: list[dict], columns: list[str], column_types: dict[str, str]) -> pd.DataFrame:
+    import pandas as pd
+
+    frame = pd.DataFrame.from_records(records, columns=[*columns, ROW_NUMBER])
+    dtypes = {name: COLUMN_TYPES[column_types.get(name, "string")][1] for name in columns}
+    dtypes[ROW_NUMBER] = "int64"
+    return frame.astype(dtypes)
+
+
+# ------------------------------------------------------------------------------------------ changes
+
+
+@dataclass(frozen=True)
+class KeyChanges:
+    """Keys that appeared, changed a value, or disappeared since the previous pull."""
+
+    added: list[str]
+    changed: list[str]
+    removed: list[str]
+
+
+def key_changes(previous: PortSheetSnapshot | None, current: PortSheetSnapshot) -> KeyChanges:
+    """Compare two pulls by key. Moving a row (a new ``_row_number``) is not a change."""
+    before = _values_by_key(previous) if previous is not None else {}
+    after = _values_by_key(current)
+    added = [key for key in after if key not in before]
+    removed = [key for key in before if key not in after]
+    changed = [key for key, values in after.items() if key in before and _differs(before[key], values)]
+    return KeyChanges(added, changed, removed)
+
+
+def _values_by_key(snapshot: PortSheetSnapshot) -> dict[str, dict[str, Any]]:
+    frame = snapshot.rows.drop(columns=[ROW_NUMBER])
+    records = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    return {record[snapshot.key_column]: record for record in records}
+
+
+def _differs(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    return any(before.get(name) != after.get(name) for name in before.keys() | after.keys())

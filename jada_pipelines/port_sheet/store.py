@@ -1,0 +1,94 @@
+"""The local port-sheet store: each snapshot as JSON under ``$JADA_DATA_DIR/port_sheet/``, so it survives restarts.
+
+JSON rather than pickle: it stays readable by a person and by the next pandas version. Dtypes are stored
+beside the values, so a reloaded snapshot is typed exactly as it was pulled.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from jada_pipelines import settings
+from jada_pipelines.google_api.tokens import write_private_json
+from jada_pipelines.port_sheet.snapshot import PortSheetSnapshot, QuarantinedRow
+
+
+def snapshot_path(name: str) -> Path:
+    return settings.data_dir() / "port_sheet" / f"{name}.json"
+
+
+def write_snapshot(path: Path, snapshot: PortSheetSnapshot) -> None:
+    """Replace the stored snapshot atomically: a crash leaves the old one or the new one, never half of each."""
+    frame = snapshot.rows
+    cells = frame.astype(object).where(frame.notna(), None)
+    document = {
+        "header": snapshot.header,
+        "key_column": snapshot.key_column,
+        "pulled_at": snapshot.pulled_at.isoformat(),
+        "problems": snapshot.problems,
+        "quarantined": [asdict(row) for row in snapshot.quarantined],
+        "dtypes": {name: str(dtype) for name, dtype in frame.dtypes.items()},
+        "rows": [[_json_value(v) for v in row] for row in cells.itertuples(index=False)],
+    }
+    write_private_json(path, document)
+
+
+def read_snapshot(path: Path) -> PortSheetSnapshot | None:
+    """The stored snapshot, or None when nothing was pulled yet."""
+    import pandas as pd
+
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    dtypes: dict[str, str] = document["dtypes"]
+    frame = pd.DataFrame(document["rows"], columns=list(dtypes), dtype=object)
+    for name, dtype in dtypes.items():
+        if dtype.startswith("datetime64"):
+            frame[name] = pd.to_datetime(frame[name], utc=True, format="ISO8601")
+        else:
+            frame[name] = frame[name].astype(dtype)
+    return PortSheetSnapshot(
+        header=document["header"],
+        key_column=document["key_column"],
+        rows=frame,
+        quarantined=[QuarantinedRow(**row) for row in document["quarantined"]],
+        pulled_at=datetime.fromisoformat(document["pulled_at"]),
+        problems=document["problems"],
+    )
+
+
+def _json_value(value: Any) -> Any:
+    return value.isoformat() if hasattr(value, "isoformat") else value
+
+
+class PortSheetStore(dg.ConfigurableIOManager):
+    """Stores port-sheet snapshots as JSON under ``$JADA_DATA_DIR/port_sheet/<asset>.json``.
+
+    Example::
+
+        @dg.asset(io_manager_key="port_sheet_store")
+        def port_sheet_rows(...) -> dg.Output: ...
+
+        resources={"port_sheet_store": PortSheetStore()}
+    """
+
+    def handle_output(self, context: dg.OutputContext, obj: PortSheetSnapshot) -> None:
+        write_snapshot(snapshot_path(context.asset_key.path[-1]), obj)
+
+    def load_input(self, context: dg.InputContext) -> PortSheetSnapshot:
+        name = context.asset_key.path[-1]
+        snapshot = read_snapshot(snapshot_path(name))
+        if snapshot is None:
+            raise dg.Failure(
+                description=f"{name} has not been pulled yet (no {snapshot_path(name)}): "
+                f"materialize {name} first, or run port_sheet_sync_job.",
+                allow_retries=False,
+            )
+        return snapshot
