@@ -1,0 +1,124 @@
+"""`jada health` prints every section of the audit, as text or JSON, and exits non-zero when any is at ERROR."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import dagster as dg
+import pytest
+from dagster._daemon.types import DaemonHeartbeat
+
+from jada_pipelines.agents.queue import open_queue
+from jada_pipelines.cli import main
+
+SECTIONS_IN_ORDER = (
+    "instance",
+    "daemons",
+    "runs_24h",
+    "recent_failures",
+    "queue",
+    "sessions",
+    "cost_24h",
+    "google_token",
+    "disk",
+)
+SECTIONS = set(SECTIONS_IN_ORDER)
+
+
+@dg.asset
+def port_sheet_rows():
+    raise dg.Failure(description="The Google refresh token was revoked: run `jada auth google`.")
+
+
+@pytest.fixture
+def instance():
+    """The instance `jada health` reads: the one in this test's DAGSTER_HOME."""
+    with dg.DagsterInstance.get() as instance:
+        yield instance
+
+
+@pytest.fixture
+def healthy(instance, google_token_file):
+    """Live daemons, working Google credentials, an empty queue: nothing at ERROR."""
+    for name in instance.get_required_daemon_types():
+        instance.add_daemon_heartbeat(DaemonHeartbeat(time.time(), name, None, None))
+    return instance
+
+
+def health(capsys, *args):
+    code = main(["health", *args])
+    return code, capsys.readouterr().out
+
+
+def add_dead_letter():
+    queue = open_queue()
+    queue.enqueue("t-dead", "rebuild the port index", max_attempts=1)
+    lease = queue.claim(worker="test", lease_seconds=60)
+    queue.fail(lease, error="the tool crashed", retryable=True)
+
+
+def test_a_healthy_set_up_exits_zero(healthy, capsys):
+    code, out = health(capsys, "--json")
+
+    audit = json.loads(out)
+    assert code == 0, {
+        name: s["summary"] for name, s in audit["sections"].items() if s["severity"] == "ERROR"
+    }
+    assert audit["overall"] in ("OK", "WARN")
+
+
+def test_a_dead_letter_makes_it_exit_non_zero_and_its_json_has_every_section(healthy, capsys):
+    add_dead_letter()
+
+    code, out = health(capsys, "--json")
+
+    audit = json.loads(out)
+    assert code == 1
+    assert set(audit["sections"]) == SECTIONS
+    queue = audit["sections"]["queue"]
+    assert queue["severity"] == "ERROR" and audit["overall"] == "ERROR"
+    assert queue["dead_letter_tasks"] == [
+        {"id": "t-dead", "attempts": 1, "last_error": "the tool crashed", "source": None}
+    ]
+    assert [name for name, s in audit["sections"].items() if s["severity"] == "ERROR"] == ["queue"]
+
+
+def test_failed_runs_of_the_last_day_are_listed_with_their_reasons(healthy, capsys):
+    failed = dg.materialize([port_sheet_rows], instance=healthy, raise_on_error=False)
+
+    _, out = health(capsys, "--json")
+
+    audit = json.loads(out)
+    assert audit["sections"]["runs_24h"]["by_status"] == {"FAILURE": 1}
+    (latest,) = audit["sections"]["recent_failures"]["latest"]
+    assert latest["run_id"] == failed.run_id
+    assert latest["reasons"] == [
+        "port_sheet_rows: The Google refresh token was revoked: run `jada auth google`."
+    ]
+
+
+def test_the_text_report_gives_one_graded_line_per_section(instance, capsys):
+    add_dead_letter()
+
+    code, out = health(capsys)
+
+    assert code == 1
+    assert out.splitlines()[0].endswith("overall ERROR")
+    graded = [line for line in out.splitlines() if line.startswith("[")]
+    assert {line[1:6].strip() for line in graded} <= {"OK", "WARN", "ERROR"}
+    assert [line.split("]")[1].split()[0] for line in graded] == list(SECTIONS_IN_ORDER)
+    assert "dead letter t-dead after 1 attempt(s): the tool crashed" in out
+    assert "JADA_GOOGLE_TOKEN_FILE" in out  # the unconfigured Google section says what to set
+
+
+def test_an_unreadable_queue_is_reported_as_an_error_section_not_a_crash(healthy, capsys, monkeypatch):
+    monkeypatch.setenv("JADA_TASK_QUEUE_URL", "nosuchscheme://x")
+
+    code, out = health(capsys, "--json")
+
+    audit = json.loads(out)
+    assert code == 1
+    assert audit["sections"]["queue"]["severity"] == "ERROR"
+    assert audit["sections"]["queue"]["summary"].startswith("Could not be read")
+    assert audit["sections"]["disk"]["severity"] in ("OK", "WARN")
