@@ -371,10 +371,12 @@ class SQLiteTaskQueue:
         cost_usd: float = 0.0,
         outcome: str = "failed",
     ) -> str | None:
-        """Retryable: back to ``queued`` after a back-off, or ``dead`` when attempts ran out. Not retryable:
-        ``failed``, except a refusal, which is a dead letter for a person to read."""
+        """Retryable: back to ``queued``, or ``dead`` when attempts ran out. Not retryable: ``failed``, except a
+        refusal, which is a dead letter for a person to read. Only a ``transient`` failure (the API overloaded
+        or unreachable) waits out a back-off; a lost attempt is due again at once."""
         check_outcome(outcome, ("failed", "transient", "refused", "lost"))
         now = self._clock()
+        due = now + retry_backoff(lease.attempt, self._retry_backoff_s) if outcome == "transient" else now
         if retryable:
             status = "CASE WHEN attempt >= max_attempts THEN 'dead' ELSE 'queued' END"
         else:
@@ -385,7 +387,7 @@ class SQLiteTaskQueue:
                 lease,
                 f"status = {status}, last_error = ?, turns = ?, cost_usd = cost_usd + ?,"
                 " lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL, available_at = ?, updated_at = ?",
-                (error, turns, cost_usd, now + retry_backoff(lease.attempt, self._retry_backoff_s), now),
+                (error, turns, cost_usd, due, now),
             )
             if task is None:
                 return None

@@ -1,0 +1,114 @@
+"""``agent_session_job``: one run is one Claude session for one claimed task attempt.
+
+The run config carries only the task id and the lease token the sensor claimed; the prompt, handoff and
+settings are read from the queue, and the API key from the environment. Reaching the turn cap is not a
+failed run: the run succeeds with outcome ``incomplete`` in its metadata, and the task waits for its next
+attempt. Runs are never retried by Dagster (``dagster/max_retries=0``): the queue owns retries and counts
+every attempt, so Dagster retries on top would run a crashed attempt twice.
+"""
+
+import dagster as dg
+from pydantic import Field
+
+from jada_pipelines import settings
+from jada_pipelines.agents.attempt import AttemptOutcome, LeaseLost, execute_attempt
+from jada_pipelines.agents.queue import Lease
+from jada_pipelines.agents.resources import ClaudeSessionResource, TaskQueueResource
+
+TASK_ID_TAG = "jada/task-id"
+ATTEMPT_TAG = "jada/attempt"
+SESSION_OP = "agent_session"
+
+
+class AgentSessionConfig(dg.Config):
+    task_id: str = Field(description="The queued task this run works on.")
+    lease_token: str = Field(
+        description="The lease the sensor claimed; it fences every write this run makes."
+    )
+
+
+def session_metadata(outcome: AttemptOutcome, *, model: str, max_turns: int) -> dict:
+    """What the run page shows for a session: turns, outcome, tokens, cost, time, retries, request ids."""
+    result = outcome.result
+    usage = result.usage
+    return {
+        "outcome": result.outcome,
+        "task_status": outcome.task_status or "unknown (lease lost)",
+        "turns": result.turns,
+        "max_turns": max_turns,
+        "stop_reason": result.stop_reason or "none",
+        "model": model,
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "cache_write_tokens": usage.cache_write_tokens,
+        "cache_read_tokens": usage.cache_read_tokens,
+        "cost_usd": dg.MetadataValue.float(round(result.cost_usd, 6)),
+        "duration_s": dg.MetadataValue.float(round(result.duration_s, 3)),
+        "api_retries": result.api_retries,
+        "request_ids": dg.MetadataValue.json(result.request_ids),
+        "transcript": dg.MetadataValue.path(str(result.transcript_path)),
+        **({"handoff": dg.MetadataValue.json(result.handoff)} if result.handoff else {}),
+        **({"summary": dg.MetadataValue.text(result.summary)} if result.summary else {}),
+    }
+
+
+# What each non-success outcome means for the person reading the failed run.
+FAILURE_TEXT = {
+    "failed": "The Anthropic API refused the request for good, so the task is marked failed and will not be "
+    "retried: {error}. Fix the cause (401: check ANTHROPIC_API_KEY; 403: the key's permissions; 400: the "
+    "request or model JADA_AGENT_MODEL), then `jada task requeue {task_id}`.",
+    "transient": "The Anthropic API stayed unavailable after the SDK's retries ({error}). The task went back to "
+    "the queue with a back-off (status: {status}).",
+    "refused": "The model refused the task ({error}). It is a dead letter for a person to review; "
+    "`jada task requeue {task_id}` after changing the prompt.",
+    "lost": "The session stopped because this run lost the task's lease (expired, cancelled or superseded); "
+    "another attempt may own it now.",
+}
+
+
+@dg.op(name=SESSION_OP, out=dg.Out(dg.Nothing), description="Run one Claude session for the claimed task.")
+def agent_session(
+    context: dg.OpExecutionContext,
+    config: AgentSessionConfig,
+    task_queue: TaskQueueResource,
+    claude: ClaudeSessionResource,
+):
+    queue = task_queue.open()
+    task = queue.get(config.task_id)
+    if task is None:
+        raise dg.Failure(description=f"Task {config.task_id} is not in the queue.", allow_retries=False)
+    lease = Lease(task.id, config.lease_token, task.attempt, task.lease_expires_at or 0.0, task)
+    spec = claude.spec_for(task)
+    try:
+        outcome = execute_attempt(
+            queue,
+            lease,
+            spec,
+            run_id=context.run_id,
+            run_session=claude.run,
+            on_heartbeat_error=lambda exc: context.log.warning(
+                f"Heartbeat of task {task.id} failed: {exc!r}"
+            ),
+        )
+    except LeaseLost as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
+    metadata = session_metadata(outcome, model=spec.model, max_turns=spec.max_turns)
+    result = outcome.result
+    if result.outcome in ("done", "incomplete"):
+        context.log.info(
+            f"Task {task.id} attempt {task.attempt}: {result.outcome} after {result.turns} turns."
+        )
+        yield dg.Output(None, metadata=metadata)
+        return
+    text = FAILURE_TEXT[result.outcome].format(
+        error=result.error, task_id=task.id, status=outcome.task_status
+    )
+    raise dg.Failure(description=text, metadata=metadata, allow_retries=False)
+
+
+@dg.job(
+    description="One Claude session for one claimed agent task (launched by agent_task_sensor).",
+    tags={settings.AGENT_SESSION_TAG: "1", "dagster/max_retries": "0"},
+)
+def agent_session_job():
+    agent_session()

@@ -1,0 +1,97 @@
+"""The agents domain's resources: ``task_queue`` (where tasks wait) and ``claude`` (how a session runs).
+
+Both read the environment when a run or tick uses them, never when definitions load (see settings.py).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import dagster as dg
+from pydantic import Field
+
+from jada_pipelines import settings
+from jada_pipelines.agents.runner import DEFAULT_API_TIMEOUT_S, SessionSpec, default_workdir, run_session
+from jada_pipelines.agents.tools import DEFAULT_COMMAND_TIMEOUT_S
+
+if TYPE_CHECKING:
+    from jada_pipelines.agents.queue import Task, TaskQueue
+    from jada_pipelines.agents.runner import SessionResult
+
+
+class TaskQueueResource(dg.ConfigurableResource):
+    """The durable agent-task queue (SQLite on one host, DynamoDB on AWS).
+
+    Example::
+
+        defs = dg.Definitions(resources={"task_queue": TaskQueueResource()})  # $JADA_TASK_QUEUE_URL or SQLite
+
+        @dg.op
+        def count_waiting(task_queue: TaskQueueResource) -> int:
+            return task_queue.open().stats().depth_by_status["queued"]
+    """
+
+    url: str | None = Field(
+        default=None,
+        description="sqlite:///path or dynamodb://TABLE. None: $JADA_TASK_QUEUE_URL, else sqlite in $JADA_DATA_DIR.",
+    )
+
+    def open(self) -> TaskQueue:
+        from jada_pipelines.agents.queue import open_queue
+
+        return open_queue(self.url)
+
+
+class ClaudeSessionResource(dg.ConfigurableResource):
+    """Runs one Claude session for a task with the anthropic SDK. The API key and base URL come from
+    ANTHROPIC_API_KEY (or ANTHROPIC_AUTH_TOKEN) and ANTHROPIC_BASE_URL, read by the SDK when the run starts.
+
+    Example::
+
+        defs = dg.Definitions(resources={"claude": ClaudeSessionResource(max_retries=3)})
+    """
+
+    model: str | None = Field(
+        default=None, description="Model id. None: $JADA_AGENT_MODEL, else a current Sonnet."
+    )
+    max_turns: int | None = Field(
+        default=None, description="Turn cap for tasks that set none. None: $JADA_AGENT_MAX_TURNS, else 30."
+    )
+    max_retries: int = Field(default=2, description="SDK retries of 429/5xx/529 and network errors per call.")
+    api_timeout_seconds: float = Field(default=DEFAULT_API_TIMEOUT_S, description="Timeout of one API call.")
+    command_timeout_seconds: float = Field(
+        default=DEFAULT_COMMAND_TIMEOUT_S,
+        description="Timeout of one bash command; its process group is killed.",
+    )
+
+    def resolved_model(self) -> str:
+        return self.model or settings.env("JADA_AGENT_MODEL") or settings.DEFAULT_AGENT_MODEL
+
+    def resolved_max_turns(self, task: Task) -> int:
+        if task.max_turns is not None:
+            return task.max_turns
+        if self.max_turns is not None:
+            return self.max_turns
+        return settings.env_int("JADA_AGENT_MAX_TURNS", settings.DEFAULT_AGENT_MAX_TURNS)
+
+    def spec_for(self, task: Task) -> SessionSpec:
+        return SessionSpec(
+            task_id=task.id,
+            attempt=task.attempt,
+            prompt=task.prompt,
+            workdir=Path(task.workdir) if task.workdir else default_workdir(task.id),
+            max_turns=self.resolved_max_turns(task),
+            model=self.resolved_model(),
+            handoff=task.handoff,
+        )
+
+    def run(self, spec: SessionSpec, stop: threading.Event) -> SessionResult:
+        return run_session(
+            spec,
+            stop=stop,
+            max_retries=self.max_retries,
+            api_timeout_s=self.api_timeout_seconds,
+            command_timeout_s=self.command_timeout_seconds,
+        )

@@ -1,0 +1,144 @@
+"""agent_task_sensor claims only free session slots and re-queues tasks whose runs died; agent_session_job runs
+one session per claimed task, records its figures as run metadata, and fails the run only when the task did."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+
+from jada_pipelines.agents.jobs import ATTEMPT_TAG, TASK_ID_TAG, agent_session_job
+from jada_pipelines.agents.queue import open_queue
+from jada_pipelines.agents.resources import ClaudeSessionResource, TaskQueueResource
+from jada_pipelines.agents.sensors import agent_task_sensor, run_request_for
+from jada_pipelines.emulators.anthropic import api_error, end_turn, refusal, tool_use
+
+RESOURCES = {"task_queue": TaskQueueResource(), "claude": ClaudeSessionResource()}
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
+def tick(instance):
+    return agent_task_sensor(dg.build_sensor_context(instance=instance, resources=RESOURCES))
+
+
+def launch(instance, request: dg.RunRequest, **kwargs):
+    return agent_session_job.execute_in_process(
+        run_config=request.run_config,
+        tags={**agent_session_job.tags, **request.tags},
+        instance=instance,
+        resources=RESOURCES,
+        raise_on_error=False,
+        **kwargs,
+    )
+
+
+def test_the_sensor_claims_at_most_five_tasks_and_then_says_every_slot_is_busy(instance):
+    queue = open_queue()
+    for i in range(7):
+        queue.enqueue(f"t{i}", "x")
+    result = tick(instance)
+    requests = result.run_requests
+    assert len(requests) == 5
+    assert requests[0].run_key == "task:t0:attempt:1"
+    assert requests[0].tags == {TASK_ID_TAG: "t0", ATTEMPT_TAG: "1"}
+    assert set(requests[0].run_config["ops"]["agent_session"]["config"]) == {"task_id", "lease_token"}
+    busy = tick(instance)
+    assert isinstance(busy, dg.SkipReason)
+    assert busy.skip_message == "All 5 session slots are busy; 2 tasks wait for a free slot."
+
+
+def test_an_empty_queue_is_a_readable_skip(instance):
+    assert tick(instance).skip_message == "No agent task is waiting; 0 sessions are running."
+
+
+def test_agent_session_job_is_tagged_for_the_concurrency_limit_and_never_retried_by_dagster():
+    assert agent_session_job.tags == {"jada/agent-session": "1", "dagster/max_retries": "0"}
+
+
+def test_a_finished_session_records_turns_tokens_and_cost_on_the_run(instance, anthropic_emulator):
+    open_queue().enqueue("t1", "Say hi")
+    anthropic_emulator.script(tool_use(), end_turn("Said hi."))
+    (request,) = tick(instance).run_requests
+    result = launch(instance, request)
+    assert result.success
+    (output,) = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
+    metadata = output.event_specific_data.metadata
+    assert metadata["outcome"].value == "done" and metadata["turns"].value == 2
+    assert (metadata["input_tokens"].value, metadata["output_tokens"].value) == (200, 40)
+    assert metadata["cost_usd"].value == pytest.approx((200 * 2 + 40 * 10) / 1e6)
+    assert len(metadata["request_ids"].value) == 2
+    task = open_queue().get("t1")
+    assert (task.status, task.turns, task.summary, task.run_id) == ("done", 2, "Said hi.", result.run_id)
+
+
+def test_a_session_that_hits_its_turn_cap_is_a_successful_run_and_an_incomplete_task(
+    instance, anthropic_emulator
+):
+    open_queue().enqueue("t1", "Big job", max_turns=2)
+    anthropic_emulator.script(tool_use(), tool_use(), end_turn('{"done": ["half"], "next_steps": ["rest"]}'))
+    (request,) = tick(instance).run_requests
+    result = launch(instance, request)
+    assert result.success
+    task = open_queue().get("t1")
+    assert (task.status, task.turns, task.handoff["next_steps"]) == ("incomplete", 2, ["rest"])
+    (again,) = tick(instance).run_requests
+    assert again.run_key == "task:t1:attempt:2"
+
+
+def test_a_bad_api_key_fails_the_run_and_the_task_with_the_fix_in_the_message(instance, anthropic_emulator):
+    open_queue().enqueue("t1", "x")
+    anthropic_emulator.script(api_error(401, "invalid x-api-key"))
+    (request,) = tick(instance).run_requests
+    result = launch(instance, request)
+    assert not result.success
+    failure = result.failure_data_for_node("agent_session").user_failure_data
+    assert "check ANTHROPIC_API_KEY" in failure.description and "invalid x-api-key" in failure.description
+    assert failure.metadata["outcome"].value == "failed"
+    assert open_queue().get("t1").status == "failed"
+    assert len(anthropic_emulator.requests) == 1
+
+
+def test_a_refusal_fails_the_run_and_leaves_a_dead_letter(instance, anthropic_emulator):
+    open_queue().enqueue("t1", "x")
+    anthropic_emulator.script(refusal())
+    (request,) = tick(instance).run_requests
+    assert not launch(instance, request).success
+    assert open_queue().get("t1").status == "dead"
+
+
+def test_a_run_whose_lease_was_taken_sends_nothing_to_the_model(instance, anthropic_emulator):
+    open_queue().enqueue("t1", "x")
+    (request,) = tick(instance).run_requests
+    open_queue().cancel("t1")
+    result = launch(instance, request)
+    assert not result.success
+    assert (
+        "no longer this run's" in result.failure_data_for_node("agent_session").user_failure_data.description
+    )
+    assert anthropic_emulator.requests == []
+
+
+def test_a_task_whose_run_died_goes_back_to_the_queue_with_the_next_attempt(instance):
+    queue = open_queue()
+    queue.enqueue("t1", "x", max_attempts=2)
+    (request,) = tick(instance).run_requests
+    run = instance.create_run_for_job(
+        agent_session_job, run_config=request.run_config, tags={**agent_session_job.tags, **request.tags}
+    )
+    instance.report_run_failed(run)  # the run worker crashed before the session recorded anything
+    second = tick(instance)
+    assert [r.run_key for r in second.run_requests] == ["task:t1:attempt:2"]
+    assert "ended FAILURE" in queue.get("t1").last_error
+    (record, _) = queue.attempts(since=0)
+    assert record.outcome == "lost"
+
+
+def test_run_requests_name_the_task_and_attempt_in_the_run_key(instance):
+    queue = open_queue()
+    queue.enqueue("fix-login", "x")
+    lease = queue.claim(worker="w", lease_seconds=60)
+    assert run_request_for(lease).run_key == "task:fix-login:attempt:1"
