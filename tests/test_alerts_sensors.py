@@ -44,15 +44,9 @@ def sheet_rows():
     raise dg.Failure(description=CREDENTIALS_FIX, allow_retries=False)
 
 
-@dg.asset(op_tags={"jada/agent-session": "1"})
-def agent_session():
-    """Stands in for an agent session that stopped at its turn cap: an `incomplete` outcome, a successful run."""
-    return dg.MaterializeResult(metadata={"outcome": "incomplete", "turns": 30})
-
-
 SLACK = SlackWebhookResource(min_interval_seconds=0, max_retries=1)
 DEFS = dg.Definitions(
-    assets=[ports, routes, sheet_rows, agent_session],
+    assets=[ports, routes, sheet_rows],
     asset_checks=[ports_complete, routes_reachable],
     sensors=[asset_check_alert_sensor, run_failure_alert_sensor],
     resources={"slack": SLACK},
@@ -150,8 +144,27 @@ def test_a_failed_credentials_run_gives_one_message_that_contains_the_fix(slack_
     assert f"run-failed:{failed.run_id}" in payload["text"]
 
 
-def test_an_agent_session_that_stopped_incomplete_at_the_turn_cap_gives_no_message(slack_webhook, instance):
-    assert materialize(instance, agent_session).success
+def test_an_agent_session_that_stopped_incomplete_at_the_turn_cap_gives_no_message(
+    slack_webhook, anthropic_emulator, instance
+):
+    from jada_pipelines.agents.jobs import agent_session_job
+    from jada_pipelines.agents.queue import open_queue
+    from jada_pipelines.agents.resources import ClaudeSessionResource, TaskQueueResource
+    from jada_pipelines.agents.sensors import agent_task_sensor
+    from jada_pipelines.emulators.anthropic import end_turn, tool_use
+
+    agents = {"task_queue": TaskQueueResource(), "claude": ClaudeSessionResource()}
+    open_queue().enqueue("t1", "Big job", max_turns=2)
+    anthropic_emulator.script(tool_use(), tool_use(), end_turn('{"done": ["half"], "next_steps": ["rest"]}'))
+    (request,) = agent_task_sensor(dg.build_sensor_context(instance=instance, resources=agents)).run_requests
+    session = agent_session_job.execute_in_process(
+        run_config=request.run_config,
+        tags={**agent_session_job.tags, **request.tags},
+        instance=instance,
+        resources=agents,
+        raise_on_error=False,
+    )
+    assert session.success and open_queue().get("t1").status == "incomplete"
 
     tick_both(instance, {})
 
@@ -195,3 +208,25 @@ def test_without_a_webhook_both_sensors_skip_with_a_sentence_that_names_the_vari
 def test_both_alert_sensors_run_by_default():
     for sensor in (asset_check_alert_sensor, run_failure_alert_sensor):
         assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def test_a_revoked_google_token_in_the_real_sync_job_gives_exactly_one_post_with_the_fix(
+    slack_webhook, google_emulator, google_token_file, instance
+):
+    from jada_pipelines.definitions import defs
+
+    google_emulator.fail_token("invalid_grant")
+    run = defs.resolve_job_def("port_sheet_sync_job").execute_in_process(
+        instance=instance, raise_on_error=False
+    )
+    assert not run.success
+    context = {"instance": instance, "definitions": defs, "resources": {"slack": SLACK}}
+
+    for sensor in (asset_check_alert_sensor, run_failure_alert_sensor):
+        sensor(dg.build_sensor_context(**context))
+
+    (payload,) = slack_webhook.payloads
+    check = next(e for e in run.get_asset_check_evaluations() if e.check_name == "google_credentials_fresh")
+    assert check.description and check.description in payload["text"]
+    assert "jada auth google" in payload["text"]
+    assert payload["text"].count(check.description) == 1

@@ -72,7 +72,13 @@ def run_failed(
 ) -> SlackMessage:
     """One message for a failed run: each failed step's description (for a credentials failure, the fix)."""
     reasons = [f"*{step}*: {description}" for step, description in step_failures]
-    reasons += [f"*check {c.asset}.{c.check}* ({c.severity}): {c.description}" for c in failed_checks]
+    # A blocking check and the step it stops often carry the same text (the credentials fix): say it once.
+    said = {description for _, description in step_failures}
+    reasons += [
+        f"*check {c.asset}.{c.check}* ({c.severity}): {c.description}"
+        for c in failed_checks
+        if c.description not in said
+    ]
     return _message(
         title=f"ERROR: run of {job} failed",
         severity="ERROR",
