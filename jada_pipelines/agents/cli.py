@@ -1,9 +1,175 @@
-"""`jada` subcommands for this domain. Keep imports inside the handlers: every command loads this."""
+"""`jada task add|list|show|requeue|cancel` and `jada queue init`. Keep imports inside the handlers: every
+`jada` command loads this module."""
 
 from __future__ import annotations
 
 import argparse
+import functools
+import json
+import sys
+from dataclasses import asdict
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from jada_pipelines.agents.queue import Task
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this domain's subcommands to the `jada` parser."""
+    task = subparsers.add_parser("task", help="add, list, show, re-queue or cancel agent tasks")
+    actions = task.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    add = actions.add_parser("add", help="queue a task for a Claude session; prints its id")
+    add.add_argument("prompt", help="what the agent should do")
+    add.add_argument("--id", dest="task_id", help="task id (the idempotency key); default: a new random id")
+    add.add_argument(
+        "--max-turns", type=int, help="turn cap for each session (default: JADA_AGENT_MAX_TURNS, 30)"
+    )
+    add.add_argument("--workdir", help="working directory (default: $JADA_DATA_DIR/workdirs/<id>)")
+    add.add_argument("--priority", type=int, default=0, help="higher runs first (default 0)")
+    add.add_argument("--max-attempts", type=int, default=3, help="sessions before a dead letter (default 3)")
+    add.set_defaults(func=add_task)
+
+    listing = actions.add_parser("list", help="list tasks")
+    listing.add_argument("--status", help="only tasks with this status, e.g. queued, incomplete, dead")
+    listing.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.set_defaults(func=list_tasks)
+
+    show = actions.add_parser("show", help="show one task in full, with its handoff")
+    show.add_argument("task_id")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.set_defaults(func=show_task)
+
+    requeue = actions.add_parser("requeue", help="queue a task again (dead letters and failed tasks too)")
+    requeue.add_argument("task_id")
+    requeue.add_argument("--reset-attempts", action="store_true", help="grant the full attempt budget again")
+    requeue.set_defaults(func=requeue_task)
+
+    cancel = actions.add_parser("cancel", help="cancel a task; a running session stops at its next heartbeat")
+    cancel.add_argument("task_id")
+    cancel.set_defaults(func=cancel_task)
+
+    queue = subparsers.add_parser("queue", help="set up the task queue")
+    queue_actions = queue.add_subparsers(dest="action", required=True, metavar="ACTION")
+    init = queue_actions.add_parser("init", help="create the queue's schema (SQLite file or DynamoDB table)")
+    init.set_defaults(func=init_queue)
+
+
+def _reports_queue_errors(handler):
+    """Bad input to the queue is a one-line error and exit code 2, like a configuration error."""
+
+    @functools.wraps(handler)
+    def wrapper(args: argparse.Namespace) -> int:
+        from jada_pipelines.agents.queue import QueueError
+
+        try:
+            return handler(args)
+        except QueueError as exc:
+            print(f"jada: {exc}", file=sys.stderr)
+            return 2
+
+    return wrapper
+
+
+def _queue():
+    from jada_pipelines.agents.queue import open_queue
+
+    return open_queue()
+
+
+def _not_found(task_id: str) -> int:
+    print(f"jada: no task {task_id!r} in the queue; `jada task list` shows the ids.", file=sys.stderr)
+    return 1
+
+
+@_reports_queue_errors
+def add_task(args: argparse.Namespace) -> int:
+    import uuid
+
+    task_id = args.task_id or f"task-{uuid.uuid4().hex[:12]}"
+    result = _queue().enqueue(
+        task_id,
+        args.prompt,
+        max_turns=args.max_turns,
+        workdir=args.workdir,
+        priority=args.priority,
+        max_attempts=args.max_attempts,
+        source="cli",
+    )
+    if not result.created:
+        print(
+            f"Task {task_id} already exists (status {result.task.status}); nothing changed.", file=sys.stderr
+        )
+    print(task_id)
+    return 0
+
+
+def _row(task: Task) -> str:
+    error = (task.last_error or "")[:60]
+    handoff = f"{len(task.handoff.get('next_steps', []))} next steps" if task.handoff else ""
+    attempts = f"{task.attempt}/{task.max_attempts}"
+    return f"{task.id:<24} {task.status:<11} {attempts:>7} {task.turns:>5} {task.cost_usd:>9.4f}  {handoff:<14} {error}"
+
+
+@_reports_queue_errors
+def list_tasks(args: argparse.Namespace) -> int:
+    tasks = _queue().list(status=args.status, limit=args.limit)
+    if args.json:
+        print(json.dumps([asdict(task) for task in tasks], indent=2))
+        return 0
+    print(
+        f"{'ID':<24} {'STATUS':<11} {'ATTEMPT':>7} {'TURNS':>5} {'COST_USD':>9}  {'HANDOFF':<14} LAST ERROR"
+    )
+    for task in tasks:
+        print(_row(task))
+    return 0
+
+
+def show_task(args: argparse.Namespace) -> int:
+    task = _queue().get(args.task_id)
+    if task is None:
+        return _not_found(args.task_id)
+    if args.json:
+        print(json.dumps(asdict(task), indent=2))
+        return 0
+    fields = asdict(task)
+    handoff = fields.pop("handoff")
+    for name, value in fields.items():
+        print(f"{name:>17}: {value if value is not None else '-'}")
+    print(f"{'handoff':>17}: {json.dumps(handoff, indent=2) if handoff else '-'}")
+    return 0
+
+
+def requeue_task(args: argparse.Namespace) -> int:
+    queue = _queue()
+    if queue.requeue(args.task_id, reset_attempts=args.reset_attempts):
+        task = queue.get(args.task_id)
+        print(f"Task {task.id} is queued again (next attempt {task.attempt + 1} of {task.max_attempts}).")
+        return 0
+    if queue.get(args.task_id) is None:
+        return _not_found(args.task_id)
+    print(f"jada: task {args.task_id} is running; cancel it first or wait for it to finish.", file=sys.stderr)
+    return 1
+
+
+def cancel_task(args: argparse.Namespace) -> int:
+    queue = _queue()
+    if queue.cancel(args.task_id):
+        print(f"Task {args.task_id} is cancelled.")
+        return 0
+    task = queue.get(args.task_id)
+    if task is None:
+        return _not_found(args.task_id)
+    print(f"jada: task {args.task_id} is already {task.status}; nothing to cancel.", file=sys.stderr)
+    return 1
+
+
+def init_queue(args: argparse.Namespace) -> int:
+    from jada_pipelines.agents.queue import default_queue_url
+
+    queue = _queue()
+    # Opening a SQLite queue creates its schema; the DynamoDB backend creates its table in init().
+    queue.init()
+    print(f"Task queue ready at {default_queue_url()}.")
+    return 0

@@ -1,0 +1,89 @@
+"""`jada task` adds, lists, shows, re-queues and cancels tasks, and says plainly when something is wrong."""
+
+from __future__ import annotations
+
+import json
+
+from jada_pipelines.agents.queue import open_queue
+from jada_pipelines.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_add_prints_the_id_and_a_duplicate_add_says_nothing_changed(capsys):
+    code, out, _ = run(capsys, "task", "add", "Fix the login bug", "--id", "login", "--max-turns", "12")
+    assert (code, out) == (0, "login\n")
+    task = open_queue().get("login")
+    assert (task.prompt, task.max_turns, task.status, task.source) == (
+        "Fix the login bug",
+        12,
+        "queued",
+        "cli",
+    )
+    code, out, err = run(capsys, "task", "add", "Something else", "--id", "login")
+    assert (code, out) == (0, "login\n") and "already exists" in err
+    assert open_queue().get("login").prompt == "Fix the login bug"
+
+
+def test_add_without_an_id_makes_one(capsys):
+    _, out, _ = run(capsys, "task", "add", "Do it")
+    assert open_queue().get(out.strip()).prompt == "Do it"
+
+
+def test_a_bad_task_is_a_one_line_error(capsys):
+    code, _, err = run(capsys, "task", "add", "x", "--max-turns", "0")
+    assert code == 2 and err.startswith("jada: max_turns=0") and err.count("\n") == 1
+
+
+def test_list_and_show_give_status_attempt_turns_cost_error_and_handoff(capsys):
+    queue = open_queue()
+    queue.enqueue("capped", "Big job")
+    lease = queue.claim(worker="w", lease_seconds=60)
+    handoff = {"done": ["a"], "next_steps": ["b", "c"], "failed_approaches": [], "files_touched": []}
+    queue.complete(lease, outcome="incomplete", turns=30, cost_usd=0.1234, summary=None, handoff=handoff)
+    _, out, _ = run(capsys, "task", "list")
+    header, row = out.splitlines()
+    assert header.split()[:5] == ["ID", "STATUS", "ATTEMPT", "TURNS", "COST_USD"]
+    assert row.split()[:8] == ["capped", "incomplete", "1/3", "30", "0.1234", "2", "next", "steps"]
+    _, out, _ = run(capsys, "task", "list", "--status", "incomplete", "--json")
+    assert json.loads(out)[0]["handoff"] == handoff
+    _, out, _ = run(capsys, "task", "show", "capped")
+    assert "status: incomplete" in out and '"next_steps": [' in out
+    _, out, _ = run(capsys, "task", "show", "capped", "--json")
+    assert json.loads(out)["turns"] == 30
+
+
+def test_show_of_an_unknown_task_says_how_to_find_ids(capsys):
+    code, _, err = run(capsys, "task", "show", "nope")
+    assert code == 1 and "jada task list" in err
+
+
+def test_requeue_brings_back_a_dead_letter_and_refuses_a_running_task(capsys):
+    queue = open_queue()
+    queue.enqueue("dead", "x", max_attempts=1)
+    queue.fail(queue.claim(worker="w", lease_seconds=60), error="boom", retryable=True)
+    code, out, _ = run(capsys, "task", "requeue", "dead")
+    assert code == 0 and "next attempt 2 of 2" in out
+    assert queue.get("dead").status == "queued"
+    queue.claim(worker="w", lease_seconds=60)
+    code, _, err = run(capsys, "task", "requeue", "dead")
+    assert code == 1 and "is running" in err
+
+
+def test_cancel_cancels_once(capsys):
+    open_queue().enqueue("t1", "x")
+    assert run(capsys, "task", "cancel", "t1")[0] == 0
+    code, _, err = run(capsys, "task", "cancel", "t1")
+    assert code == 1 and "already cancelled" in err
+    assert run(capsys, "task", "list", "--status", "bogus")[0] == 2
+
+
+def test_queue_init_creates_the_sqlite_schema(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("JADA_TASK_QUEUE_URL", f"sqlite:///{tmp_path}/fresh.db")
+    code, out, _ = run(capsys, "queue", "init")
+    assert code == 0 and "fresh.db" in out
+    assert (tmp_path / "fresh.db").exists()
