@@ -143,9 +143,9 @@ class _Spreadsheet:
 class SheetsError(Exception):
     """A Google-shaped API error raised inside the emulator and sent back as ``{"error": {...}}``."""
 
-    def __init__(self, code: int, status: str, message: str):
+    def __init__(self, code: int, status: str, message: str, reason: str | None = None):
         super().__init__(message)
-        self.code, self.status, self.message = code, status, message
+        self.code, self.status, self.message, self.reason = code, status, message, reason
 
 
 def _invalid(message: str) -> SheetsError:
@@ -706,7 +706,12 @@ class GoogleEmulator:
             )
         needed = _READ_SCOPES if kind in ("metadata", "values_get", "batch_get") else _WRITE_SCOPES
         if not needed & set(scopes):
-            raise SheetsError(403, "PERMISSION_DENIED", "Request had insufficient authentication scopes.")
+            raise SheetsError(
+                403,
+                "PERMISSION_DENIED",
+                "Request had insufficient authentication scopes.",
+                reason="ACCESS_TOKEN_SCOPE_INSUFFICIENT",
+            )
 
     # -- Sheets ----------------------------------------------------------------------------------------------
 
@@ -997,6 +1002,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _token(self, body: bytes) -> tuple[int, Any]:
         form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+        basic = self.headers.get("Authorization", "")
+        if basic.startswith("Basic ") and "client_id" not in form:
+            # RFC 6749 2.3.1: the client may authenticate with HTTP Basic instead of body fields.
+            client_id, _, client_secret = base64.b64decode(basic[6:]).decode().partition(":")
+            form.update(client_id=unquote(client_id), client_secret=unquote(client_secret))
         return self.emulator.handle_token(form)
 
     def _sheets(self, route: tuple[str, str, str | None], query: dict, raw: bytes) -> tuple[int, Any]:
@@ -1013,7 +1023,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw) if raw else None
             return 200, emulator.handle_sheets(kind, spreadsheet_id, a1, query, body)
         except SheetsError as error:
-            return error.code, _sheets_error(error.code, error.status, error.message)
+            return error.code, _sheets_error(error.code, error.status, error.message, error.reason)
         except json.JSONDecodeError:
             return 400, _sheets_error(400, "INVALID_ARGUMENT", "Invalid JSON payload received.")
 
@@ -1045,5 +1055,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
 
 
-def _sheets_error(code: int, status: str, message: str) -> dict:
-    return {"error": {"code": code, "message": message, "status": status}}
+def _sheets_error(code: int, status: str, message: str, reason: str | None = None) -> dict:
+    error: dict[str, Any] = {"code": code, "message": message, "status": status}
+    if reason is not None:
+        error["details"] = [
+            {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": reason,
+                "domain": "googleapis.com",
+            }
+        ]
+    return {"error": error}

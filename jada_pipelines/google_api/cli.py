@@ -1,9 +1,123 @@
-"""`jada` subcommands for this domain. Keep imports inside the handlers: every command loads this."""
+"""`jada auth google` (re-consent) and `jada auth check` (the resource's verdict, from the command line)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from jada_pipelines.google_api.tokens import TokenStore
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add this domain's subcommands to the `jada` parser."""
+    """Add ``jada auth google`` and ``jada auth check``."""
+    auth = subparsers.add_parser("auth", help="Google credentials: re-consent, or check them.")
+    commands = auth.add_subparsers(dest="auth_command", required=True, metavar="ACTION")
+
+    google = commands.add_parser(
+        "google", help="Re-consent to Google (local-server flow) and store the token."
+    )
+    google.add_argument("--client-secrets", required=True, help="OAuth client-secrets JSON (Desktop client).")
+    status = google.add_mutually_exclusive_group(required=True)
+    status.add_argument(
+        "--testing",
+        dest="publishing_status",
+        action="store_const",
+        const="testing",
+        help="The OAuth app is in Testing: its tokens expire 7 days after consent.",
+    )
+    status.add_argument(
+        "--production",
+        dest="publishing_status",
+        action="store_const",
+        const="production",
+        help="The OAuth app is published (In production): no weekly expiry.",
+    )
+    google.add_argument(
+        "--port", type=int, default=None, help="Fixed local port for the redirect (default 8085)."
+    )
+    google.add_argument(
+        "--no-browser", action="store_true", help="Print the URL instead of opening a browser."
+    )
+    google.add_argument(
+        "--store",
+        choices=("file", "secretsmanager"),
+        default="file",
+        help="Where to write the token: a 0600 file, or AWS Secrets Manager.",
+    )
+    google.add_argument("--output", help="Token file path (default $JADA_GOOGLE_TOKEN_FILE).")
+    google.add_argument(
+        "--secret-id", help="Secrets Manager secret id (default $JADA_GOOGLE_TOKEN_SECRET_ID)."
+    )
+    google.add_argument(
+        "--timeout", type=float, default=600.0, help="Seconds to wait for the browser (default 600)."
+    )
+    google.set_defaults(func=auth_google)
+
+    check = commands.add_parser("check", help="Refresh the configured token and report OK, WARN or ERROR.")
+    check.set_defaults(func=auth_check)
+
+
+def auth_google(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from jada_pipelines import settings
+    from jada_pipelines.google_api import oauth
+    from jada_pipelines.google_api.errors import CredentialsError
+
+    try:
+        store = _target_store(args)
+        client_config = oauth.load_client_config(Path(args.client_secrets).expanduser())
+        token = oauth.consent(
+            client_config,
+            publishing_status=args.publishing_status,
+            port=args.port or oauth.DEFAULT_PORT,
+            open_browser=not args.no_browser,
+            token_uri=settings.env("JADA_GOOGLE_TOKEN_URI"),
+            timeout_seconds=args.timeout,
+        )
+        store.save(token)
+    except CredentialsError as error:
+        print(f"jada auth google: {error.description}", file=sys.stderr)
+        return 1
+    print(
+        f"Stored the new Google token in {store.describe()} ({args.publishing_status}, scopes: {' '.join(token['scopes'])})."
+    )
+    if args.publishing_status == "testing":
+        print(
+            "The app is in Testing: this token expires in 7 days. Publish the app to Production to stop that."
+        )
+    return 0
+
+
+def _target_store(args: argparse.Namespace) -> TokenStore:
+    from jada_pipelines import settings
+    from jada_pipelines.google_api.tokens import FileTokenStore, SecretsManagerTokenStore
+
+    if args.store == "secretsmanager":
+        secret_id = args.secret_id or settings.env("JADA_GOOGLE_TOKEN_SECRET_ID")
+        if secret_id is None:
+            raise settings.ConfigError(
+                "--store secretsmanager needs a secret: pass --secret-id or set JADA_GOOGLE_TOKEN_SECRET_ID."
+            )
+        return SecretsManagerTokenStore(secret_id)
+    path = args.output or settings.env("JADA_GOOGLE_TOKEN_FILE")
+    if path is None:
+        raise settings.ConfigError(
+            "Where should the token go? Pass --output PATH or set JADA_GOOGLE_TOKEN_FILE."
+        )
+    return FileTokenStore(path)
+
+
+def auth_check(args: argparse.Namespace) -> int:
+    from jada_pipelines.google_api.credentials import check_credentials
+
+    verdict = check_credentials()
+    stream = sys.stdout if verdict.ok else sys.stderr
+    label = verdict.severity if verdict.ok else f"ERROR [{verdict.kind}]"
+    print(f"{label}: {verdict.description}", file=stream)
+    for name in ("credential_class", "publishing_status", "token_age_days", "predicted_expiry"):
+        if name in verdict.metadata:
+            print(f"  {name}: {verdict.metadata[name]}", file=stream)
+    return 0 if verdict.ok else 1

@@ -360,7 +360,7 @@ def _check_granted_scopes(credentials: Credentials, source: str) -> None:
 # ---------------------------------------------------------------------------------------------- refresh
 
 
-class _RecordingRequest:
+class RecordingRequest:
     """google-auth's HTTP transport, remembering the token endpoint's last status and body.
 
     google-auth drops the payload for some failures (reauth) and keeps no status at all, so the
@@ -398,7 +398,7 @@ class _RecordingRequest:
 def _refresh(credentials: Credentials, config: GoogleConfig) -> None:
     from google.auth import exceptions
 
-    request = _RecordingRequest(config.timeout)
+    request = RecordingRequest(config.timeout)
     try:
         credentials.refresh(request)
     except (exceptions.RefreshError, exceptions.TransportError):
@@ -412,7 +412,9 @@ def classify_token_response(status: int | None, body: bytes | None) -> Credentia
     payload = _json_object(body)
     error = payload.get("error")
     if status is None:
-        return _transient("The Google token endpoint could not be reached (connection failed or timed out).")
+        return transient_error(
+            "The Google token endpoint could not be reached (connection failed or timed out)."
+        )
     if error == "invalid_grant" and payload.get("error_subtype") in ("invalid_rapt", "rapt_required"):
         return CredentialsError(
             "reauth_required",
@@ -451,7 +453,7 @@ def classify_token_response(status: int | None, body: bytes | None) -> Credentia
         "server_error",
         "temporarily_unavailable",
     ):
-        return _transient(
+        return transient_error(
             f"The Google token endpoint answered HTTP {status}; Google is unavailable or rate-limiting.",
             status,
         )
@@ -463,7 +465,7 @@ def classify_token_response(status: int | None, body: bytes | None) -> Credentia
     )
 
 
-def _transient(what: str, status: int | None = None) -> CredentialsError:
+def transient_error(what: str, status: int | None = None) -> CredentialsError:
     return CredentialsError(
         "transient",
         f"{what} It was retried a few times and kept failing; the next scheduled run will try again. "

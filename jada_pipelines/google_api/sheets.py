@@ -13,10 +13,10 @@ from jada_pipelines.google_api.credentials import (
     TRANSIENT_STATUSES,
     CredentialVerdict,
     GoogleConfig,
+    RecordingRequest,
     RetryPolicy,
-    _RecordingRequest,
-    _transient,
     classify_token_response,
+    transient_error,
 )
 from jada_pipelines.google_api.errors import CredentialsError
 from jada_pipelines.google_api.tokens import AUTH_COMMAND
@@ -38,7 +38,7 @@ class SheetsSession:
         self.calls = 0
         self._retry: RetryPolicy = config.retry
         # A 401 mid-run makes the session refresh again; record that answer too, so it is classified.
-        self._token_request = _RecordingRequest(config.timeout)
+        self._token_request = RecordingRequest(config.timeout)
         session = AuthorizedSession(credentials, auth_request=self._token_request)
         if config.sheets_api_url.rstrip("/") != settings.DEFAULT_SHEETS_API_URL:
             # gspread builds its URLs from module constants; an adapter redirects them without patching gspread.
@@ -99,7 +99,7 @@ class SheetsSession:
             return classify_api_error(exc.response.status_code, exc.error, spreadsheet_id)
         if isinstance(exc, GoogleAuthError):
             return classify_token_response(self._token_request.status, self._token_request.body)
-        return _transient("The Google Sheets API could not be reached (connection failed or timed out).")
+        return transient_error("The Google Sheets API could not be reached (connection failed or timed out).")
 
 
 def _library_errors() -> tuple[type[Exception], ...]:
@@ -119,7 +119,7 @@ def classify_api_error(status: int, error: Any, spreadsheet_id: str) -> Credenti
     )
     reasons = {d.get("reason") for d in error.get("details", []) if isinstance(d, dict)}
     if status in TRANSIENT_STATUSES:
-        return _transient(
+        return transient_error(
             f"The Google Sheets API answered HTTP {status} ({error.get('status', 'no JSON body')}).", status
         )
     if status == 403 and "ACCESS_TOKEN_SCOPE_INSUFFICIENT" in reasons:
