@@ -349,8 +349,12 @@ class GoogleEmulator:
         self._server.daemon_threads = True
         host, port = self._server.server_address[:2]
         self.base_url = f"http://{host}:{port}"
+        # A short poll interval: stop() waits up to one interval, and every test stops its own emulator.
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="google-emulator", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="google-emulator",
+            daemon=True,
         )
         self._thread.start()
         return self.base_url

@@ -180,19 +180,29 @@ def authorize(config: GoogleConfig | None = None, *, now: datetime | None = None
     store = config.store()
     info = store.load()
     age = _token_age(info, now)
-    base_metadata = {"source": store.describe(), **age.metadata()}
+    metadata = {"source": store.describe(), **age.metadata()}
+    credential_class = "service_account" if info.get("type") == "service_account" else "authorized_user"
+    metadata["credential_class"] = credential_class
     try:
-        credentials, credential_class = _build(info, config, store.describe())
-        base_metadata["credential_class"] = credential_class
+        credentials = _build(info, config, store.describe())
         _check_requested_scopes(info, store.describe())
         config.retry.call(lambda: _refresh(credentials, config))
         _check_granted_scopes(credentials, store.describe())
     except CredentialsError as error:
-        error.metadata = {**base_metadata, **error.metadata}
-        if error.kind == "token_revoked" and age.life_fraction is not None and age.life_fraction >= 1:
-            error.description += f" This was predicted: the token passed its 7-day Testing life at {age.expires_at:%Y-%m-%d %H:%M} UTC."
-        raise
-    return Authorized(credentials, _verdict(age, base_metadata), config)
+        raise _explained(error, credential_class, age, store.describe(), metadata) from None
+    return Authorized(credentials, _verdict(age, metadata), config)
+
+
+def _explained(
+    error: CredentialsError, credential_class: str, age: TokenAge, source: str, metadata: dict[str, Any]
+) -> CredentialsError:
+    """``error`` with the token's age in its metadata, and what the age and the credential class add to it."""
+    if credential_class == "service_account" and error.kind in ("token_revoked", "reauth_required"):
+        error = _service_account_refused(source)
+    error.metadata = {**metadata, **error.metadata}
+    if error.kind == "token_revoked" and age.life_fraction is not None and age.life_fraction >= 1:
+        error.description += f" This was predicted: the token passed its 7-day Testing life at {age.expires_at:%Y-%m-%d %H:%M} UTC."
+    return error
 
 
 def check_credentials(
@@ -271,7 +281,7 @@ def _token_age(info: dict[str, Any], now: datetime) -> TokenAge:
     )
 
 
-def _build(info: dict[str, Any], config: GoogleConfig, source: str) -> tuple[Credentials, str]:
+def _build(info: dict[str, Any], config: GoogleConfig, source: str) -> Credentials:
     if "installed" in info or "web" in info:
         raise CredentialsError(
             "wrong_file_type",
@@ -279,7 +289,7 @@ def _build(info: dict[str, Any], config: GoogleConfig, source: str) -> tuple[Cre
             f"`{AUTH_COMMAND}`, which creates the token, and point JADA_GOOGLE_TOKEN_FILE at the token it writes.",
         )
     if info.get("type") == "service_account":
-        return _service_account(info, config, source), "service_account"
+        return _service_account(info, config, source)
     if info.get("type") not in (None, "authorized_user"):
         raise CredentialsError(
             "wrong_file_type",
@@ -298,7 +308,7 @@ def _build(info: dict[str, Any], config: GoogleConfig, source: str) -> tuple[Cre
         token_uri=config.token_uri,
         scopes=_scopes(info) or [SHEETS_SCOPE],
     )
-    return credentials, "authorized_user"
+    return credentials
 
 
 def _service_account(info: dict[str, Any], config: GoogleConfig, source: str) -> Credentials:
@@ -315,6 +325,16 @@ def _service_account(info: dict[str, Any], config: GoogleConfig, source: str) ->
             f"The service-account key in {source} has a private_key that cannot be loaded. Download a new "
             "JSON key for the service account in the Google Cloud console (IAM > Service accounts > Keys).",
         ) from None
+
+
+def _service_account_refused(source: str) -> CredentialsError:
+    # invalid_grant means something else for a service account: there is no consent to renew.
+    return CredentialsError(
+        "client_invalid",
+        f"Google refused the service-account key in {source} (invalid_grant): the key was deleted or the account "
+        "disabled. Create a new JSON key for the service account (Google Cloud console > IAM > Service accounts "
+        "> Keys) and point JADA_GOOGLE_SERVICE_ACCOUNT_FILE at it.",
+    )
 
 
 def _require_fields(info: dict[str, Any], fields: tuple[str, ...], source: str) -> None:
