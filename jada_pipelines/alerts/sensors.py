@@ -58,12 +58,12 @@ def _walk(context: dg.SensorEvaluationContext, cursor: AlertCursor, statuses) ->
 def _result(cursor: AlertCursor, posted: int, runs: int) -> dg.SensorResult:
     if posted:
         return dg.SensorResult(cursor=cursor.dump())
-    return dg.SensorResult(
-        skip_reason=dg.SkipReason(
-            f"Nothing to post: {runs} finished run(s) since the last tick had no new failure."
-        ),
-        cursor=cursor.dump(),
+    reason = (
+        f"Nothing to post: {runs} run(s) finished since the last tick, with no new failure or recovery."
+        if runs
+        else "Nothing to post: no run finished since the last tick."
     )
+    return dg.SensorResult(skip_reason=dg.SkipReason(reason), cursor=cursor.dump())
 
 
 @dg.sensor(

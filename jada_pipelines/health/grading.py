@@ -112,8 +112,8 @@ def grade_dead_letters(stats: QueueStats) -> Finding:
     return Finding(
         "dead_letters",
         "ERROR",
-        f"{stats.dead_letters} task(s) ran out of attempts and wait for a person: list them with "
-        "`jada task list --status dead`, then fix and requeue or cancel each.",
+        f"{stats.dead_letters} task(s) ran out of attempts and wait for a person: `jada health` lists them "
+        "with their last error; fix the cause, then `jada task requeue <id>` (or cancel the task).",
         {"dead_letters": stats.dead_letters},
     )
 
