@@ -62,7 +62,7 @@ def test_only_the_changed_cell_is_written_raw_and_typed_on_the_keys_row():
     )
     assert plan.body == {
         "valueInputOption": "RAW",
-        "data": [{"range": "'Ports'!D3:D3", "majorDimension": "ROWS", "values": [[5]]}],
+        "data": [{"range": "'Ports'!D3", "values": [[5]]}],
     }
 
 
@@ -73,7 +73,7 @@ def test_the_key_is_found_at_its_current_position_not_where_it_was_pulled():
         tab="Ports",
         key_column="id",
     )
-    assert [item["range"] for item in plan.body["data"]] == ["'Ports'!C4:C4"]
+    assert [item["range"] for item in plan.body["data"]] == ["'Ports'!C4"]
 
 
 def test_a_number_and_its_digits_as_text_are_different_values():
@@ -104,7 +104,7 @@ def test_an_unset_wanted_value_leaves_the_cell_alone_and_an_empty_string_clears_
         tab="Ports",
         key_column="id",
     )
-    assert plan.body["data"] == [{"range": "'Ports'!F2:F2", "majorDimension": "ROWS", "values": [[""]]}]
+    assert plan.body["data"] == [{"range": "'Ports'!F2", "values": [[""]]}]
 
 
 def test_adjacent_changed_cells_coalesce_into_one_rectangle():
@@ -126,7 +126,7 @@ def test_cells_in_non_adjacent_columns_go_in_separate_ranges_and_skip_people_col
         tab="Ports",
         key_column="id",
     )
-    assert [item["range"] for item in plan.body["data"]] == ["'Ports'!C2:C2", "'Ports'!F2:F2"]
+    assert [item["range"] for item in plan.body["data"]] == ["'Ports'!C2", "'Ports'!F2"]
 
 
 def test_missing_and_duplicated_keys_are_reported_and_not_written():
@@ -144,7 +144,7 @@ def test_missing_and_duplicated_keys_are_reported_and_not_written():
     )
     assert plan.missing_keys == ["gone"]
     assert plan.duplicate_keys == ["twice"]
-    assert [item["range"] for item in plan.body["data"]] == ["'Ports'!C3:C3"]
+    assert [item["range"] for item in plan.body["data"]] == ["'Ports'!C3"]
 
 
 def test_an_owned_column_missing_from_the_header_is_reported_not_invented():
@@ -155,7 +155,7 @@ def test_an_owned_column_missing_from_the_header_is_reported_not_invented():
         key_column="id",
     )
     assert plan.missing_columns == ["agent_summary"]
-    assert [item["range"] for item in plan.body["data"]] == ["'Ports'!C2:C2"]
+    assert [item["range"] for item in plan.body["data"]] == ["'Ports'!C2"]
 
 
 def test_the_read_covers_the_header_row_and_each_run_of_adjacent_columns():

@@ -32,7 +32,7 @@ def test_keys_that_sanitise_alike_still_get_different_task_ids():
 
 def test_only_rows_with_a_non_empty_task_cell_ask_for_work():
     requested = requested_tasks(
-        rows(("a", "do a"), ("b", ""), ("c", "   "), ("d", None), (7, " do seven ")),
+        rows(("a", "do a"), ("b", ""), ("c", "   "), ("d", None), ("e", pd.NA), (7, " do seven ")),
         key_column="id",
         task_column="task",
     )

@@ -8,11 +8,13 @@ import dagster as dg
 from jada_pipelines.port_sheet.assets import port_sheet_rows
 from jada_pipelines.port_sheet.checks import port_sheet_rows_valid
 from jada_pipelines.port_sheet.jobs import port_sheet_sync_job
+from jada_pipelines.port_sheet.push import port_sheet_status
 from jada_pipelines.port_sheet.resources import PortSheetSettings
 from jada_pipelines.port_sheet.schedules import port_sheet_sync_schedule
 from jada_pipelines.port_sheet.store import PortSheetStore
+from jada_pipelines.port_sheet.tasks import port_sheet_tasks
 
-ASSETS = [port_sheet_rows]
+ASSETS = [port_sheet_rows, port_sheet_tasks, port_sheet_status]
 ASSET_CHECKS = [port_sheet_rows_valid]
 
 defs = dg.Definitions(

@@ -5,14 +5,18 @@ One read of the header, key and owned columns, made just before one batched writ
 belongs to people and is never written.
 """
 
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-# No `from __future__ import annotations` in this module: Dagster inspects the asset's `context`
-# annotation as a live class. Names imported only for type checking are quoted instead.
+# No `from __future__ import annotations` in this module: Dagster inspects the asset's resource
+# annotations as live classes. Names imported only for type checking are quoted instead.
 import dagster as dg
 
+from jada_pipelines.google_api.errors import CredentialsError
+from jada_pipelines.google_api.resources import GoogleCredentialsResource
+from jada_pipelines.port_sheet.resources import PortSheetSettings
 from jada_pipelines.port_sheet.tasks import port_sheet_tasks, requested_tasks
 
 if TYPE_CHECKING:
@@ -82,8 +86,9 @@ def _valid_keys(snapshot) -> list[str]:
 @dataclass(frozen=True)
 class PushResult:
     plan: "PushPlan"
-    read_calls: int
+    google_calls: int  # as counted by the session, so retries of a transient failure show
     write_calls: int
+    diff_seconds: float
 
 
 def push_status(
@@ -96,21 +101,29 @@ def push_status(
     """
     from jada_pipelines.port_sheet.sync import parse_read, plan_push, read_ranges
 
+    calls_before = session.calls
     columns = [key_column, *wanted.columns]
     response = session.values_batch_get(
         spreadsheet_id, read_ranges(tab, header, columns), value_render_option="UNFORMATTED_VALUE"
     )
     sheet = parse_read(response.get("valueRanges", []), expected_header=header, columns=columns)
+    started = time.perf_counter()
     plan = plan_push(wanted, sheet, tab=tab, key_column=key_column)
+    diff_seconds = time.perf_counter() - started
     if plan.body is not None:
         session.values_batch_update(spreadsheet_id, plan.body)
-    return PushResult(plan=plan, read_calls=1, write_calls=int(plan.body is not None))
+    return PushResult(
+        plan=plan,
+        google_calls=session.calls - calls_before,
+        write_calls=int(plan.body is not None),
+        diff_seconds=diff_seconds,
+    )
 
 
 @dg.asset(
     group_name="port_sheet",
     deps=[port_sheet_tasks],
-    required_resource_keys={"google", "port_sheet"},
+    kinds={"googlesheets"},
     check_specs=[
         dg.AssetCheckSpec(
             "port_sheet_status_columns_present",
@@ -124,44 +137,57 @@ def push_status(
         ),
     ],
 )
-def port_sheet_status(context: dg.AssetExecutionContext, port_sheet_rows) -> dg.MaterializeResult:
+def port_sheet_status(
+    port_sheet_rows, google: GoogleCredentialsResource, port_sheet: PortSheetSettings
+) -> dg.MaterializeResult:
     """The agents' progress as people see it in the port sheet: status, turns, cost, summary, updated time,
     and why a row was quarantined. Only the cells that changed are written, in one batched call."""
     from jada_pipelines.agents.queue import open_queue
     from jada_pipelines.port_sheet.sync import SheetChangedError
 
-    settings = context.resources.port_sheet
     wanted = wanted_cells(
         port_sheet_rows,
         open_queue(),
-        task_column=settings.task_column,
-        owned_columns=settings.owned_columns,
+        task_column=port_sheet.task_column,
+        owned_columns=port_sheet.owned_columns,
     )
-    session = context.resources.google.sheets()
-    calls_before = session.calls
     try:
-        result = push_status(
-            session,
-            spreadsheet_id=settings.spreadsheet_id,
-            tab=settings.tab,
-            header=list(port_sheet_rows.header),
-            key_column=port_sheet_rows.key_column,
-            wanted=wanted,
-        )
-    except SheetChangedError as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from None
+        result = _push(google, port_sheet, port_sheet_rows, wanted)
+    except CredentialsError as error:
+        # allow_retries=False: the fix is in the description; nothing was written.
+        raise dg.Failure(
+            description=error.description, metadata=error.metadata, allow_retries=False
+        ) from None
+    except SheetChangedError as error:
+        raise dg.Failure(description=str(error), allow_retries=False) from None
     plan = result.plan
     return dg.MaterializeResult(
         metadata={
-            "google_calls": session.calls - calls_before,
+            "google_api_calls": result.google_calls,
             "write_calls": result.write_calls,
             "changed_cells": plan.changed_cells,
             "changed_rows": plan.changed_rows,
             "ranges_written": plan.ranges,
+            "diff_seconds": round(result.diff_seconds, 4),
             "rows_synced": len(wanted),
         },
-        check_results=[_columns_check(plan, settings.tab), _rows_check(plan)],
+        check_results=[_columns_check(plan, port_sheet.tab), _rows_check(plan)],
     )
+
+
+def _push(google: GoogleCredentialsResource, port_sheet: PortSheetSettings, snapshot, wanted) -> PushResult:
+    session = google.sheets()
+    try:
+        return push_status(
+            session,
+            spreadsheet_id=port_sheet.spreadsheet_id,
+            tab=port_sheet.tab,
+            header=list(snapshot.header),
+            key_column=snapshot.key_column,
+            wanted=wanted,
+        )
+    finally:
+        session.close()
 
 
 def _columns_check(plan: "PushPlan", tab: str) -> dg.AssetCheckResult:

@@ -79,7 +79,7 @@ def key_text(value: Any) -> str | None:
     "007" stays "007": only numbers are rewritten, and an integral float loses its ".0" the way the sheet
     shows it.
     """
-    if value is None or value == "" or (isinstance(value, float) and np.isnan(value)):
+    if value is None or (not isinstance(value, str) and pd.isna(value)) or value == "":
         return None
     if isinstance(value, bool):
         return "TRUE" if value else "FALSE"
@@ -228,12 +228,9 @@ def _coalesce(
         block = wanted_cells[order[start:end]]
         for run in column_runs(indices):
             picked = [position_of[index] for index in run]
-            data.append(
-                {
-                    "range": f"{quote_tab(tab)}!{column_letter(run[0])}{rows[start]}:"
-                    f"{column_letter(run[-1])}{rows[end - 1]}",
-                    "majorDimension": "ROWS",
-                    "values": block[:, picked].tolist(),
-                }
-            )
+            # ROWS is the default major dimension, and a one-cell range needs no ":": bytes count at 1% change.
+            first = f"{column_letter(run[0])}{rows[start]}"
+            last = f"{column_letter(run[-1])}{rows[end - 1]}"
+            a1 = first if first == last else f"{first}:{last}"
+            data.append({"range": f"{quote_tab(tab)}!{a1}", "values": block[:, picked].tolist()})
     return data

@@ -10,9 +10,11 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-# No `from __future__ import annotations` in this module: Dagster inspects the asset's `context`
-# annotation as a live class. Names imported only for type checking are quoted instead.
+# No `from __future__ import annotations` in this module: Dagster inspects the asset's resource
+# annotations as live classes. Names imported only for type checking are quoted instead.
 import dagster as dg
+
+from jada_pipelines.port_sheet.resources import PortSheetSettings
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,7 +45,10 @@ def task_id_for(key: str, prompt: str) -> str:
 
 def prompt_text(value: Any) -> str | None:
     """The task cell as a prompt; None when it does not ask for work (empty, blank or missing)."""
-    if value is None or (isinstance(value, float) and value != value):  # NaN from pandas
+    import pandas as pd
+
+    # pandas gives an empty cell as NaN or <NA>, which str() would turn into a prompt.
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
         return None
     return str(value).strip() or None
 
@@ -90,17 +95,16 @@ def sync_tasks(queue: "TaskQueue", requested: dict[str, tuple[str, str]]) -> Tas
     return TaskSync(enqueued=enqueued, already_known=known, superseded=superseded)
 
 
-@dg.asset(group_name="port_sheet", required_resource_keys={"port_sheet"})
-def port_sheet_tasks(context: dg.AssetExecutionContext, port_sheet_rows) -> dg.MaterializeResult:
+@dg.asset(group_name="port_sheet", kinds={"python"})
+def port_sheet_tasks(port_sheet_rows, port_sheet: PortSheetSettings) -> dg.MaterializeResult:
     """Agent work that people asked for in the port sheet: one queued task per row with a task cell.
 
     Re-pulling never enqueues twice; editing a prompt supersedes the row's unfinished task.
     """
     from jada_pipelines.agents.queue import open_queue
 
-    settings = context.resources.port_sheet
     requested = requested_tasks(
-        port_sheet_rows.rows, key_column=port_sheet_rows.key_column, task_column=settings.task_column
+        port_sheet_rows.rows, key_column=port_sheet_rows.key_column, task_column=port_sheet.task_column
     )
     outcome = sync_tasks(open_queue(), requested)
     return dg.MaterializeResult(

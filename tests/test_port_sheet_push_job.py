@@ -1,0 +1,118 @@
+"""One run of port_sheet_sync_job pulls the sheet, queues the work it asks for and writes the status back,
+within four Google calls; a rerun with nothing new writes nothing; quarantined rows get only their reason."""
+
+from __future__ import annotations
+
+import pytest
+
+from jada_pipelines.agents.queue import open_queue
+from jada_pipelines.definitions import defs
+from jada_pipelines.port_sheet.tasks import task_id_for
+from tests.fixtures.google import PORT_SHEET_ID, PORT_SHEET_TAB
+
+HEADER = [
+    "id",
+    "port",
+    "task",
+    "agent_status",
+    "agent_turns",
+    "agent_cost_usd",
+    "agent_summary",
+    "agent_updated_at",
+    "sync_issue",
+]
+
+
+@pytest.fixture
+def sheet(google_emulator, google_token_file):
+    google_emulator.set_sheet(
+        PORT_SHEET_ID,
+        PORT_SHEET_TAB,
+        [
+            HEADER,
+            ["a", "Lisbon", "do a"],
+            ["b", "Porto"],
+            # A person typed text into an integer column: the pull quarantines the row.
+            ["c", "Faro", "", "", "lots"],
+        ],
+    )
+    return google_emulator
+
+
+def run_sync():
+    result = defs.get_job_def("port_sheet_sync_job").execute_in_process(raise_on_error=False)
+    assert result.success, [event.message for event in result.all_events if event.is_failure]
+    return {
+        event.asset_key.path[-1]: event.materialization.metadata
+        for event in result.get_asset_materialization_events()
+    }
+
+
+def row_of(emulator, key: str) -> list:
+    row = next(row for row in emulator.sheet_values(PORT_SHEET_ID, PORT_SHEET_TAB) if row and row[0] == key)
+    return row + [""] * (len(HEADER) - len(row))
+
+
+def column(row: list, name: str):
+    return row[HEADER.index(name)]
+
+
+def test_one_run_queues_the_work_and_writes_its_status_within_four_google_calls(sheet):
+    sheet.reset_counters()
+    metadata = run_sync()
+    assert set(metadata) == {"port_sheet_rows", "port_sheet_tasks", "port_sheet_status"}
+    assert metadata["port_sheet_tasks"]["enqueued"].value == 1
+    task = open_queue().get(task_id_for("a", "do a"))
+    assert task.status == "queued" and task.source == "port_sheet:a"
+    row = row_of(sheet, "a")
+    assert [column(row, name) for name in ("agent_status", "agent_turns", "agent_cost_usd")] == [
+        "queued",
+        0,
+        0,
+    ]
+    assert column(row, "agent_updated_at").endswith("Z")
+    assert metadata["port_sheet_status"]["google_api_calls"].value == 2
+    assert sheet.sheets_calls() <= 4
+
+
+def test_a_quarantined_row_gets_its_reason_and_keeps_every_other_cell(sheet):
+    run_sync()
+    row = row_of(sheet, "c")
+    assert "agent_turns" in column(row, "sync_issue")
+    assert row[:5] == ["c", "Faro", "", "", "lots"]
+    assert column(row_of(sheet, "b"), "sync_issue") == ""
+
+
+def test_a_second_run_with_nothing_new_makes_no_write_call(sheet):
+    run_sync()
+    sheet.reset_counters()
+    metadata = run_sync()
+    assert sheet.calls["values_batch_update"] == 0
+    assert metadata["port_sheet_tasks"]["already_known"].value == 1
+    assert metadata["port_sheet_status"]["write_calls"].value == 0
+
+
+def test_editing_a_prompt_in_the_sheet_supersedes_the_old_task(sheet):
+    run_sync()
+    sheet.set_cell(PORT_SHEET_ID, PORT_SHEET_TAB, "C2", "do a, differently")
+    metadata = run_sync()
+    assert metadata["port_sheet_tasks"]["superseded"].value == 1
+    queue = open_queue()
+    assert queue.get(task_id_for("a", "do a")).status == "superseded"
+    assert queue.get(task_id_for("a", "do a, differently")).status == "queued"
+    assert column(row_of(sheet, "a"), "agent_status") == "queued"
+
+
+def test_a_missing_owned_column_fails_its_check_naming_the_column_to_add(sheet):
+    header = HEADER[:-1]
+    sheet.set_sheet(PORT_SHEET_ID, PORT_SHEET_TAB, [header, ["a", "Lisbon", "do a"]])
+    result = defs.get_job_def("port_sheet_sync_job").execute_in_process(raise_on_error=False)
+    evaluations = {
+        e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
+    check = evaluations["port_sheet_status_columns_present"]
+    assert not check.passed
+    assert "Add the column(s) 'sync_issue' to the header row of tab 'Ports'" in check.description
+    assert column([*row_of(sheet, "a"), ""], "agent_status") == "queued"
