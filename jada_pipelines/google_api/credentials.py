@@ -177,8 +177,13 @@ def authorize(config: GoogleConfig | None = None, *, now: datetime | None = None
     """Load, validate and refresh the credentials; raises :class:`CredentialsError` with the fix."""
     config = config or GoogleConfig.from_env()
     now = now or datetime.now(UTC)
-    store = config.store()
-    info = store.load()
+    try:
+        store = config.store()
+        info = store.load()
+    except CredentialsError as error:
+        # The token could not be read, so its age is unknown; say so rather than leave the fields out.
+        error.metadata = {**TokenAge(None, None, now).metadata(), **error.metadata}
+        raise
     age = _token_age(info, now)
     metadata = {"source": store.describe(), **age.metadata()}
     credential_class = "service_account" if info.get("type") == "service_account" else "authorized_user"

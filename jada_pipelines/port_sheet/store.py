@@ -51,7 +51,7 @@ def read_snapshot(path: Path) -> PortSheetSnapshot | None:
     frame = pd.DataFrame(document["rows"], columns=list(dtypes), dtype=object)
     for name, dtype in dtypes.items():
         if dtype.startswith("datetime64"):
-            frame[name] = pd.to_datetime(frame[name], utc=True, format="ISO8601")
+            frame[name] = pd.to_datetime(frame[name], utc=True, format="ISO8601").astype(dtype)
         else:
             frame[name] = frame[name].astype(dtype)
     return PortSheetSnapshot(
