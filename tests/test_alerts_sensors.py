@@ -44,9 +44,14 @@ def sheet_rows():
     raise dg.Failure(description=CREDENTIALS_FIX, allow_retries=False)
 
 
+@dg.asset
+def crashing():
+    raise ValueError("sheet API answered 403")
+
+
 SLACK = SlackWebhookResource(min_interval_seconds=0, max_retries=1)
 DEFS = dg.Definitions(
-    assets=[ports, routes, sheet_rows],
+    assets=[ports, routes, sheet_rows, crashing],
     asset_checks=[ports_complete, routes_reachable],
     sensors=[asset_check_alert_sensor, run_failure_alert_sensor],
     resources={"slack": SLACK},
@@ -230,3 +235,15 @@ def test_a_revoked_google_token_in_the_real_sync_job_gives_exactly_one_post_with
     assert check.description and check.description in payload["text"]
     assert "jada auth google" in payload["text"]
     assert payload["text"].count(check.description) == 1
+
+
+def test_a_step_that_raised_a_plain_exception_is_posted_with_the_exception_not_dagster_s_wrapper(
+    slack_webhook, instance
+):
+    materialize(instance, crashing)
+
+    tick(run_failure_alert_sensor, instance)
+
+    (payload,) = slack_webhook.payloads
+    assert "crashing: ValueError: sheet API answered 403" in payload["text"]
+    assert "DagsterExecutionStepExecutionError" not in payload["text"]

@@ -23,6 +23,7 @@ class FinishedRun:
     run_id: str
     job: str
     failed: bool
+    finished_at: float
     message: str
 
 
@@ -77,6 +78,7 @@ def finished_runs(
             run_id=r.event_log_entry.run_id,
             job=r.event_log_entry.job_name or "",
             failed=r.event_log_entry.dagster_event_type == dg.DagsterEventType.RUN_FAILURE,
+            finished_at=r.event_log_entry.timestamp,
             message=r.event_log_entry.dagster_event.message or "",
         )
         for r in records

@@ -95,8 +95,6 @@ def _check_messages(
     instance: dg.DagsterInstance, run: history.FinishedRun, cursor: AlertCursor, remind_after: float
 ) -> list[messages.SlackMessage]:
     """The posts one run calls for, updating ``cursor.failing`` (committed only if they all go out)."""
-    record = instance.get_run_record_by_id(run.run_id)
-    now = record.end_time or time.time()
     link = {"job": run.job, "run_id": run.run_id, "webserver_url": settings.webserver_url()}
     out = []
     for outcome in history.check_outcomes(instance, run.run_id):
@@ -109,11 +107,11 @@ def _check_messages(
         still_known = (
             previous is not None
             and previous["severity"] == outcome.severity
-            and now - previous["alerted_at"] < remind_after
+            and run.finished_at - previous["alerted_at"] < remind_after
         )
         if still_known:
             continue
-        cursor.failing[outcome.key] = {"severity": outcome.severity, "alerted_at": now}
+        cursor.failing[outcome.key] = {"severity": outcome.severity, "alerted_at": run.finished_at}
         if not run.failed:  # a failed run's checks go out in run_failure_alert_sensor's message
             out.append(messages.check_failed(outcome.as_failure(), **link))
     return out
