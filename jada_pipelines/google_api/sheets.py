@@ -117,41 +117,41 @@ def classify_api_error(status: int, error: Any, spreadsheet_id: str) -> Credenti
     error = (
         error if isinstance(error, dict) and error.get("code") == status else {"status": "no JSON error body"}
     )
-    reasons = {d.get("reason") for d in error.get("details", []) if isinstance(d, dict)}
     if status in TRANSIENT_STATUSES:
         return transient_error(
-            f"The Google Sheets API answered HTTP {status} ({error.get('status', 'no JSON body')}).", status
+            f"The Google Sheets API answered HTTP {status} ({error.get('status')}).", status
         )
+    kind, description = _api_failure(status, error, spreadsheet_id)
+    return CredentialsError(
+        kind, description, {"http_status": status, "api_status": str(error.get("status", ""))}
+    )
+
+
+def _api_failure(status: int, error: dict[str, Any], spreadsheet_id: str) -> tuple[str, str]:
+    reasons = {d.get("reason") for d in error.get("details", []) if isinstance(d, dict)}
+    answer = f"HTTP {status} {error.get('status', '')}".strip()
     if status == 403 and "ACCESS_TOKEN_SCOPE_INSUFFICIENT" in reasons:
-        return CredentialsError(
-            "scope_not_granted",
-            "The Google Sheets API says the token lacks the scope this call needs (HTTP 403, "
+        return "scope_not_granted", (
+            f"The Google Sheets API says the token lacks the scope this call needs ({answer}, "
             f"ACCESS_TOKEN_SCOPE_INSUFFICIENT). Re-consent with `{AUTH_COMMAND}` and tick the Google Sheets "
-            "permission on the consent page.",
-            {"http_status": status, "api_status": "PERMISSION_DENIED"},
+            "permission on the consent page."
         )
     if status in (403, 404):
-        return CredentialsError(
-            "sheet_access",
-            f"The Google account cannot open spreadsheet {spreadsheet_id} (HTTP {status} "
-            f"{error.get('status', '')}). Check JADA_PORT_SHEET_ID, and share the sheet (Editor) with the "
-            "account the token belongs to, or with the service account's client_email.",
-            {"http_status": status, "api_status": str(error.get("status", ""))},
+        return "sheet_access", (
+            f"The Google account cannot open spreadsheet {spreadsheet_id} ({answer}). Check JADA_PORT_SHEET_ID, "
+            "and share the sheet (Editor) with the account the token belongs to, or with the service account's "
+            "client_email."
         )
     if status == 401:
-        return CredentialsError(
-            "token_revoked",
-            "The Google Sheets API rejected the access token even after a refresh (HTTP 401). "
-            f"Re-consent with `{AUTH_COMMAND}`.",
-            {"http_status": status, "api_status": str(error.get("status", ""))},
+        return "token_revoked", (
+            f"The Google Sheets API rejected the access token even after a refresh ({answer}). "
+            f"Re-consent with `{AUTH_COMMAND}`."
         )
     # Google's message for a 400 names the bad range or field, which is the useful part.
-    return CredentialsError(
-        "sheet_access",
-        f"The Google Sheets API refused the request on spreadsheet {spreadsheet_id} (HTTP {status} "
-        f"{error.get('status', '')}: {str(error.get('message', ''))[:200]}). Check JADA_PORT_SHEET_TAB and "
-        "JADA_PORT_SHEET_ID name an existing tab of that spreadsheet.",
-        {"http_status": status, "api_status": str(error.get("status", ""))},
+    return "sheet_access", (
+        f"The Google Sheets API refused the request on spreadsheet {spreadsheet_id} ({answer}: "
+        f"{str(error.get('message', ''))[:200]}). Check that JADA_PORT_SHEET_TAB and JADA_PORT_SHEET_ID name "
+        "an existing tab of that spreadsheet."
     )
 
 
