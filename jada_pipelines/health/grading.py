@@ -87,7 +87,11 @@ def grade_backlog(stats: QueueStats, thresholds: Thresholds) -> Finding:
             _grade(age_minutes, thresholds.queued_age_warn_minutes, thresholds.queued_age_error_minutes),
         ]
     )
-    description = f"{depth} task(s) waiting; the oldest has waited {age_minutes:.0f} min."
+    description = (
+        f"{depth} task(s) waiting; the oldest has waited {age_minutes:.0f} min."
+        if stats.oldest_queued_age_s is not None
+        else "No task is waiting."
+    )
     if severity != "OK":
         description += (
             f" Limits: WARN past {thresholds.backlog_warn_depth} tasks or {thresholds.queued_age_warn_minutes} min,"
