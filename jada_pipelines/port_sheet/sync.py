@@ -17,9 +17,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas.api.types import infer_dtype
 
 # In a wanted frame, a missing value (None/NaN) means "leave this cell as it is"; "" means "empty it".
 KEEP = None
+
+
+# Column contents (pandas.api.types.infer_dtype, NA skipped) that cannot hold a bool.
+_NO_BOOLS = {"string", "integer", "floating", "mixed-integer-float", "empty"}
 
 
 class SheetChangedError(RuntimeError):
@@ -120,7 +125,7 @@ def parse_read(
     Raises ``SheetChangedError`` when a column read is no longer at the position it had at the pull (a
     column was inserted, deleted or renamed meanwhile): writing then would hit people's columns.
     """
-    header = [str(cell) for cell in value_ranges[0].get("values", [[]])[0]] if value_ranges else []
+    header = [key_text(cell) or "" for cell in value_ranges[0].get("values", [[]])[0]] if value_ranges else []
     indices = sorted({expected_header.index(name) for name in columns if name in expected_header})
     for index in indices:
         now = header[index] if index < len(header) else ""
@@ -182,17 +187,23 @@ def plan_push(wanted: pd.DataFrame, sheet: SheetColumns, *, tab: str, key_column
 
 
 def _changed(sheet_cells: np.ndarray, wanted_cells: np.ndarray) -> np.ndarray:
-    """Cells whose wanted value is set and differs from the sheet's as the Sheets API types values."""
+    """Cells whose wanted value is set and differs from the sheet's as the Sheets API types values.
+
+    Sheet cells come from JSON, so an empty cell is "" there, never None.
+    """
     keep = pd.isna(wanted_cells)
-    both_empty = (pd.isna(sheet_cells) | (sheet_cells == "")) & (wanted_cells == "")
-    equal = sheet_cells == wanted_cells
-    # Python says True == 1 and False == 0.0; the sheet does not. Only those few cells need a type look.
-    suspect = equal & ((wanted_cells == 0) | (wanted_cells == 1))
-    equal[suspect] = [
-        isinstance(a, bool) == isinstance(b, bool)
-        for a, b in zip(sheet_cells[suspect], wanted_cells[suspect], strict=True)
-    ]
-    return ~keep & ~(equal | both_empty)
+    equal = (sheet_cells == wanted_cells) | ((sheet_cells == "") & (wanted_cells == ""))
+    for column in range(wanted_cells.shape[1]):
+        # Python says True == 1 and False == 0.0; the sheet does not. Only a column holding a bool on
+        # either side needs a type look, and infer_dtype tells that in one C pass.
+        if {infer_dtype(sheet_cells[:, column]), infer_dtype(wanted_cells[:, column])} <= _NO_BOOLS:
+            continue
+        suspect = np.flatnonzero(equal[:, column])
+        equal[suspect, column] = [
+            isinstance(a, bool) == isinstance(b, bool)
+            for a, b in zip(sheet_cells[suspect, column], wanted_cells[suspect, column], strict=True)
+        ]
+    return ~keep & ~equal
 
 
 def _key_texts(cells: Sequence[Any]) -> pd.Series:
