@@ -239,19 +239,20 @@ class KeyChanges:
 
 def key_changes(previous: PortSheetSnapshot | None, current: PortSheetSnapshot) -> KeyChanges:
     """Compare two pulls by key. Moving a row (a new ``_row_number``) is not a change."""
-    before = _values_by_key(previous) if previous is not None else {}
-    after = _values_by_key(current)
-    added = [key for key in after if key not in before]
-    removed = [key for key in before if key not in after]
-    changed = [key for key, values in after.items() if key in before and _differs(before[key], values)]
-    return KeyChanges(added, changed, removed)
+    after = current.rows.drop(columns=[ROW_NUMBER]).set_index(current.key_column)
+    if previous is None:
+        return KeyChanges(list(after.index), [], [])
+    before = previous.rows.drop(columns=[ROW_NUMBER]).set_index(previous.key_column)
+    added = [key for key in after.index if key not in before.index]
+    removed = [key for key in before.index if key not in after.index]
+    common = after.index[after.index.isin(before.index)]
+    columns = list(dict.fromkeys([*before.columns, *after.columns]))
+    old = _cells(before.reindex(index=common, columns=columns))
+    new = _cells(after.reindex(index=common, columns=columns))
+    # Compared as Python objects so that missing == missing and "7" != 7, whatever the dtypes became.
+    changed = common[(old != new).any(axis=1)] if len(common) else common
+    return KeyChanges(added, list(changed), removed)
 
 
-def _values_by_key(snapshot: PortSheetSnapshot) -> dict[str, dict[str, Any]]:
-    frame = snapshot.rows.drop(columns=[ROW_NUMBER])
-    records = frame.astype(object).where(frame.notna(), None).to_dict("records")
-    return {record[snapshot.key_column]: record for record in records}
-
-
-def _differs(before: dict[str, Any], after: dict[str, Any]) -> bool:
-    return any(before.get(name) != after.get(name) for name in before.keys() | after.keys())
+def _cells(frame: pd.DataFrame) -> Any:
+    return frame.astype(object).where(frame.notna(), None).to_numpy()
