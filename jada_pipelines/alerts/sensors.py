@@ -69,7 +69,8 @@ def _result(cursor: AlertCursor, posted: int, runs: int) -> dg.SensorResult:
 @dg.sensor(
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Posts each failed asset check (blocking or not, WARN or ERROR) and each recovery to Slack.",
+    description="Posts to Slack each failed asset check (WARN or ERROR) in a run that did not fail, and each "
+    "recovery. A failed run, blocking checks included, is posted once by run_failure_alert_sensor.",
 )
 def asset_check_alert_sensor(context: dg.SensorEvaluationContext, slack: SlackWebhookResource):
     if not slack.configured():
