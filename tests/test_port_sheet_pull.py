@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from jada_pipelines.port_sheet.engine import build_snapshot, key_changes
+from jada_pipelines.port_sheet.engine import KeyChanges, build_snapshot, key_changes
 from jada_pipelines.port_sheet.store import read_snapshot, write_snapshot
 
 PULLED = datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
@@ -108,6 +108,14 @@ def test_key_changes_report_added_changed_and_removed_keys_and_ignore_moved_rows
 
     assert (changes.added, changes.changed, changes.removed) == (["d"], ["a"], ["b"])
     assert key_changes(None, before).added == ["a", "b", "c"]
+
+
+def test_a_pull_without_its_key_column_reports_no_changes_and_is_no_baseline_for_the_next():
+    good = _pull([HEADER, ["a", "Lisbon"]])
+    broken = _pull([["name"], ["Lisbon"]])
+
+    assert key_changes(good, broken) == KeyChanges([], [], [])
+    assert key_changes(broken, good).added == ["a"]
 
 
 def test_the_store_round_trips_a_snapshot_with_its_types(tmp_path):

@@ -238,9 +238,14 @@ class KeyChanges:
 
 
 def key_changes(previous: PortSheetSnapshot | None, current: PortSheetSnapshot) -> KeyChanges:
-    """Compare two pulls by key. Moving a row (a new ``_row_number``) is not a change."""
+    """Compare two pulls by key. Moving a row (a new ``_row_number``) is not a change.
+
+    A pull with ``problems`` has no keyed rows: nothing is reported for it, and it is no baseline.
+    """
+    if current.problems:
+        return KeyChanges([], [], [])
     after = current.rows.drop(columns=[ROW_NUMBER]).set_index(current.key_column)
-    if previous is None:
+    if previous is None or previous.problems:
         return KeyChanges(list(after.index), [], [])
     before = previous.rows.drop(columns=[ROW_NUMBER]).set_index(previous.key_column)
     added = [key for key in after.index if key not in before.index]
