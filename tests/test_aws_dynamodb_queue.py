@@ -107,3 +107,15 @@ def test_a_stale_index_hit_fails_its_condition_and_changes_nothing(queue):
     assert (task.attempt, task.status) == (1, "dispatched")
     assert queue.heartbeat(winner, lease_seconds=LEASE)
     assert _live_counter() == 1
+
+
+def test_jada_queue_init_creates_the_table_named_in_the_queue_url_and_can_run_twice(aws, monkeypatch, capsys):
+    from jada_pipelines.cli import main
+
+    monkeypatch.setenv("JADA_TASK_QUEUE_URL", f"dynamodb://{TABLE}")
+
+    assert main(["queue", "init"]) == 0
+    assert main(["queue", "init"]) == 0
+    assert main(["task", "add", "--id", "from-old-daemon", "Finish the port list"]) == 0
+    assert _indexes() == {STATUS_INDEX, ATTEMPT_INDEX}
+    assert open_queue().get("from-old-daemon").prompt == "Finish the port list"

@@ -61,7 +61,7 @@ def test_the_environment_file_example_sets_what_the_instance_needs_and_no_real_s
     env = _env_example()
 
     assert all(re.fullmatch(r"[A-Z][A-Z0-9_]*", key) for key in env), "systemd wants KEY=value lines"
-    assert env["DAGSTER_HOME"] and env["JADA_POSTGRES_URL"].startswith("postgresql://")
+    assert env["DAGSTER_HOME"] and env["JADA_POSTGRES_URL"].startswith("postgresql+psycopg2://")
     for variable in re.findall(r"env: (\w+)", (REPO / "deploy" / "dagster.yaml").read_text()):
         assert variable in env, f"deploy/dagster.yaml reads {variable}, which jada.env.example does not set"
     assert env["ANTHROPIC_API_KEY"] == env["SLACK_WEBHOOK_URL"] == ""
