@@ -48,9 +48,6 @@ class LeaseKeeper:
         self._thread = threading.Thread(target=self._beat, name=f"lease-{lease.task_id}", daemon=True)
 
     def __enter__(self) -> LeaseKeeper:
-        # Extend the claim's dispatch lease to the session lease before the first call to the model.
-        if not self.queue.heartbeat(self.lease, lease_seconds=self.lease_seconds):
-            self.lost.set()
         self._thread.start()
         return self
 
@@ -59,20 +56,24 @@ class LeaseKeeper:
         self._thread.join()
 
     def _beat(self) -> None:
+        # The first beat comes at once: it swaps the claim's long dispatch lease for the session lease.
         errors = 0
-        while not self._done.wait(self.every_seconds) and not self.lost.is_set():
+        while True:
             try:
                 alive = self.queue.heartbeat(self.lease, lease_seconds=self.lease_seconds)
                 errors = 0
-            except (
-                Exception
-            ) as exc:  # any queue error: count it, report it, and stop after MAX_HEARTBEAT_ERRORS
+            # Any queue error (a locked or full disk, a throttled table): report it, and give the lease up
+            # after MAX_HEARTBEAT_ERRORS in a row rather than run on without knowing whether it is still ours.
+            except Exception as exc:
                 errors += 1
                 alive = errors < MAX_HEARTBEAT_ERRORS
                 if self.on_error is not None:
                     self.on_error(exc)
             if not alive:
                 self.lost.set()
+                return
+            if self._done.wait(self.every_seconds):
+                return
 
 
 @dataclass(frozen=True)

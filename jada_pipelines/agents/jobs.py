@@ -108,6 +108,8 @@ def agent_session(
 
 @dg.job(
     description="One Claude session for one claimed agent task (launched by agent_task_sensor).",
+    # One op: running it in the run worker itself saves a second Python start per session.
+    executor_def=dg.in_process_executor,
     tags={settings.AGENT_SESSION_TAG: "1", "dagster/max_retries": "0"},
 )
 def agent_session_job():
