@@ -23,20 +23,11 @@ import pytest
 from dagster._core.events import DagsterEventType
 
 from jada_pipelines.agents.queue import open_queue
+from jada_pipelines.port_sheet.resources import DEFAULT_OWNED_COLUMNS
 from tests.fixtures.google import PORT_SHEET_ID, PORT_SHEET_TAB
 
 REPO = Path(__file__).resolve().parent.parent
-HEADER = [
-    "id",
-    "name",
-    "task",
-    "agent_status",
-    "agent_turns",
-    "agent_cost_usd",
-    "agent_summary",
-    "agent_updated_at",
-    "sync_issue",
-]
+HEADER = ["id", "name", "task", *DEFAULT_OWNED_COLUMNS]
 
 
 @pytest.fixture(scope="module")
@@ -82,9 +73,7 @@ def test_a_port_sheet_sync_lands_its_run_events_and_materializations_in_postgres
 ):
     from jada_pipelines.definitions import defs
 
-    google_emulator.set_sheet(
-        PORT_SHEET_ID, PORT_SHEET_TAB, [HEADER, ["p1", "Lisbon", "", "", "", "", "", "", ""]]
-    )
+    google_emulator.set_sheet(PORT_SHEET_ID, PORT_SHEET_TAB, [HEADER, ["p1", "Lisbon", ""]])
 
     with dg.DagsterInstance.get() as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"

@@ -482,7 +482,16 @@ class DynamoDBTaskQueue:
         )
         return True
 
-    def _finish(self, lease: Lease, *, changes: dict, cost_usd: float, attempt_close: dict) -> bool:
+    def _finish(
+        self,
+        lease: Lease,
+        changes: dict,
+        *,
+        outcome: str,
+        turns: int,
+        cost_usd: float,
+        stop_reason: str | None,
+    ) -> bool:
         """Leave the leased status under the fence, in one transaction with the counter and the attempt record."""
         e = _Expression()
         changes = {**changes, "lease_token": None, "lease_owner": None, "lease_expires_at": None}
@@ -490,11 +499,18 @@ class DynamoDBTaskQueue:
             f"SET {e.assign(**changes)}, {e.n('cost_usd')} = {e.n('cost_usd')} + {e.v(cost_usd)}"
             f" ADD {e.n('version')} {e.v(1)}"
         )
+        close = self._close_attempt_update(
+            lease.task_id,
+            lease.attempt,
+            outcome=outcome,
+            now=changes["updated_at"],
+            turns=turns,
+            cost_usd=cost_usd,
+            stop_reason=stop_reason,
+        )
         return (
             self._transact(
-                self._update(lease.task_id, e, update, self._fence(e, lease)),
-                self._counter_change(-1),
-                attempt_close,
+                self._update(lease.task_id, e, update, self._fence(e, lease)), self._counter_change(-1), close
             )
             is None
         )
@@ -525,16 +541,9 @@ class DynamoDBTaskQueue:
             "available_at": now,
             "updated_at": now,
         }
-        close = self._close_attempt_update(
-            lease.task_id,
-            lease.attempt,
-            outcome=outcome,
-            now=now,
-            turns=turns,
-            cost_usd=cost_usd,
-            stop_reason=stop_reason,
+        return self._finish(
+            lease, changes, outcome=outcome, turns=turns, cost_usd=cost_usd, stop_reason=stop_reason
         )
-        return self._finish(lease, changes=changes, cost_usd=cost_usd, attempt_close=close)
 
     def fail(
         self,
@@ -561,18 +570,10 @@ class DynamoDBTaskQueue:
             "available_at": now + retry_backoff(lease.attempt, self._retry_backoff_s),
             "updated_at": now,
         }
-        close = self._close_attempt_update(
-            lease.task_id,
-            lease.attempt,
-            outcome=outcome,
-            now=now,
-            turns=turns,
-            cost_usd=cost_usd,
-            stop_reason=None,
+        finished = self._finish(
+            lease, changes, outcome=outcome, turns=turns, cost_usd=cost_usd, stop_reason=None
         )
-        return (
-            status if self._finish(lease, changes=changes, cost_usd=cost_usd, attempt_close=close) else None
-        )
+        return status if finished else None
 
     # -- operator side --------------------------------------------------------------------------------------
 
