@@ -124,6 +124,33 @@ def test_consent_that_does_not_grant_the_sheets_scope_is_refused_and_nothing_is_
     assert not token_path.exists()
 
 
+def test_consent_can_store_the_token_in_secrets_manager(aws, google_emulator, client_secrets, capsys):
+    from jada_pipelines.google_api.secrets_manager import read_token
+
+    code, out, _ = _consent(
+        capsys,
+        [
+            "auth",
+            "google",
+            "--client-secrets",
+            str(client_secrets),
+            "--production",
+            "--no-browser",
+            "--port",
+            str(_free_port()),
+            "--store",
+            "secretsmanager",
+            "--secret-id",
+            "jada/google-token",
+        ],
+    )
+
+    assert code == 0
+    assert "JADA_GOOGLE_TOKEN_SECRET_ID=jada/google-token" in out
+    token = read_token("jada/google-token")
+    assert (token["publishing_status"], token["client_id"]) == ("production", google_emulator.client_id)
+
+
 def test_a_token_file_given_as_client_secrets_is_refused_with_the_fix(google_token_file, tmp_path, capsys):
     code = main(
         [

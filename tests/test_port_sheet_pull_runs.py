@@ -11,11 +11,10 @@ import dagster as dg
 import pytest
 from dagster._serdes import serialize_value
 
-from jada_pipelines.google_api.definitions import defs as google_defs
+from jada_pipelines.definitions import defs
 from jada_pipelines.google_api.resources import GoogleCredentialsResource
 from jada_pipelines.port_sheet.assets import port_sheet_rows
 from jada_pipelines.port_sheet.checks import port_sheet_rows_valid
-from jada_pipelines.port_sheet.definitions import defs as port_sheet_defs
 from jada_pipelines.port_sheet.resources import PortSheetSettings
 from jada_pipelines.port_sheet.store import PortSheetStore, read_snapshot, snapshot_path
 from tests.fixtures.google import PORT_SHEET_ID, PORT_SHEET_TAB
@@ -61,8 +60,7 @@ def sheet(google_emulator, google_token_file):
 # ------------------------------------------------------------------------------------------ definitions
 
 
-def test_the_domain_definitions_load_with_no_environment_and_hold_the_pull_its_checks_job_and_schedule():
-    defs = dg.Definitions.merge(google_defs, port_sheet_defs)
+def test_the_definitions_load_with_no_environment_and_hold_the_pull_its_checks_job_and_schedule():
     dg.Definitions.validate_loadable(defs)
     repository = defs.get_repository_def()
 
@@ -254,7 +252,7 @@ def test_a_credentials_failure_is_not_retried_by_dagster(sheet):
     job = dg.define_asset_job(
         "retrying", selection=[port_sheet_rows], op_retry_policy=dg.RetryPolicy(max_retries=2)
     )
-    defs = dg.Definitions(
+    retrying_defs = dg.Definitions(
         assets=[port_sheet_rows],
         jobs=[job],
         resources={
@@ -264,7 +262,7 @@ def test_a_credentials_failure_is_not_retried_by_dagster(sheet):
         },
     )
 
-    result = defs.resolve_job_def("retrying").execute_in_process(raise_on_error=False)
+    result = retrying_defs.resolve_job_def("retrying").execute_in_process(raise_on_error=False)
 
     assert not result.success
     assert sheet.calls["token"] == 1
