@@ -6,6 +6,7 @@ import dagster as dg
 import pytest
 
 from jada_pipelines import settings
+from jada_pipelines.alerts import sensors
 from jada_pipelines.alerts.resources import SlackWebhookResource
 from jada_pipelines.alerts.sensors import asset_check_alert_sensor, run_failure_alert_sensor
 from jada_pipelines.alerts.webhook import SlackDeliveryError
@@ -247,3 +248,15 @@ def test_a_step_that_raised_a_plain_exception_is_posted_with_the_exception_not_d
     (payload,) = slack_webhook.payloads
     assert "crashing: ValueError: sheet API answered 403" in payload["text"]
     assert "DagsterExecutionStepExecutionError" not in payload["text"]
+
+
+def test_a_tick_posts_at_most_its_cap_and_the_next_tick_posts_the_rest(slack_webhook, instance, monkeypatch):
+    monkeypatch.setattr(sensors, "MAX_POSTS_PER_TICK", 1)
+    first = materialize(instance, sheet_rows)
+    second = materialize(instance, sheet_rows)
+
+    cursor = tick(run_failure_alert_sensor, instance).cursor
+    assert dedup_keys(slack_webhook) == [f"run-failed:{first.run_id}"]
+    tick(run_failure_alert_sensor, instance, cursor)
+
+    assert dedup_keys(slack_webhook) == [f"run-failed:{first.run_id}", f"run-failed:{second.run_id}"]

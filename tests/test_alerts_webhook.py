@@ -96,7 +96,6 @@ def test_server_errors_are_retried_a_bounded_number_of_times(slack_webhook, slee
     [
         ("no_service", 404, "create a new incoming webhook"),
         ("channel_is_archived", 410, "unarchive"),
-        ("invalid_payload", 400, "bug"),
     ],
 )
 def test_a_permanent_4xx_is_not_retried_and_is_logged_loudly_without_the_url(
@@ -113,6 +112,27 @@ def test_a_permanent_4xx_is_not_retried_and_is_logged_loudly_without_the_url(
     loud = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert loud and fault in loud[0].getMessage()
     assert "emulator-webhook-secret" not in caplog.text + str(raised.value)
+
+
+def test_block_kit_that_slack_rejects_goes_out_as_plain_text_so_later_alerts_are_not_held(
+    slack_webhook, sleep, caplog
+):
+    slack_webhook.fail_next("invalid_payload")
+
+    sender_for(slack_webhook.webhook_url, sleep).send(a_message())
+
+    (payload,) = slack_webhook.payloads
+    assert "blocks" not in payload and "3 rows quarantined" in payload["text"]
+    assert "Block Kit" in caplog.text
+
+
+def test_a_message_rejected_even_as_plain_text_is_a_permanent_error_that_names_the_bug(slack_webhook, sleep):
+    slack_webhook.fail_next("invalid_payload", times=2)
+
+    with pytest.raises(SlackDeliveryError, match=r"bug in jada_pipelines\.alerts\.messages") as raised:
+        sender_for(slack_webhook.webhook_url, sleep).send(a_message())
+
+    assert raised.value.permanent and slack_webhook.requests == 2
 
 
 def test_connection_refused_is_retried_then_raised_as_retryable_without_the_url(sleep, caplog):

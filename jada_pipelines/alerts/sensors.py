@@ -27,6 +27,9 @@ from jada_pipelines.alerts.resources import WEBHOOK_VARIABLE, SlackWebhookResour
 FIRST_TICK_LOOKBACK_SECONDS = 24 * 3600
 # A check that keeps failing at the same severity is re-posted after this many hours, not on every run.
 REMIND_HOURS_VARIABLE = "JADA_ALERT_REMIND_HOURS"
+# Paced at one post a second, this keeps a tick well inside the daemon's 60 s sensor timeout; what is
+# left goes out on the next tick.
+MAX_POSTS_PER_TICK = 15
 DEFAULT_REMIND_HOURS = 6
 
 _NO_WEBHOOK = (
@@ -85,6 +88,8 @@ def asset_check_alert_sensor(context: dg.SensorEvaluationContext, slack: SlackWe
     runs = _walk(context, cursor, statuses)
     posted = 0
     for run in runs:
+        if posted >= MAX_POSTS_PER_TICK:
+            break
         for message in _check_messages(context.instance, run, cursor, remind_after):
             slack.post(message)
             posted += 1
@@ -129,7 +134,7 @@ def run_failure_alert_sensor(context: dg.SensorEvaluationContext, slack: SlackWe
     if not slack.configured():
         return dg.SkipReason(_NO_WEBHOOK)
     cursor = AlertCursor.load(context.cursor)
-    runs = _walk(context, cursor, (dg.DagsterEventType.RUN_FAILURE,))
+    runs = _walk(context, cursor, (dg.DagsterEventType.RUN_FAILURE,))[:MAX_POSTS_PER_TICK]
     for run in runs:
         slack.post(
             messages.run_failed(

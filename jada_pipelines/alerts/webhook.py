@@ -135,17 +135,14 @@ class WebhookSender:
 
     def send(self, message: SlackMessage) -> None:
         """Deliver ``message`` or raise ``SlackDeliveryError`` (never with the URL in it)."""
-        self._pacer.wait()
-        try:
-            response = self._client.send(text=message.text, blocks=message.blocks)
-        except _CONNECTION_ERRORS as exc:
-            raise SlackDeliveryError(
-                f"Could not reach the Slack webhook ({_reason(exc)}) after retries; the alert "
-                f"[{message.dedup_key}] will be retried on the next sensor tick.",
-                status=None,
-                body=None,
-                permanent=False,
-            ) from None
+        response = self._post(message.text, message.blocks, message.dedup_key)
+        if response.status_code == 400 and response.body == "invalid_payload" and message.blocks:
+            # Blocks Slack will not take would hold every later alert behind this one; the plain-text
+            # fallback carries the whole alert, so it goes out alone (and the rejection is still logged).
+            log.error(
+                "Slack rejected the Block Kit of alert [%s]; sending its plain text.", message.dedup_key
+            )
+            response = self._post(message.text, None, message.dedup_key)
         if response.status_code == 200:
             return
         permanent = 400 <= response.status_code < 500 and response.status_code != 429
@@ -159,13 +156,26 @@ class WebhookSender:
             log.error("SLACK WEBHOOK REJECTED AN ALERT: %s", error)
         raise error
 
+    def _post(self, text: str, blocks: list[dict] | None, dedup_key: str):
+        self._pacer.wait()
+        try:
+            return self._client.send(text=text, blocks=blocks)
+        except _CONNECTION_ERRORS as exc:
+            raise SlackDeliveryError(
+                f"Could not reach the Slack webhook ({_reason(exc)}) after retries; the alert "
+                f"[{dedup_key}] will be retried on the next sensor tick.",
+                status=None,
+                body=None,
+                permanent=False,
+            ) from None
+
 
 def _reason(exc: Exception) -> str:
     return str(getattr(exc, "reason", None) or exc.__class__.__name__)
 
 
 _FIXES = {
-    "invalid_payload": "the message itself was rejected; this is a bug in jada_pipelines.alerts.messages.",
+    "invalid_payload": "even the plain-text message was rejected; this is a bug in jada_pipelines.alerts.messages.",
     "no_service": "the webhook was disabled or revoked: create a new incoming webhook and set SLACK_WEBHOOK_URL to it.",
     "channel_is_archived": "the webhook's channel is archived: unarchive it or create a webhook for another channel.",
     "channel_not_found": "the webhook's channel was deleted: create a webhook for an existing channel.",
