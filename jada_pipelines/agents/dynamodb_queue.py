@@ -471,16 +471,15 @@ class DynamoDBTaskQueue:
         return self._fenced_set(lease, lease_expires_at=now + lease_seconds, updated_at=now) is not None
 
     def mark_running(self, lease: Lease, *, run_id: str) -> bool:
-        if self._fenced_set(lease, status="running", run_id=run_id, updated_at=self._clock()) is None:
-            return False
         e = _Expression()
-        self._call(
-            "update_item",
-            TableName=self.table,
-            Key=self._key(_attempt_key(lease.task_id, lease.attempt)),
-            **e.request(self._serialize, UpdateExpression=f"SET {e.assign(run_id=run_id)}"),
+        changes = e.assign(status="running", run_id=run_id, updated_at=self._clock())
+        update = f"SET {changes} ADD {e.n('version')} {e.v(1)}"
+        attempt = _Expression()
+        record = self._update(
+            _attempt_key(lease.task_id, lease.attempt), attempt, f"SET {attempt.assign(run_id=run_id)}"
         )
-        return True
+        # One transaction: the attempt history names the run only if the fenced write went through.
+        return self._transact(self._update(lease.task_id, e, update, self._fence(e, lease)), record) is None
 
     def _finish(
         self,
