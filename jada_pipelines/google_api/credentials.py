@@ -59,18 +59,21 @@ class RetryPolicy:
         return min(self.base_delay_s * (2**retry + random.random()), self.max_delay_s)
 
     def call(self, fn: Callable[[], T], *, on_attempt: Callable[[], None] | None = None) -> T:
-        for retry in range(self.attempts):
+        """``fn()``, retried while it raises a transient :class:`CredentialsError`, ``attempts`` times at most."""
+        retry = 0
+        while True:
             if on_attempt is not None:
                 on_attempt()
             try:
                 return fn()
             except CredentialsError as error:
-                if not error.retryable or retry == self.attempts - 1:
-                    if error.retryable:
-                        error.metadata["attempts"] = self.attempts
+                if not error.retryable:
+                    raise
+                if retry + 1 >= self.attempts:
+                    error.metadata["attempts"] = self.attempts
                     raise
             self.sleep(self.delay(retry))
-        raise AssertionError("unreachable: the last attempt returns or raises")
+            retry += 1
 
 
 @dataclass(frozen=True)
@@ -145,10 +148,15 @@ class TokenAge:
             "publishing_status": self.publishing_status or "unknown",
             "consented_at": self.consented_at.isoformat() if self.consented_at else "unknown",
             "token_age_days": self.age_days if self.age_days is not None else "unknown",
-            "predicted_expiry": self.expires_at.isoformat()
-            if self.expires_at
-            else "none (not a Testing app)",
+            "predicted_expiry": self._expiry_text(),
         }
+
+    def _expiry_text(self) -> str:
+        if self.expires_at is not None:
+            return self.expires_at.isoformat()
+        if self.publishing_status == "production":
+            return "none (Production app)"
+        return "unknown"
 
 
 @dataclass(frozen=True)
@@ -185,9 +193,10 @@ def authorize(config: GoogleConfig | None = None, *, now: datetime | None = None
         error.metadata = {**TokenAge(None, None, now).metadata(), **error.metadata}
         raise
     age = _token_age(info, now)
-    metadata = {"source": store.describe(), **age.metadata()}
     credential_class = "service_account" if info.get("type") == "service_account" else "authorized_user"
-    metadata["credential_class"] = credential_class
+    metadata = {"source": store.describe(), "credential_class": credential_class, **age.metadata()}
+    if credential_class == "service_account":
+        metadata.update(publishing_status="n/a", predicted_expiry="none (service-account keys do not expire)")
     try:
         credentials = _build(info, config, store.describe())
         _check_requested_scopes(info, store.describe())
@@ -205,6 +214,7 @@ def _explained(
     if credential_class == "service_account" and error.kind in ("token_revoked", "reauth_required"):
         error = _service_account_refused(source)
     error.metadata = {**metadata, **error.metadata}
+    error.token_age_days, error.expires_at = age.age_days, age.expires_at
     if error.kind == "token_revoked" and age.life_fraction is not None and age.life_fraction >= 1:
         error.description += f" This was predicted: the token passed its 7-day Testing life at {age.expires_at:%Y-%m-%d %H:%M} UTC."
     return error
@@ -217,15 +227,13 @@ def check_credentials(
     try:
         return authorize(config, now=now).verdict
     except CredentialsError as error:
-        age_days = error.metadata.get("token_age_days")
-        expiry = error.metadata.get("predicted_expiry", "")
         return CredentialVerdict(
             ok=False,
             severity="ERROR",
             kind=error.kind,
             description=error.description,
-            token_age_days=age_days if isinstance(age_days, float) else None,
-            expires_at=_parse_time(expiry) if expiry and expiry[0].isdigit() else None,
+            token_age_days=error.token_age_days,
+            expires_at=error.expires_at,
             metadata=error.metadata,
         )
 

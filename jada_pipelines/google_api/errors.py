@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 # Every class of failure, each with its own fix (see docs/google.md for the table of messages).
@@ -34,6 +35,9 @@ class CredentialsError(Exception):
         self.kind = kind
         self.description = description
         self.metadata = {"failure_class": kind, **(metadata or {})}
+        # Known once the token was read: how old its consent is and when it is predicted to expire.
+        self.token_age_days: float | None = None
+        self.expires_at: datetime | None = None
 
     @property
     def retryable(self) -> bool:
