@@ -347,3 +347,14 @@ def test_an_unknown_service_account_is_told_to_create_a_new_key_not_to_re_consen
 
     assert verdict.kind == "client_invalid"
     assert "new JSON key" in verdict.description
+
+
+def test_a_structural_batch_update_is_not_retried_after_an_ambiguous_failure(sheet):
+    session = _sheets(attempts=3)
+    sheet.fail_sheets(503, kinds=["batch_update"])
+
+    with pytest.raises(CredentialsError) as caught:
+        session.batch_update(PORT_SHEET_ID, {"requests": []})
+
+    assert caught.value.kind == "transient"
+    assert session.calls == sheet.calls["batch_update"] == 1

@@ -501,7 +501,7 @@ def classify_token_response(status: int | None, body: bytes | None) -> Credentia
 def transient_error(what: str, status: int | None = None) -> CredentialsError:
     return CredentialsError(
         "transient",
-        f"{what} It was retried a few times and kept failing; the next scheduled run will try again. "
+        f"{what} This is usually temporary (see attempts in the metadata); the next scheduled run will try again. "
         "If it persists, check the network and https://www.google.com/appsstatus.",
         {"http_status": status if status is not None else "no response"},
     )

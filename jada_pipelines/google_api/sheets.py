@@ -6,6 +6,7 @@ can report its Google API budget. Every failure comes out as a classified :class
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from jada_pipelines import settings
@@ -14,7 +15,6 @@ from jada_pipelines.google_api.credentials import (
     CredentialVerdict,
     GoogleConfig,
     RecordingRequest,
-    RetryPolicy,
     classify_token_response,
     transient_error,
 )
@@ -36,7 +36,7 @@ class SheetsSession:
 
         self.verdict = verdict
         self.calls = 0
-        self._retry: RetryPolicy = config.retry
+        self._retry = config.retry
         # A 401 mid-run makes the session refresh again; record that answer too, so it is classified.
         self._token_request = RecordingRequest(config.timeout)
         session = AuthorizedSession(credentials, auth_request=self._token_request)
@@ -69,14 +69,18 @@ class SheetsSession:
         return self._call(lambda http: http.values_batch_update(spreadsheet_id, body), spreadsheet_id)
 
     def batch_update(self, spreadsheet_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        """``spreadsheets:batchUpdate``: structural and cell requests, applied atomically by Google."""
-        return self._call(lambda http: http.batch_update(spreadsheet_id, body), spreadsheet_id)
+        """``spreadsheets:batchUpdate``: structural and cell requests, applied atomically by Google.
+
+        Not retried: after a 5xx or a dropped connection the batch may have been applied, and inserting
+        or deleting rows twice is not harmless. The caller re-reads and re-plans instead.
+        """
+        return self._call(lambda http: http.batch_update(spreadsheet_id, body), spreadsheet_id, retry=False)
 
     def close(self) -> None:
         self._client.http_client.session.close()
         self._token_request.close()
 
-    def _call(self, fn: Callable[[Any], Any], spreadsheet_id: str) -> Any:
+    def _call(self, fn: Callable[[Any], Any], spreadsheet_id: str, *, retry: bool = True) -> Any:
         def attempt() -> Any:
             try:
                 return fn(self._client.http_client)
@@ -85,7 +89,8 @@ class SheetsSession:
                 error.metadata = {**self.verdict.metadata, **error.metadata}
                 raise error from None
 
-        return self._retry.call(attempt, on_attempt=self._count)
+        policy = self._retry if retry else replace(self._retry, attempts=1)
+        return policy.call(attempt, on_attempt=self._count)
 
     def _count(self) -> None:
         self.calls += 1

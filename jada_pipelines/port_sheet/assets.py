@@ -50,7 +50,10 @@ def port_sheet_rows(
         raise dg.Failure(description=str(error), allow_retries=False) from None
     try:
         session = google.sheets()
-        values = read_values(session, spreadsheet_id, tab)
+        try:
+            values = read_values(session, spreadsheet_id, tab)
+        finally:
+            session.close()
     except CredentialsError as error:
         yield _credentials_check_failed(error)
         # allow_retries=False: a revoked token does not heal by retrying; the fix is in the description.
