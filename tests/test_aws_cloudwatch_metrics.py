@@ -16,8 +16,8 @@ NAMESPACE = "JadaTest"
 LEASE = 600
 
 
-def _tick(instance, cursor=None):
-    return cloudwatch_metrics_sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor))
+def _tick(cursor=None):
+    return cloudwatch_metrics_sensor.evaluate_tick(dg.build_sensor_context(cursor=cursor))
 
 
 def _latest(metric: str, env: str) -> float | None:
@@ -56,8 +56,7 @@ def busy_queue():
 
 
 def test_without_a_namespace_the_sensor_skips_and_says_which_variable_to_set(aws):
-    with dg.instance_for_test() as instance:
-        result = _tick(instance)
+    result = _tick()
 
     assert "JADA_CLOUDWATCH_NAMESPACE is not set" in result.skip_message
     assert boto3.client("cloudwatch").list_metrics()["Metrics"] == []
@@ -68,8 +67,7 @@ def test_the_queue_and_token_figures_land_in_cloudwatch_with_the_env_dimension(
 ):
     monkeypatch.setenv("JADA_CLOUDWATCH_NAMESPACE", NAMESPACE)
     monkeypatch.setenv("JADA_ENV", "prod")
-    with dg.instance_for_test() as instance:
-        result = _tick(instance)
+    result = _tick()
 
     assert result.skip_message.startswith(f"Published to CloudWatch namespace {NAMESPACE}")
     figures = {
@@ -91,9 +89,8 @@ def test_the_queue_and_token_figures_land_in_cloudwatch_with_the_env_dimension(
 
 def test_a_turn_capped_session_is_counted_in_one_tick_only(aws, busy_queue, monkeypatch):
     monkeypatch.setenv("JADA_CLOUDWATCH_NAMESPACE", NAMESPACE)
-    with dg.instance_for_test() as instance:
-        first = _tick(instance)
-        second = _tick(instance, cursor=first.cursor)
+    first = _tick()
+    second = _tick(cursor=first.cursor)
 
     assert "TurnCapSessions=1" in first.skip_message
     assert "TurnCapSessions=0" in second.skip_message
@@ -102,8 +99,7 @@ def test_a_turn_capped_session_is_counted_in_one_tick_only(aws, busy_queue, monk
 
 def test_without_google_credentials_no_token_metric_is_sent(aws, busy_queue, monkeypatch):
     monkeypatch.setenv("JADA_CLOUDWATCH_NAMESPACE", NAMESPACE)
-    with dg.instance_for_test() as instance:
-        result = _tick(instance)
+    result = _tick()
 
     assert "Google" not in result.skip_message
     assert _latest("GoogleCredentialsOk", "dev") is None
