@@ -151,6 +151,65 @@ def test_consent_can_store_the_token_in_secrets_manager(aws, google_emulator, cl
     assert (token["publishing_status"], token["client_id"]) == ("production", google_emulator.client_id)
 
 
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        ("declined", "The consent was declined in the browser"),
+        ("deleted_client", "Google rejected the OAuth client (deleted_client)"),
+    ],
+)
+def test_a_declined_consent_or_a_deleted_client_exits_with_the_fix(
+    google_emulator, client_secrets, tmp_path, capsys, fault, message
+):
+    if fault == "declined":
+        google_emulator.decline_consent()
+    else:
+        google_emulator.fail_token(fault)
+    token_path = tmp_path / "token.json"
+
+    code, _, err = _consent(
+        capsys,
+        [
+            "auth",
+            "google",
+            "--client-secrets",
+            str(client_secrets),
+            "--testing",
+            "--no-browser",
+            "--port",
+            str(_free_port()),
+            "--output",
+            str(token_path),
+        ],
+    )
+
+    assert code == 1
+    assert message in err
+    assert not token_path.exists()
+
+
+def test_a_consent_nobody_answers_times_out_with_the_fix(client_secrets, tmp_path, capsys):
+    code = main(
+        [
+            "auth",
+            "google",
+            "--client-secrets",
+            str(client_secrets),
+            "--testing",
+            "--no-browser",
+            "--port",
+            str(_free_port()),
+            "--timeout",
+            "0.2",
+            "--output",
+            str(tmp_path / "t.json"),
+        ]
+    )
+
+    assert code == 1
+    assert "No answer reached http://localhost:" in capsys.readouterr().err
+
+
 def test_a_token_file_given_as_client_secrets_is_refused_with_the_fix(google_token_file, tmp_path, capsys):
     code = main(
         [

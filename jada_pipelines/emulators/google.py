@@ -338,6 +338,7 @@ class GoogleEmulator:
         self._token_fault: tuple[str, int | None] | None = None
         self._sheets_fault: tuple[int, frozenset[str] | None, int | None] | None = None
         self._granted_override: tuple[str, ...] | None = None
+        self._consent_error: str | None = None
         self._hooks: list[tuple[str, Callable[[GoogleEmulator], None], bool]] = []
 
     # -- lifecycle ---------------------------------------------------------------------------------------
@@ -460,9 +461,14 @@ class GoogleEmulator:
         with self._lock:
             self._granted_override = tuple(scopes)
 
+    def decline_consent(self, error: str = "access_denied") -> None:
+        """The person clicks Cancel on the consent page: the redirect carries ``error`` instead of a code."""
+        with self._lock:
+            self._consent_error = error
+
     def clear_faults(self) -> None:
         with self._lock:
-            self._token_fault = self._sheets_fault = self._granted_override = None
+            self._token_fault = self._sheets_fault = self._granted_override = self._consent_error = None
 
     def before(self, kind: str, hook: Callable[[GoogleEmulator], None], *, once: bool = True) -> None:
         """Run ``hook(emulator)`` just before serving the next request of ``kind`` (e.g. a person's edit)."""
@@ -692,10 +698,13 @@ class GoogleEmulator:
 
     def handle_consent(self, query: dict[str, str]) -> str:
         """The consent page, already approved: returns the redirect URL carrying a fresh code."""
+        state = query.get("state", "")
+        if self._consent_error is not None:
+            return query["redirect_uri"] + "?" + urlencode({"state": state, "error": self._consent_error})
         code = "4/emulated-code-" + secrets.token_urlsafe(16)
         with self._lock:
             self._auth_codes[code] = tuple(query.get("scope", SHEETS_SCOPE).split())
-        return query["redirect_uri"] + "?" + urlencode({"state": query.get("state", ""), "code": code})
+        return query["redirect_uri"] + "?" + urlencode({"state": state, "code": code})
 
     def authorize(self, authorization: str | None, kind: str) -> None:
         token = (authorization or "").removeprefix("Bearer ").strip()

@@ -78,7 +78,7 @@ def auth_google(args: argparse.Namespace) -> int:
             timeout_seconds=args.timeout,
         )
         store.save(token)
-    except CredentialsError as error:
+    except (CredentialsError, oauth.ConsentError) as error:
         print(f"jada auth google: {error.description}", file=sys.stderr)
         return 1
     print(

@@ -22,6 +22,14 @@ DEFAULT_PORT = 8085
 CLIENT_FIELDS = ("client_id", "client_secret", "auth_uri", "token_uri")
 
 
+class ConsentError(Exception):
+    """The consent did not complete; ``description`` says why and what to do."""
+
+    def __init__(self, description: str):
+        super().__init__(description)
+        self.description = description
+
+
 def load_client_config(path: Path) -> dict[str, Any]:
     """The OAuth client-secrets file (Google Cloud console > Credentials > OAuth client > Download JSON)."""
     try:
@@ -68,7 +76,8 @@ def consent(
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> dict[str, Any]:
     """Run the local-server flow on ``port`` and return the validated token record (not yet stored)."""
-    from google_auth_oauthlib.flow import InstalledAppFlow
+    from google_auth_oauthlib.flow import InstalledAppFlow, WSGITimeoutError
+    from oauthlib.oauth2.rfc6749.errors import OAuth2Error
 
     kind = "installed" if "installed" in client_config else "web"
     if token_uri:
@@ -78,18 +87,16 @@ def consent(
     # changed" warning; relaxing it lets validate_new_token refuse the token with the fix instead.
     os.environ["OAUTHLIB_RELAX_TOKEN_SCOPE"] = "1"
     flow = InstalledAppFlow.from_client_config(client_config, scopes=[SHEETS_SCOPE])
-    credentials = flow.run_local_server(
-        host="localhost",
-        port=port,
-        open_browser=open_browser,
-        timeout_seconds=timeout_seconds,
-        authorization_prompt_message=tunnel_hint(port)
-        + "\nPlease visit this URL to authorize jada-pipelines: {url}",
-        success_message="jada-pipelines is authorized; you may close this window.",
-        # offline + consent: Google returns a refresh token even if this account consented before.
-        access_type="offline",
-        prompt="consent",
-    )
+    try:
+        credentials = _run_local_server(flow, port, open_browser, timeout_seconds)
+    except WSGITimeoutError:
+        raise ConsentError(
+            f"No answer reached http://localhost:{port} within {timeout_seconds:g} s. Open the printed URL in a "
+            "browser that can reach that port (over the SSH tunnel on a headless server) and approve, then "
+            "run the command again."
+        ) from None
+    except OAuth2Error as error:
+        raise ConsentError(_consent_refusal(error.error)) from None
     token = {
         "type": "authorized_user",
         "client_id": credentials.client_id,
@@ -120,6 +127,37 @@ def validate_new_token(token: dict[str, Any]) -> None:
             f"The consent did not grant the Google Sheets scope {SHEETS_SCOPE} (granted: "
             f"{', '.join(token['scopes']) or 'none'}). Run the consent again and tick the Google Sheets permission.",
         )
+
+
+def _run_local_server(flow: Any, port: int, open_browser: bool, timeout_seconds: float | None) -> Any:
+    return flow.run_local_server(
+        host="localhost",
+        port=port,
+        open_browser=open_browser,
+        timeout_seconds=timeout_seconds,
+        authorization_prompt_message=tunnel_hint(port)
+        + "\nPlease visit this URL to authorize jada-pipelines: {url}",
+        success_message="jada-pipelines is authorized; you may close this window.",
+        # offline + consent: Google returns a refresh token even if this account consented before.
+        access_type="offline",
+        prompt="consent",
+    )
+
+
+def _consent_refusal(code: str | None) -> str:
+    """What an OAuth error code from the consent or the code exchange means for the person at the keyboard."""
+    if code == "access_denied":
+        return "The consent was declined in the browser. Run the command again and choose Allow."
+    if code in ("invalid_client", "unauthorized_client", "deleted_client"):
+        return (
+            f"Google rejected the OAuth client ({code}): it was deleted or its secret rotated. Download a valid "
+            "Desktop client's JSON from the Google Cloud console (APIs & Services > Credentials) and pass it "
+            "with --client-secrets."
+        )
+    return (
+        f"Google refused the consent ({code or 'no error code'}); the code may have expired. Run the command "
+        "again and finish the consent within a few minutes."
+    )
 
 
 def _granted(credentials: Any) -> list[str]:
