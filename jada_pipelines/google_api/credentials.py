@@ -421,7 +421,9 @@ class RecordingRequest:
     ):
         self.status = self.body = None
         response = self._inner(url, method=method, body=body, headers=headers, timeout=self._timeout, **kw)
-        self.status, self.body = response.status, response.data
+        self.status = response.status
+        # Only an error body is kept: a successful answer holds a fresh access token.
+        self.body = None if response.status == 200 else response.data
         return response
 
     def close(self) -> None:
