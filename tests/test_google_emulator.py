@@ -214,3 +214,21 @@ def test_direct_edits_insert_delete_sort_and_hooks_run_before_a_request(google_e
     assert _get(api, "Ports!A2")["values"] == [["edited"]]
     google_emulator.set_cell(SID, "Ports", "A2", "b")
     assert _get(api, "Ports!A2")["values"] == [["b"]], "a hook runs once"
+
+
+def test_a_revoked_refresh_token_and_a_deleted_spreadsheet_answer_as_google_does(google_emulator, api):
+    refresh_token = google_emulator.issue_refresh_token()
+    google_emulator.revoke_refresh_token(refresh_token)
+    form = {
+        "grant_type": "refresh_token",
+        "refresh_token": refresh_token,
+        "client_id": google_emulator.client_id,
+        "client_secret": google_emulator.client_secret,
+    }
+    revoked = requests.post(google_emulator.token_uri, data=form, timeout=5)
+    assert (revoked.status_code, revoked.json()["error"]) == (400, "invalid_grant")
+
+    google_emulator.set_sheet(SID, "Ports", [["id"]])
+    google_emulator.delete_spreadsheet(SID)
+    gone = api("GET")
+    assert (gone.status_code, gone.json()["error"]["status"]) == (404, "NOT_FOUND")

@@ -153,6 +153,8 @@ def _invalid(message: str) -> SheetsError:
 
 
 # ---------------------------------------------------------------------------------------------- A1 notation
+# Written apart from port_sheet.sync's A1 helpers on purpose: the stand-in must parse ranges as Google does,
+# so that a quoting bug in the application shows up as a failed test instead of being mirrored here.
 
 
 def column_letter(index: int) -> str:
