@@ -6,7 +6,7 @@ import dagster as dg
 import pytest
 
 from jada_pipelines import settings
-from jada_pipelines.alerts import sensors
+from jada_pipelines.alerts import history, sensors
 from jada_pipelines.alerts.resources import SlackWebhookResource
 from jada_pipelines.alerts.sensors import asset_check_alert_sensor, run_failure_alert_sensor
 from jada_pipelines.alerts.webhook import SlackDeliveryError
@@ -260,3 +260,21 @@ def test_a_tick_posts_at_most_its_cap_and_the_next_tick_posts_the_rest(slack_web
     tick(run_failure_alert_sensor, instance, cursor)
 
     assert dedup_keys(slack_webhook) == [f"run-failed:{first.run_id}", f"run-failed:{second.run_id}"]
+
+
+def test_runs_of_one_status_beyond_a_page_are_not_skipped_by_a_later_run_of_another_status(
+    slack_webhook, instance, monkeypatch
+):
+    monkeypatch.setattr(history, "RUNS_PER_TICK", 1)
+    monkeypatch.setenv("JADA_TEST_PORTS_BAD", "1")
+    materialize(instance, ports, checks=[ports_complete])  # succeeds, check fails
+    monkeypatch.delenv("JADA_TEST_PORTS_BAD")
+    recovered = materialize(instance, ports, checks=[ports_complete])  # succeeds, check passes
+    materialize(instance, sheet_rows)  # a failed run, stored after both
+
+    cursor = None
+    for _ in range(4):
+        cursor = tick(asset_check_alert_sensor, instance, cursor).cursor
+
+    assert [k.split(":")[0] for k in dedup_keys(slack_webhook)] == ["check-failed", "check-recovered"]
+    assert dedup_keys(slack_webhook)[1].endswith(recovered.run_id)
