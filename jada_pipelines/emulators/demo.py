@@ -4,7 +4,9 @@ It starts the Google emulator (OAuth + Sheets v4) and the Anthropic emulator (a 
 on 127.0.0.1, seeds a port sheet of 21 rows (one without an id, which the pull quarantines; seven ask for agent work; one of them carries the emulator's
 turn-cap marker, so its session hits the 30-turn cap and hands off), writes a demo token file and a demo
 DAGSTER_HOME under ``demo_state/`` (linked to the repository's dagster.yaml, so the 5-session limit holds),
-and runs ``dagster dev`` wired to the emulators. The emulators stop when ``dagster dev`` exits.
+and runs ``dagster dev`` wired to the emulators. While it runs, the demo launches ``port_sheet_sync_job``
+every minute (the real schedule's 30 minutes would hide the loop). The emulators stop when ``dagster dev``
+exits.
 
 ``jada demo sheet`` prints the emulated sheet while the demo runs (see ``docs/demo.md``).
 """
@@ -13,14 +15,20 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jada_pipelines.emulators.anthropic import DEMO_TURN_CAP, AnthropicEmulator
 from jada_pipelines.emulators.google import Formula, GoogleEmulator
+
+if TYPE_CHECKING:
+    from dagster_graphql import DagsterGraphQLClient
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STATE_DIR = REPO_ROOT / "demo_state"
@@ -32,6 +40,9 @@ TAB = "Ports"
 ENV_FILE = "demo.env"
 # Long enough that sessions visibly overlap in the UI, and the 5-at-once limit shows.
 ANTHROPIC_DELAY_S = 1.0
+WEBSERVER_PORT = 3000
+# The real schedule syncs every 30 minutes; the demo launches the same job this often so the loop shows.
+DEMO_SYNC_INTERVAL_S = 60
 
 HEADER = [
     "id",
@@ -150,14 +161,36 @@ def load_demo_env(state_dir: Path = STATE_DIR) -> dict[str, str]:
     return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
 
 
-def _dagster_home(state_dir: Path) -> Path:
+def _fresh_dagster_home(state_dir: Path) -> Path:
+    """An empty DAGSTER_HOME linked to the repository's dagster.yaml: each demo starts from a new sheet, so
+    an old queue or run history would show work the new sheet never asked for."""
     home = state_dir / "dagster_home"
-    home.mkdir(parents=True, exist_ok=True)
-    link = home / "dagster.yaml"
-    if not link.is_symlink():
-        link.unlink(missing_ok=True)
-        link.symlink_to(REPO_ROOT / "dagster.yaml")
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    (home / "dagster.yaml").symlink_to(REPO_ROOT / "dagster.yaml")
     return home
+
+
+def launch_syncs(client: DagsterGraphQLClient, stop: threading.Event, *, interval_s: float) -> None:
+    """Launch port_sheet_sync_job through the webserver's GraphQL API every ``interval_s`` until ``stop``.
+
+    It stands in for the 30-minute schedule (which also stays on), so a newcomer sees the pull, the tasks
+    and the status columns move within minutes. Until the webserver answers, it waits and tries again.
+    """
+    from dagster_graphql import DagsterGraphQLClientError
+    from requests.exceptions import ConnectionError as WebserverDown
+
+    wait_s = 5.0
+    while not stop.wait(wait_s):
+        try:
+            run_id = client.submit_job_execution("port_sheet_sync_job", tags={"jada/demo": "1"})
+        except (WebserverDown, DagsterGraphQLClientError) as exc:
+            # dagster dev is still loading the code location: normal for the first half minute.
+            print(f"demo: port_sheet_sync_job not launched yet ({type(exc).__name__}); retrying.", flush=True)
+            wait_s = 5.0
+            continue
+        print(f"demo: launched port_sheet_sync_job, run {run_id}", flush=True)
+        wait_s = interval_s
 
 
 def main() -> int:
@@ -170,28 +203,49 @@ def main() -> int:
             file=sys.stderr,
         )
         return 1
-    home = _dagster_home(STATE_DIR)
+    home = _fresh_dagster_home(STATE_DIR)
     print(
         "LOCAL EMULATORS (stand-ins, not Google or Anthropic):\n"
         f"  Google OAuth + Sheets v4  {demo.google.base_url}  (spreadsheet {SPREADSHEET_ID!r}, tab {TAB!r})\n"
         f"  Anthropic Messages API    {demo.anthropic.base_url}  (scripted demo agent, no model)\n"
         f"DAGSTER_HOME={home}\n"
-        "Open http://localhost:3000, then see docs/demo.md. Print the sheet with: .venv/bin/jada demo sheet\n",
+        f"Open http://localhost:{WEBSERVER_PORT}, then see docs/demo.md. The demo launches port_sheet_sync_job every "
+        f"{DEMO_SYNC_INTERVAL_S} s. Print the sheet with: .venv/bin/jada demo sheet\n",
         flush=True,
     )
     env = {**os.environ, **demo.env, "DAGSTER_HOME": str(home)}
     env.pop("JADA_DATA_DIR", None)  # the demo's queue and store live in its own DAGSTER_HOME
+    from dagster_graphql import DagsterGraphQLClient
+
     dagster = subprocess.Popen(
-        [str(Path(sys.executable).with_name("dagster")), "dev", "-w", "workspace.yaml"],
+        [
+            str(Path(sys.executable).with_name("dagster")),
+            "dev",
+            "-w",
+            "workspace.yaml",
+            "-p",
+            str(WEBSERVER_PORT),
+        ],
         cwd=REPO_ROOT,
         env=env,
     )
+    stop = threading.Event()
+    syncs = threading.Thread(
+        target=launch_syncs,
+        args=(DagsterGraphQLClient("127.0.0.1", port_number=WEBSERVER_PORT, timeout=30), stop),
+        kwargs={"interval_s": DEMO_SYNC_INTERVAL_S},
+        name="demo-syncs",
+        daemon=True,
+    )
+    syncs.start()
     try:
         return dagster.wait()
     except KeyboardInterrupt:
         # Ctrl-C reached dagster dev as well (same process group): let it stop its webserver and daemon.
         return dagster.wait()
     finally:
+        stop.set()
+        syncs.join(timeout=35)
         demo.stop()
         print("Demo emulators stopped.")
 
