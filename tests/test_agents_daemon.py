@@ -3,36 +3,23 @@ tasks against a slow Messages API all finish, and no more than 5 Claude sessions
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
+from jada_pipelines.agents.local_daemon import ended_session_run_records, peak_concurrency, running_daemon
 from jada_pipelines.agents.queue import open_queue
 from jada_pipelines.emulators.anthropic import AnthropicEmulator
-from jada_pipelines.settings import AGENT_SESSION_TAG, MAX_CONCURRENT_SESSIONS
+from jada_pipelines.settings import MAX_CONCURRENT_SESSIONS
 
-REPO = Path(__file__).resolve().parents[1]
 TASKS = 12
-# Each model call takes this long, so a session lasts a few seconds and sessions overlap.
+# Each model call takes this long, so sessions last a few seconds and overlap.
 CALL_DELAY_S = 0.5
+# Generous: on a loaded 2-core machine each run worker takes several seconds just to start.
 DEADLINE_S = 300
-
-
-def peak_concurrency(intervals: list[tuple[float, float]]) -> int:
-    """Sweep line over (start, end) intervals; an end at the same instant as a start is counted first."""
-    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
-    peak = live = 0
-    for _, change in events:
-        live += change
-        peak = max(peak, live)
-    return peak
 
 
 def test_the_sweep_line_counts_overlaps_and_not_touching_intervals():
@@ -50,44 +37,13 @@ def slow_emulator():
 
 @pytest.fixture
 def daemon(tmp_path, slow_emulator):
-    """``dagster-daemon run`` on the test's DAGSTER_HOME, with the repository's dagster.yaml linked in."""
-    home = Path(os.environ["DAGSTER_HOME"])
-    (home / "dagster.yaml").symlink_to(REPO / "dagster.yaml")
-    workspace = tmp_path / "workspace.yaml"
-    workspace.write_text(
-        "load_from:\n  - python_module:\n      module_name: jada_pipelines.definitions\n"
-        f"      attribute: defs\n      working_directory: {REPO}\n"
-    )
     env = {
-        **os.environ,
         "ANTHROPIC_BASE_URL": slow_emulator.base_url,
         "ANTHROPIC_API_KEY": "sk-ant-emulator-test-key",
         "JADA_AGENT_SENSOR_INTERVAL_SECONDS": "2",
     }
-    log = (tmp_path / "daemon.log").open("w")
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(workspace)],
-        cwd=tmp_path,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its code server and run workers share the group, so all can be stopped
-    )
-    yield process
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-    # Run workers that outlived the daemon would keep the emulator busy; end the whole group.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    log.close()
-
-
-def _session_runs(instance: dg.DagsterInstance):
-    return instance.get_run_records(filters=dg.RunsFilter(tags={AGENT_SESSION_TAG: "1"}))
+    with running_daemon(Path(os.environ["DAGSTER_HOME"]), tmp_path, env) as process:
+        yield process
 
 
 @pytest.mark.daemon
@@ -108,10 +64,7 @@ def test_twelve_queued_tasks_all_finish_with_at_most_five_sessions_at_once(daemo
     assert set(statuses.values()) == {"done"}, f"{statuses}\n{log[-3000:]}"
 
     with dg.DagsterInstance.get() as instance:
-        records = _session_runs(instance)
-        while any(record.end_time is None for record in records) and time.monotonic() < deadline:
-            time.sleep(0.5)  # the last runs are writing their end events
-            records = _session_runs(instance)
+        records = ended_session_run_records(instance, deadline=deadline)
     assert len(records) == TASKS
     assert {record.dagster_run.status for record in records} == {dg.DagsterRunStatus.SUCCESS}
     assert {record.dagster_run.tags["dagster/max_retries"] for record in records} == {"0"}

@@ -41,7 +41,11 @@ BUSY_TIMEOUT_MS = 30_000
 DEFAULT_RETRY_BACKOFF_S = 60.0
 MAX_RETRY_BACKOFF_S = 3600.0
 
-SCHEMA = """
+# A tuple's repr is a valid SQL list of string literals.
+_LEASED_SQL = f"status IN {LEASED!r}"
+_CLAIMABLE_SQL = f"status IN {CLAIMABLE!r}"
+
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS tasks (
     id TEXT PRIMARY KEY,
     prompt TEXT NOT NULL,
@@ -67,7 +71,9 @@ CREATE TABLE IF NOT EXISTS tasks (
     lease_owner TEXT,
     lease_expires_at REAL
 );
-CREATE INDEX IF NOT EXISTS tasks_claim ON tasks (status, available_at);
+-- The claim reads this index in its ORDER BY order and stops at the first due task, however long the backlog.
+CREATE INDEX IF NOT EXISTS tasks_claimable ON tasks (priority DESC, available_at, created_at) WHERE {_CLAIMABLE_SQL};
+CREATE INDEX IF NOT EXISTS tasks_leased ON tasks (lease_expires_at) WHERE {_LEASED_SQL};
 CREATE INDEX IF NOT EXISTS tasks_source ON tasks (source);
 CREATE TABLE IF NOT EXISTS attempts (
     task_id TEXT NOT NULL,
@@ -88,9 +94,6 @@ _TASK_COLUMNS = (
     "id, prompt, status, attempt, max_attempts, max_turns, priority, workdir, handoff, last_error, turns, "
     "cost_usd, summary, source, run_id, created_at, updated_at, available_at, lease_expires_at"
 )
-# A tuple's repr is a valid SQL list of string literals.
-_LEASED_SQL = f"status IN {LEASED!r}"
-_CLAIMABLE_SQL = f"status IN {CLAIMABLE!r}"
 
 
 def _task(row: sqlite3.Row) -> Task:

@@ -1,0 +1,116 @@
+"""Agent-task benchmark: how close the real daemon gets to perfect use of the 5 session slots, and how long
+one agent_task_sensor tick takes with a backlog of 10,000 queued tasks.
+
+1. Makespan. N tasks (default 20) are queued; the real ``dagster-daemon`` runs them against the local
+   Anthropic emulator, whose every call takes a fixed delay. Ideal = the sum of the runs' durations / 5;
+   the ratio makespan / ideal shows what the sensor interval, Dagster's run queue and run-worker start-up
+   cost on top. Run durations come from Dagster's run records (start to end).
+2. Sensor tick. 10,000 queued tasks in the SQLite queue; the tick that claims 5 of them (with reconciling)
+   and the tick that finds every slot busy, each timed over several repetitions.
+
+    .venv/bin/python bench/agents.py [--tasks 20] [--delay 0.5] [--backlog 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import dagster as dg
+
+from jada_pipelines.agents.local_daemon import ended_session_run_records, peak_concurrency, running_daemon
+from jada_pipelines.agents.queue import Lease, open_queue
+from jada_pipelines.agents.resources import TaskQueueResource
+from jada_pipelines.agents.sensors import agent_task_sensor
+from jada_pipelines.emulators.anthropic import AnthropicEmulator
+from jada_pipelines.settings import MAX_CONCURRENT_SESSIONS
+
+TICK_REPEATS = 7
+
+
+def bench_makespan(tasks: int, delay_s: float, scratch: Path) -> None:
+    home, data = scratch / "home", scratch / "data"
+    os.environ.update(DAGSTER_HOME=str(home), JADA_DATA_DIR=str(data))
+    emulator = AnthropicEmulator(delay_s=delay_s)
+    env = {
+        "ANTHROPIC_BASE_URL": emulator.start(),
+        "ANTHROPIC_API_KEY": "sk-ant-emulator-bench-key",
+        "JADA_AGENT_SENSOR_INTERVAL_SECONDS": "2",
+    }
+    queue = open_queue()
+    try:
+        with running_daemon(home, scratch, env):
+            for i in range(tasks):
+                queue.enqueue(f"bench-{i:03}", f"Benchmark task {i}")
+            while queue.stats().depth_by_status["done"] < tasks:
+                time.sleep(0.5)
+            with dg.DagsterInstance.get() as instance:
+                records = ended_session_run_records(instance, deadline=time.monotonic() + 60)
+    finally:
+        emulator.stop()
+    first = min(r.create_timestamp.timestamp() for r in records)
+    makespan = max(r.end_time for r in records) - first
+    durations = [r.end_time - r.start_time for r in records]
+    ideal = sum(durations) / MAX_CONCURRENT_SESSIONS
+    calls = len(emulator.message_requests)
+    print(f"makespan: {tasks} tasks, {calls} model calls of {delay_s:g} s each, real dagster-daemon")
+    print(
+        f"  run duration (start→end): median {statistics.median(durations):.1f} s, max {max(durations):.1f} s"
+    )
+    print(
+        f"  makespan {makespan:.1f} s, ideal (sum of run durations / 5) {ideal:.1f} s, ratio {makespan / ideal:.2f}"
+    )
+    peak = peak_concurrency([(r.start_time, r.end_time) for r in records])
+    print(f"  peak concurrent sessions {peak} (limit {MAX_CONCURRENT_SESSIONS})")
+
+
+def _timed_tick(instance: dg.DagsterInstance) -> tuple[float, object]:
+    context = dg.build_sensor_context(instance=instance, resources={"task_queue": TaskQueueResource()})
+    started = time.perf_counter()
+    result = agent_task_sensor(context)
+    return time.perf_counter() - started, result
+
+
+def bench_sensor_tick(backlog: int, scratch: Path) -> None:
+    os.environ["JADA_DATA_DIR"] = str(scratch / "tick-data")
+    queue = open_queue()
+    started = time.perf_counter()
+    for i in range(backlog):
+        queue.enqueue(f"backlog-{i:05}", "x")
+    enqueue_ms = (time.perf_counter() - started) / backlog * 1000
+    claiming, busy = [], []
+    with dg.instance_for_test() as instance:
+        for _ in range(TICK_REPEATS):
+            seconds, result = _timed_tick(instance)
+            claiming.append(seconds)
+            busy.append(_timed_tick(instance)[0])
+            for request in result.run_requests:  # finish the claimed tasks so the next tick claims again
+                config = request.run_config["ops"]["agent_session"]["config"]
+                task = queue.get(config["task_id"])
+                lease = Lease(task.id, config["lease_token"], task.attempt, task.lease_expires_at, task)
+                queue.complete(lease, outcome="done", turns=1, cost_usd=0.0, summary="bench")
+    print(f"enqueue: {enqueue_ms:.2f} ms per task (one durable transaction each, synchronous=FULL)")
+    print(f"sensor tick with {backlog:,} queued tasks (SQLite, {TICK_REPEATS} repetitions)")
+    print(
+        f"  claiming 5: median {statistics.median(claiming) * 1000:.1f} ms, max {max(claiming) * 1000:.1f} ms"
+    )
+    print(f"  all slots busy: median {statistics.median(busy) * 1000:.1f} ms, max {max(busy) * 1000:.1f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=20)
+    parser.add_argument("--delay", type=float, default=0.5, help="seconds per emulated model call")
+    parser.add_argument("--backlog", type=int, default=10_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="jada-bench-agents-") as scratch:
+        bench_sensor_tick(args.backlog, Path(scratch))
+        bench_makespan(args.tasks, args.delay, Path(scratch))
+
+
+if __name__ == "__main__":
+    main()
