@@ -235,27 +235,35 @@ class DynamoDBTaskQueue:
         )
         return self._decode(item) if item else None
 
-    def _pages(self, operation: str, **kwargs: Any) -> Iterator[dict]:
-        """Every item of a query or scan, following pagination."""
+    def _responses(self, operation: str, **kwargs: Any) -> Iterator[dict]:
+        """Every page of a query or scan (DynamoDB returns at most 1 MB per call)."""
         while True:
             page = self._call(operation, TableName=self.table, **kwargs)
-            yield from (self._decode(item) for item in page.get("Items", []))
+            yield page
             if "LastEvaluatedKey" not in page:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def _with_status(self, status: str, *, available_by: float | None = None) -> list[dict]:
-        """Tasks in ``status`` according to the (eventually consistent) status index."""
+    def _pages(self, operation: str, **kwargs: Any) -> Iterator[dict]:
+        """Every item of a query or scan, decoded."""
+        for page in self._responses(operation, **kwargs):
+            yield from (self._decode(item) for item in page.get("Items", []))
+
+    def _status_query(self, status: str, available_by: float | None = None) -> dict:
         e = _Expression()
         condition = f"{e.n('status')} = {e.v(status)}"
         if available_by is not None:
             condition += f" AND {e.n('available_at')} <= {e.v(available_by)}"
-        return list(
-            self._pages(
-                "query",
-                IndexName=STATUS_INDEX,
-                **e.request(self._serialize, KeyConditionExpression=condition),
-            )
+        return {"IndexName": STATUS_INDEX, **e.request(self._serialize, KeyConditionExpression=condition)}
+
+    def _with_status(self, status: str, *, available_by: float | None = None) -> list[dict]:
+        """Tasks in ``status`` according to the (eventually consistent) status index."""
+        return list(self._pages("query", **self._status_query(status, available_by)))
+
+    def _count_with_status(self, status: str) -> int:
+        """How many tasks are in ``status``, without reading them (``done`` grows without bound)."""
+        return sum(
+            page["Count"] for page in self._responses("query", Select="COUNT", **self._status_query(status))
         )
 
     # -- schema ---------------------------------------------------------------------------------------------
@@ -643,7 +651,9 @@ class DynamoDBTaskQueue:
 
     def stats(self, *, now: float | None = None) -> QueueStats:
         now = self._clock() if now is None else now
-        by_status = {status: self._with_status(status) for status in STATUSES}
+        # Only waiting and leased tasks are read (for their age and lease); the metrics sensor calls this
+        # every minute, so the other statuses are counted, not fetched.
+        by_status = {status: self._with_status(status) for status in (*CLAIMABLE, *LEASED)}
         claimable = [item["created_at"] for status in CLAIMABLE for item in by_status[status]]
         live = sum(
             1
@@ -651,7 +661,10 @@ class DynamoDBTaskQueue:
             for item in by_status[status]
             if item["lease_expires_at"] is not None and item["lease_expires_at"] >= now
         )
-        depth = {status: len(items) for status, items in by_status.items()}
+        depth = {
+            status: len(by_status[status]) if status in by_status else self._count_with_status(status)
+            for status in STATUSES
+        }
         return QueueStats(
             depth_by_status=depth,
             oldest_queued_age_s=max(now - min(claimable), 0.0) if claimable else None,
