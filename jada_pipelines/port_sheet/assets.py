@@ -71,23 +71,24 @@ def port_sheet_rows(
         f"Pulled {len(snapshot.rows)} rows from '{tab}' ({len(snapshot.quarantined)} quarantined): "
         f"{len(changes.added)} added, {len(changes.changed)} changed, {len(changes.removed)} removed."
     )
-    yield dg.Output(
-        snapshot,
-        metadata={
-            "row_count": len(snapshot.rows),
-            "quarantined_count": len(snapshot.quarantined),
-            "keys_added": len(changes.added),
-            "keys_changed": len(changes.changed),
-            "keys_removed": len(changes.removed),
-            "added": _key_list(changes.added),
-            "changed": _key_list(changes.changed),
-            "removed": _key_list(changes.removed),
-            "google_api_calls": session.calls,
-            "spreadsheet_tab": tab,
-            "preview": _preview(snapshot),
-        },
-    )
+    yield dg.Output(snapshot, metadata=_pull_metadata(snapshot, changes, calls=session.calls, tab=tab))
     yield _credentials_check_result(session.verdict)
+
+
+def _pull_metadata(snapshot: PortSheetSnapshot, changes: Any, *, calls: int, tab: str) -> dict[str, Any]:
+    return {
+        "row_count": len(snapshot.rows),
+        "quarantined_count": len(snapshot.quarantined),
+        "keys_added": len(changes.added),
+        "keys_changed": len(changes.changed),
+        "keys_removed": len(changes.removed),
+        "added": _key_list(changes.added),
+        "changed": _key_list(changes.changed),
+        "removed": _key_list(changes.removed),
+        "google_api_calls": calls,
+        "spreadsheet_tab": tab,
+        "preview": _preview(snapshot),
+    }
 
 
 def _credentials_check_failed(error: CredentialsError) -> dg.AssetCheckResult:
