@@ -358,3 +358,21 @@ def test_a_structural_batch_update_is_not_retried_after_an_ambiguous_failure(she
 
     assert caught.value.kind == "transient"
     assert session.calls == sheet.calls["batch_update"] == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "kind"),
+    [
+        (503, b'{"error": "internal_failure", "error_description": "Backend Error"}', "transient"),
+        (429, b'{"error": "rate_limit_exceeded"}', "transient"),
+        (502, b"<html>502 Bad Gateway</html>", "transient"),
+        (None, None, "transient"),
+        (400, b'{"error": "invalid_grant", "error_subtype": "rapt_required"}', "reauth_required"),
+        (401, b'{"error": "unauthorized_client"}', "client_invalid"),
+        (400, b'{"error": "admin_policy_enforced"}', "reauth_required"),
+    ],
+)
+def test_token_endpoint_answers_are_classified_on_status_and_error_code(status, body, kind):
+    from jada_pipelines.google_api.credentials import classify_token_response
+
+    assert classify_token_response(status, body).kind == kind

@@ -171,6 +171,14 @@ def test_token_faults_have_googles_shapes(google_emulator):
     unknown_client = requests.post(google_emulator.token_uri, data=form, timeout=5)
     assert (unknown_client.status_code, unknown_client.json()["error"]) == (401, "invalid_client")
 
+    google_emulator.fail_token("unavailable", times=1)
+    assert requests.post(google_emulator.token_uri, data=form, timeout=5).status_code == 503
+    google_emulator.fail_token("rate_limited", times=1)
+    assert requests.post(google_emulator.token_uri, data=form, timeout=5).status_code == 429
+    google_emulator.fail_token("bad_gateway", times=1)
+    html = requests.post(google_emulator.token_uri, data=form, timeout=5)
+    assert (html.status_code, html.headers["Content-Type"].split(";")[0]) == (502, "text/html")
+
 
 def test_sheets_faults_hit_the_chosen_kinds_for_the_chosen_number_of_times(google_emulator, api):
     google_emulator.set_sheet(SID, "Ports", [["id"]])
