@@ -17,7 +17,7 @@ RESOURCES = {"task_queue": TaskQueueResource(), "claude": ClaudeSessionResource(
 
 @pytest.fixture
 def instance():
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         yield instance
 
 
