@@ -238,6 +238,15 @@ def test_a_missing_tab_fails_the_run_and_names_the_setting(sheet, monkeypatch):
     assert "JADA_PORT_SHEET_TAB" in _failure(result).description
 
 
+def test_with_nothing_configured_the_run_fails_with_a_sentence_naming_the_token_variable():
+    result = _pull()
+
+    assert not result.success
+    assert _failure(result).description.startswith(
+        "No Google credentials are configured. Set JADA_GOOGLE_TOKEN_FILE"
+    )
+
+
 def test_an_unset_sheet_id_fails_with_a_sentence_naming_the_variable(google_token_file, monkeypatch):
     monkeypatch.delenv("JADA_PORT_SHEET_ID")
 

@@ -42,24 +42,19 @@ def port_sheet_rows(
     (see the ``port_sheet_rows_valid`` check). A sheet that cannot be read fails the run; it never becomes
     an empty table.
     """
-    from jada_pipelines.port_sheet.engine import build_snapshot, key_changes, read_values
+    from jada_pipelines.port_sheet.engine import build_snapshot, key_changes
 
     try:
-        spreadsheet_id, tab = port_sheet.spreadsheet_id, port_sheet.tab
-    except ConfigError as error:
-        raise dg.Failure(description=str(error), allow_retries=False) from None
-    try:
-        session = google.sheets()
-        try:
-            values = read_values(session, spreadsheet_id, tab)
-        finally:
-            session.close()
+        session, values = _read_sheet(google, port_sheet)
     except CredentialsError as error:
         yield _credentials_check_failed(error)
         # allow_retries=False: a revoked token does not heal by retrying; the fix is in the description.
         raise dg.Failure(
             description=error.description, metadata=error.metadata, allow_retries=False
         ) from None
+    except ConfigError as error:
+        raise dg.Failure(description=str(error), allow_retries=False) from None
+    tab = port_sheet.tab
     snapshot = build_snapshot(
         values,
         key_column=port_sheet.key_column,
@@ -73,6 +68,17 @@ def port_sheet_rows(
     )
     yield dg.Output(snapshot, metadata=_pull_metadata(snapshot, changes, calls=session.calls, tab=tab))
     yield _credentials_check_result(session.verdict)
+
+
+def _read_sheet(google: GoogleCredentialsResource, port_sheet: PortSheetSettings) -> tuple[Any, list[list]]:
+    """Credentials first: with nothing configured, the first thing to fix is the Google token."""
+    from jada_pipelines.port_sheet.engine import read_values
+
+    session = google.sheets()
+    try:
+        return session, read_values(session, port_sheet.spreadsheet_id, port_sheet.tab)
+    finally:
+        session.close()
 
 
 def _pull_metadata(snapshot: PortSheetSnapshot, changes: Any, *, calls: int, tab: str) -> dict[str, Any]:
