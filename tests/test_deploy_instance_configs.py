@@ -4,6 +4,7 @@ own config, Postgres storage from an environment variable, and the cap of 5 agen
 from __future__ import annotations
 
 import importlib
+import json
 from pathlib import Path
 
 import boto3
@@ -57,22 +58,48 @@ def test_agent_sessions_are_capped_at_five_and_never_resumed_by_dagster(instance
     assert config["run_monitoring"]["max_resume_run_attempts"] == 0
 
 
+def _task_definition(name: str) -> dict:
+    return json.loads((DEPLOY / "ecs" / "task-definitions" / f"{name}.json").read_text())
+
+
+def _variables(container: dict, kind: str) -> set[str]:
+    return {variable["name"] for variable in container.get(kind, [])}
+
+
+@pytest.mark.parametrize("name", ["run", "daemon", "webserver"])
+def test_each_ecs_task_definition_registers_and_takes_its_secrets_from_secrets_manager(aws, name):
+    definition = _task_definition(name)
+    # botocore checks every field's name and type before sending; moto stores it.
+    registered = boto3.client("ecs").register_task_definition(**definition)["taskDefinition"]
+
+    (container,) = registered["containerDefinitions"]
+    assert "JADA_POSTGRES_URL" in _variables(container, "secrets")
+    assert not {"JADA_POSTGRES_URL", "ANTHROPIC_API_KEY", "SLACK_WEBHOOK_URL"} & _variables(
+        container, "environment"
+    )
+
+
+def test_the_daemon_task_sets_every_variable_the_launcher_passes_on_to_runs():
+    (daemon,) = _task_definition("daemon")["containerDefinitions"]
+    config, _ = dagster_instance_config(str(DEPLOY / "ecs"))
+    passed_on = set(config["run_launcher"]["config"]["env_vars"])
+
+    assert passed_on <= _variables(daemon, "environment")
+    assert daemon["command"][:2] == ["dagster-daemon", "run"]
+    assert "JADA_ECS_RUN_TASK_DEFINITION" in _variables(daemon, "environment")
+
+
 def test_the_ecs_instance_launches_runs_with_dagster_aws_against_an_ecs_api(aws):
-    """The launcher is built for real: it looks the task definition up (moto's ECS) and finds its container."""
+    """The launcher is built for real: it looks the run task definition up (moto's ECS) and finds "run" in it."""
     from dagster_aws.ecs import EcsRunLauncher
 
-    boto3.client("ecs").register_task_definition(
-        family=TASK_DEFINITION,
-        containerDefinitions=[{"name": "run", "image": "jada-pipelines:latest", "memory": 4096}],
-    )
+    boto3.client("ecs").register_task_definition(**_task_definition("run"))
     ref = InstanceRef.from_dir(str(DEPLOY / "ecs"))
 
     launcher = ref.run_launcher_data.rehydrate(as_type=EcsRunLauncher)
 
     assert launcher.task_definition.endswith(f"task-definition/{TASK_DEFINITION}:1")
     assert launcher.container_name == "run"
-    # Secrets reach run tasks through Secrets Manager (secrets_tag), never as pass-through variables.
-    assert not {"ANTHROPIC_API_KEY", "SLACK_WEBHOOK_URL"} & set(launcher.env_vars)
-    assert {"JADA_POSTGRES_URL", "JADA_TASK_QUEUE_URL", "JADA_GOOGLE_TOKEN_SECRET_ID"} <= set(
-        launcher.env_vars
-    )
+    # Values in env_vars travel in the RunTask request, visible in the ECS console: never a secret.
+    assert not {"JADA_POSTGRES_URL", "ANTHROPIC_API_KEY", "SLACK_WEBHOOK_URL"} & set(launcher.env_vars)
+    assert launcher.secrets_tags == []
