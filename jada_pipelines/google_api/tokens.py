@@ -107,14 +107,14 @@ def parse_token_json(text: str, source: str) -> dict[str, Any]:
     return data
 
 
-def write_private_json(path: Path, data: dict[str, Any]) -> None:
+def write_private_json(path: Path, data: dict[str, Any], *, indent: int | None = 2) -> None:
     """Write ``data`` to ``path`` atomically with mode 0600 (a temp file in the same folder, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         os.fchmod(fd, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2)
+            json.dump(data, handle, indent=indent)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
