@@ -16,6 +16,12 @@ NAMESPACE = "JadaTest"
 LEASE = 600
 
 
+@pytest.fixture(autouse=True)
+def default_env(monkeypatch):
+    # conftest does not scrub JADA_ENV; a developer's shell must not move the Env dimension these tests read.
+    monkeypatch.delenv("JADA_ENV", raising=False)
+
+
 def _tick(cursor=None):
     return cloudwatch_metrics_sensor.evaluate_tick(dg.build_sensor_context(cursor=cursor))
 
