@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -241,8 +242,13 @@ def main() -> int:
     try:
         return dagster.wait()
     except KeyboardInterrupt:
-        # Ctrl-C reached dagster dev as well (same process group): let it stop its webserver and daemon.
-        return dagster.wait()
+        # Ctrl-C in a terminal reaches dagster dev too (same process group), and it stops its webserver and
+        # daemon by itself; a SIGINT sent to this process alone is passed on after a grace period.
+        try:
+            return dagster.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            dagster.send_signal(signal.SIGINT)
+            return dagster.wait()
     finally:
         stop.set()
         syncs.join(timeout=35)
