@@ -32,11 +32,12 @@ import pandas as pd
 from jada_pipelines.emulators.google import GoogleEmulator
 from jada_pipelines.google_api.resources import GoogleCredentialsResource
 from jada_pipelines.port_sheet.push import push_status
+from jada_pipelines.port_sheet.resources import DEFAULT_OWNED_COLUMNS
 
 SPREADSHEET_ID = "bench-port-sheet"
 TAB = "Ports"
 PEOPLE = ["id", "port", "country", "owner", "berths", "notes"]
-OWNED = ["agent_status", "agent_turns", "agent_cost_usd", "agent_summary", "agent_updated_at", "sync_issue"]
+OWNED = list(DEFAULT_OWNED_COLUMNS)
 HEADER = PEOPLE + OWNED
 NAIVE_SAMPLE = 200
 TARGET_BYTES_RATIO_AT_1PCT = 20

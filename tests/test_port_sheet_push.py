@@ -10,6 +10,7 @@ import pytest
 
 from jada_pipelines.emulators.google import Formula
 from jada_pipelines.port_sheet.push import push_status
+from jada_pipelines.port_sheet.resources import DEFAULT_OWNED_COLUMNS
 from tests.fixtures.google import PORT_SHEET_ID, PORT_SHEET_TAB
 
 HEADER = [
@@ -17,14 +18,9 @@ HEADER = [
     "name",
     "notes",
     "task",
-    "agent_status",
-    "agent_turns",
-    "agent_cost_usd",
-    "agent_summary",
-    "agent_updated_at",
-    "sync_issue",
+    *DEFAULT_OWNED_COLUMNS,
 ]
-OWNED = HEADER[4:]
+OWNED = list(DEFAULT_OWNED_COLUMNS)
 
 
 @pytest.fixture

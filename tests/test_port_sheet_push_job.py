@@ -7,20 +7,11 @@ import pytest
 
 from jada_pipelines.agents.queue import open_queue
 from jada_pipelines.definitions import defs
+from jada_pipelines.port_sheet.resources import DEFAULT_OWNED_COLUMNS
 from jada_pipelines.port_sheet.tasks import task_id_for
 from tests.fixtures.google import PORT_SHEET_ID, PORT_SHEET_TAB
 
-HEADER = [
-    "id",
-    "port",
-    "task",
-    "agent_status",
-    "agent_turns",
-    "agent_cost_usd",
-    "agent_summary",
-    "agent_updated_at",
-    "sync_issue",
-]
+HEADER = ["id", "port", "task", *DEFAULT_OWNED_COLUMNS]
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from jada_pipelines.emulators.anthropic import DEMO_TURN_CAP, AnthropicEmulator
 from jada_pipelines.emulators.google import Formula, GoogleEmulator
+from jada_pipelines.port_sheet.resources import DEFAULT_OWNED_COLUMNS
 
 if TYPE_CHECKING:
     from dagster_graphql import DagsterGraphQLClient
@@ -53,12 +54,7 @@ HEADER = [
     "berths",
     "notes",
     "task",
-    "agent_status",
-    "agent_turns",
-    "agent_cost_usd",
-    "agent_summary",
-    "agent_updated_at",
-    "sync_issue",
+    *DEFAULT_OWNED_COLUMNS,
 ]
 _PORTS = [
     ("P001", "Lisbon", "PT", "ana", 12),

@@ -19,10 +19,6 @@ import numpy as np
 import pandas as pd
 from pandas.api.types import infer_dtype
 
-# In a wanted frame, a missing value (None/NaN) means "leave this cell as it is"; "" means "empty it".
-KEEP = None
-
-
 # Column contents (pandas.api.types.infer_dtype, NA skipped) that cannot hold a bool.
 _NO_BOOLS = {"string", "integer", "floating", "mixed-integer-float", "empty"}
 
@@ -173,7 +169,9 @@ def plan_push(wanted: pd.DataFrame, sheet: SheetColumns, *, tab: str, key_column
         sheet_cells[:, position] = np.asarray(sheet.cells[name], dtype=object)[sheet_offsets]
     changed = _changed(sheet_cells, wanted_cells)
 
-    data = _coalesce(changed, wanted_cells, sheet_offsets + 2, [sheet.header.index(n) for n in columns], tab)
+    # Sheet row numbers: 1-based, and row 1 is the header.
+    row_numbers = sheet_offsets + 2
+    data = _coalesce(changed, wanted_cells, row_numbers, [sheet.header.index(n) for n in columns], tab)
     unlocated = wanted.index[~found]
     return PushPlan(
         body={"valueInputOption": "RAW", "data": data} if data else None,
@@ -224,6 +222,7 @@ def _coalesce(
 ) -> list[dict[str, Any]]:
     """One range per rectangle of changed cells: adjacent sheet rows with the same changed columns, split
     into runs of adjacent sheet columns. Unchanged cells are never inside a range, so never rewritten."""
+    # One bit per owned column (at most 63 of them): rows with equal masks changed the same columns.
     masks = changed.astype(np.int64) @ (np.int64(1) << np.arange(changed.shape[1], dtype=np.int64))
     order = np.argsort(row_numbers, kind="stable")
     order = order[masks[order] != 0]
