@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -120,7 +121,7 @@ def daemon(production_home, tmp_path):
         # cwd outside the checkout: dagster loads a .env from its cwd, and a developer's must not leak in.
         process = subprocess.Popen(
             [
-                str(REPO / ".venv" / "bin" / "dagster-daemon"),
+                str(Path(sys.executable).parent / "dagster-daemon"),
                 "run",
                 "--workspace",
                 str(REPO / "workspace.yaml"),
