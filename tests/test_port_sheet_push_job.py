@@ -107,3 +107,19 @@ def test_a_missing_owned_column_fails_its_check_naming_the_column_to_add(sheet):
     assert not check.passed
     assert "Add the column(s) 'sync_issue' to the header row of tab 'Ports'" in check.description
     assert column([*row_of(sheet, "a"), ""], "agent_status") == "queued"
+
+
+def test_rows_people_insert_and_sort_between_the_pull_and_the_push_keep_their_content(sheet):
+    def person_edits(emulator):
+        emulator.insert_row(PORT_SHEET_ID, PORT_SHEET_TAB, 2, ["new", "Sines", "typed by a person"])
+        emulator.sort_rows(PORT_SHEET_ID, PORT_SHEET_TAB, column=1, reverse=True)  # by port, Z to A
+
+    # The first batchGet is the pull's read; the person's edits land just before the next, the push's read.
+    sheet.before("batch_get", lambda emulator: emulator.before("batch_get", person_edits))
+    run_sync()
+    values = sheet.sheet_values(PORT_SHEET_ID, PORT_SHEET_TAB)
+    assert [row[0] for row in values[1:]] == ["new", "b", "a", "c"]
+    assert row_of(sheet, "new")[:3] == ["new", "Sines", "typed by a person"]
+    assert column(row_of(sheet, "new"), "agent_status") == ""
+    assert column(row_of(sheet, "a"), "agent_status") == "queued"
+    assert "agent_turns" in column(row_of(sheet, "c"), "sync_issue")
