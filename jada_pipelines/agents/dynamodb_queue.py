@@ -44,6 +44,7 @@ STATUS_INDEX = "by_status"
 ATTEMPT_INDEX = "by_kind"
 ATTEMPT_KIND = "attempt"
 COUNTER_KEY = "counter:live_sessions"
+INIT_TIMEOUT_S = 900.0
 # index name -> (hash key, range key); the attempt index is sparse: only attempt records carry ``kind``.
 _INDEXES = {STATUS_INDEX: ("status", "available_at"), ATTEMPT_INDEX: ("kind", "started_at")}
 _KEY_TYPES = {"id": "S", "status": "S", "available_at": "N", "kind": "S", "started_at": "N"}
@@ -283,14 +284,7 @@ class DynamoDBTaskQueue:
         except ClientError as exc:
             if error_code(exc) != "ResourceInUseException":
                 raise
-            self._add_missing_indexes()
-        self._client.get_waiter("table_exists").wait(
-            TableName=self.table, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
-        )
-
-    def _add_missing_indexes(self) -> None:
-        described = self._client.describe_table(TableName=self.table)["Table"]
-        present = {index["IndexName"] for index in described.get("GlobalSecondaryIndexes", [])}
+        present = self._wait_until_active()
         for name, keys in _INDEXES.items():
             if name not in present:
                 self._client.update_table(
@@ -298,6 +292,23 @@ class DynamoDBTaskQueue:
                     AttributeDefinitions=_attribute_definitions({key: _KEY_TYPES[key] for key in keys}),
                     GlobalSecondaryIndexUpdates=[{"Create": _index_spec(name)}],
                 )
+                # DynamoDB builds one new index at a time per table, and queries fail until it is ACTIVE.
+                self._wait_until_active()
+
+    def _wait_until_active(self) -> set[str]:
+        """Wait until the table and every index are ACTIVE; returns the index names."""
+        deadline = time.monotonic() + INIT_TIMEOUT_S
+        while True:
+            table = self._client.describe_table(TableName=self.table)["Table"]
+            indexes = table.get("GlobalSecondaryIndexes", [])
+            if table["TableStatus"] == "ACTIVE" and all(i["IndexStatus"] == "ACTIVE" for i in indexes):
+                return {index["IndexName"] for index in indexes}
+            if time.monotonic() > deadline:
+                raise QueueError(
+                    f"DynamoDB table {self.table!r} is not ACTIVE after {INIT_TIMEOUT_S:.0f} s (building an index "
+                    "on a large table takes a while): run `jada queue init` again later."
+                )
+            time.sleep(2)
 
     # -- producer side --------------------------------------------------------------------------------------
 
