@@ -73,6 +73,17 @@ def _from_dynamo(name: str, value: Any) -> Any:
     return value
 
 
+def _new_attempt_item(task_id: str, attempt: int, now: float) -> dict:
+    """An attempt record as the claim writes it: in flight (outcome "") until the attempt ends."""
+    record = dict.fromkeys(_ATTEMPT_FIELDS) | {"task_id": task_id, "attempt": attempt, "outcome": ""}
+    record |= {"turns": 0, "cost_usd": 0.0, "started_at": now}
+    return {"id": _attempt_key(task_id, attempt), "kind": ATTEMPT_KIND, **record}
+
+
+class _AllSessionsBusy(Exception):
+    """The live-session counter is at the cap: no claim can succeed until a session ends."""
+
+
 def _attribute_definitions(types: dict[str, str]) -> list[dict]:
     return [{"AttributeName": name, "AttributeType": kind} for name, kind in types.items()]
 
@@ -369,19 +380,21 @@ class DynamoDBTaskQueue:
         candidates = [item for status in CLAIMABLE for item in self._with_status(status, available_by=now)]
         candidates.sort(key=lambda item: (-item["priority"], item["available_at"], item["created_at"]))
         for candidate in candidates:
-            outcome = self._try_claim(
-                candidate, worker=worker, lease_seconds=lease_seconds, max_live=max_live, now=now
-            )
-            if outcome == "cap":
+            try:
+                lease = self._try_claim(
+                    candidate, worker=worker, lease_seconds=lease_seconds, max_live=max_live, now=now
+                )
+            except _AllSessionsBusy:
                 return None
-            if outcome is not None:
-                return outcome
+            if lease is not None:
+                return lease
         return None
 
     def _try_claim(
         self, seen: dict, *, worker: str, lease_seconds: float, max_live: int, now: float
-    ) -> Lease | str | None:
-        """Claim ``seen`` if it is unchanged since the index showed it; "cap" when the sessions are all taken."""
+    ) -> Lease | None:
+        """Claim ``seen`` if it is unchanged since the index showed it (None if not); raises
+        ``_AllSessionsBusy`` when the counter item says every session slot is taken."""
         token = secrets.token_hex(16)
         changes = {
             "status": "dispatched",
@@ -395,13 +408,7 @@ class DynamoDBTaskQueue:
         }
         e = _Expression()
         condition = f"{e.n('version')} = {e.v(seen['version'])} AND {e.one_of('status', CLAIMABLE)}"
-        attempt = {
-            "id": _attempt_key(seen["id"], changes["attempt"]),
-            "kind": ATTEMPT_KIND,
-            "task_id": seen["id"],
-        }
-        attempt |= {"attempt": changes["attempt"], "run_id": None, "outcome": "", "turns": 0, "cost_usd": 0.0}
-        attempt |= {"stop_reason": None, "started_at": now, "ended_at": None}
+        attempt = _new_attempt_item(seen["id"], changes["attempt"], now)
         reasons = self._transact(
             self._update(seen["id"], e, f"SET {e.assign(**changes)}", condition),
             self._counter_change(+1, below=max_live),
@@ -413,7 +420,7 @@ class DynamoDBTaskQueue:
                 task_id=task.id, token=token, attempt=task.attempt, expires_at=now + lease_seconds, task=task
             )
         if reasons[1:2] == ["ConditionalCheckFailed"]:
-            return "cap"
+            raise _AllSessionsBusy
         return None  # a stale index hit: someone else changed the task first
 
     def _reap_expired(self, now: float) -> None:
