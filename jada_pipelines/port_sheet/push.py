@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 # annotations as live classes. Names imported only for type checking are quoted instead.
 import dagster as dg
 
+from jada_pipelines.agents.resources import TaskQueueResource
 from jada_pipelines.google_api.errors import CredentialsError
 from jada_pipelines.google_api.resources import GoogleCredentialsResource
 from jada_pipelines.port_sheet.resources import PortSheetSettings
@@ -140,16 +141,18 @@ def push_status(
     ],
 )
 def port_sheet_status(
-    port_sheet_rows, google: GoogleCredentialsResource, port_sheet: PortSheetSettings
+    port_sheet_rows,
+    google: GoogleCredentialsResource,
+    port_sheet: PortSheetSettings,
+    task_queue: TaskQueueResource,
 ) -> dg.MaterializeResult:
     """The agents' progress as people see it in the port sheet: status, turns, cost, summary, updated time,
     and why a row was quarantined. Only the cells that changed are written, in one batched call."""
-    from jada_pipelines.agents.queue import open_queue
     from jada_pipelines.port_sheet.sync import SheetChangedError
 
     wanted = wanted_cells(
         port_sheet_rows,
-        open_queue(),
+        task_queue.open(),
         task_column=port_sheet.task_column,
         owned_columns=port_sheet.owned_columns,
     )

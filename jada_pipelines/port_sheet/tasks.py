@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 # annotations as live classes. Names imported only for type checking are quoted instead.
 import dagster as dg
 
+from jada_pipelines.agents.resources import TaskQueueResource
 from jada_pipelines.port_sheet.resources import PortSheetSettings
 
 if TYPE_CHECKING:
@@ -96,17 +97,17 @@ def sync_tasks(queue: "TaskQueue", requested: dict[str, tuple[str, str]]) -> Tas
 
 
 @dg.asset(group_name="port_sheet", kinds={"python"})
-def port_sheet_tasks(port_sheet_rows, port_sheet: PortSheetSettings) -> dg.MaterializeResult:
+def port_sheet_tasks(
+    port_sheet_rows, port_sheet: PortSheetSettings, task_queue: TaskQueueResource
+) -> dg.MaterializeResult:
     """Agent work that people asked for in the port sheet: one queued task per row with a task cell.
 
     Re-pulling never enqueues twice; editing a prompt supersedes the row's unfinished task.
     """
-    from jada_pipelines.agents.queue import open_queue
-
     requested = requested_tasks(
         port_sheet_rows.rows, key_column=port_sheet_rows.key_column, task_column=port_sheet.task_column
     )
-    outcome = sync_tasks(open_queue(), requested)
+    outcome = sync_tasks(task_queue.open(), requested)
     return dg.MaterializeResult(
         metadata={
             "requested": len(requested),
