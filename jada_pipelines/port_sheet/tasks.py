@@ -20,11 +20,13 @@ from jada_pipelines.port_sheet.resources import PortSheetSettings
 if TYPE_CHECKING:
     import pandas as pd
 
-    from jada_pipelines.agents.queue import TaskQueue
+    from jada_pipelines.agents.queue import Task, TaskQueue
 
 SOURCE_PREFIX = "port_sheet:"
 # Tasks that are over, one way or another: a newer prompt does not replace their outcome.
 _FINISHED = ("done", "cancelled", "superseded")
+# list() needs a limit; no sheet has anywhere near this many open tasks.
+_EVERY_TASK = 1_000_000
 # Room for a readable key in the id; the hash keeps ids distinct even when two keys share this prefix.
 _KEY_CHARS = 40
 
@@ -84,16 +86,26 @@ def sync_tasks(queue: "TaskQueue", requested: dict[str, tuple[str, str]]) -> Tas
     finished by the next one.
     """
     enqueued, known, superseded = [], [], []
+    open_by_source = _open_sheet_tasks(queue)
     for key, (task_id, prompt) in requested.items():
         result = queue.enqueue(task_id, prompt, source=task_source(key))
         (enqueued if result.created else known).append(task_id)
-        for older in queue.list(source_prefix=task_source(key)):
-            # The prefix also matches longer keys ("port_sheet:1" → "port_sheet:10"): compare exactly.
-            if older.source != task_source(key) or older.id == task_id or older.status in _FINISHED:
-                continue
-            if queue.supersede(older.id, by=task_id):
+        for older in open_by_source.get(task_source(key), []):
+            if older.id != task_id and queue.supersede(older.id, by=task_id):
                 superseded.append(older.id)
     return TaskSync(enqueued=enqueued, already_known=known, superseded=superseded)
+
+
+def _open_sheet_tasks(queue: "TaskQueue") -> dict[str, list["Task"]]:
+    """The sheet's unfinished tasks by source, in one query per status rather than one per row: on
+    DynamoDB a listing by source alone is a table scan."""
+    from jada_pipelines.agents.queue import STATUSES
+
+    by_source: dict[str, list[Task]] = {}
+    for status in (s for s in STATUSES if s not in _FINISHED):
+        for task in queue.list(status=status, source_prefix=SOURCE_PREFIX, limit=_EVERY_TASK):
+            by_source.setdefault(task.source, []).append(task)
+    return by_source
 
 
 @dg.asset(group_name="port_sheet", kinds={"python"})
