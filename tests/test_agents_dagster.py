@@ -142,3 +142,19 @@ def test_run_requests_name_the_task_and_attempt_in_the_run_key(instance):
     queue.enqueue("fix-login", "x")
     lease = queue.claim(worker="w", lease_seconds=60)
     assert run_request_for(lease).run_key == "task:fix-login:attempt:1"
+
+
+def test_without_an_api_key_the_run_fails_naming_the_variable_and_the_task_waits_for_a_person(
+    instance, monkeypatch
+):
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    open_queue().enqueue("t1", "x")
+    (request,) = tick(instance).run_requests
+    result = launch(instance, request)
+    assert not result.success
+    assert (
+        "ANTHROPIC_API_KEY is not set"
+        in result.failure_data_for_node("agent_session").user_failure_data.description
+    )
+    task = open_queue().get("t1")
+    assert task.status == "failed" and "ANTHROPIC_API_KEY" in task.last_error

@@ -80,6 +80,12 @@ def agent_session(
     lease = Lease(task.id, config.lease_token, task.attempt, task.lease_expires_at or 0.0, task)
     spec = claude.spec_for(task)
     try:
+        claude.check_ready(spec)
+    except settings.ConfigError as exc:
+        # Every attempt would fail the same way: park the task as failed until a person fixes the setting.
+        queue.fail(lease, error=str(exc), retryable=False)
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
+    try:
         outcome = execute_attempt(
             queue,
             lease,

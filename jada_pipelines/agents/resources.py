@@ -13,7 +13,14 @@ import dagster as dg
 from pydantic import Field
 
 from jada_pipelines import settings
-from jada_pipelines.agents.runner import DEFAULT_API_TIMEOUT_S, SessionSpec, default_workdir, run_session
+from jada_pipelines.agents.prices import price_for
+from jada_pipelines.agents.runner import (
+    DEFAULT_API_TIMEOUT_S,
+    SessionSpec,
+    default_workdir,
+    require_api_credentials,
+    run_session,
+)
 from jada_pipelines.agents.tools import DEFAULT_COMMAND_TIMEOUT_S
 
 if TYPE_CHECKING:
@@ -86,6 +93,11 @@ class ClaudeSessionResource(dg.ConfigurableResource):
             model=self.resolved_model(),
             handoff=task.handoff,
         )
+
+    def check_ready(self, spec: SessionSpec) -> None:
+        """Raise ConfigError, naming the variable, when no session could start: no API key, unpriced model."""
+        require_api_credentials()
+        price_for(spec.model)
 
     def run(self, spec: SessionSpec, stop: threading.Event) -> SessionResult:
         return run_session(
