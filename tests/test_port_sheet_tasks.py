@@ -5,13 +5,13 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from jada_pipelines.agents.queue import open_queue
 from jada_pipelines.port_sheet.tasks import requested_tasks, sync_tasks, task_id_for
 
 
 @pytest.fixture
-def queue():
-    return open_queue()
+def queue(task_queue_backend):
+    """Each test runs on every queue backend (SQLite, and DynamoDB on moto)."""
+    return task_queue_backend
 
 
 def rows(*pairs: tuple) -> pd.DataFrame:
