@@ -123,3 +123,19 @@ def test_rows_people_insert_and_sort_between_the_pull_and_the_push_keep_their_co
     assert column(row_of(sheet, "new"), "agent_status") == ""
     assert column(row_of(sheet, "a"), "agent_status") == "queued"
     assert "agent_turns" in column(row_of(sheet, "c"), "sync_issue")
+
+
+def test_a_header_renamed_between_the_pull_and_the_push_fails_the_run_without_writing(sheet):
+    def rename(emulator):
+        emulator.set_cell(PORT_SHEET_ID, PORT_SHEET_TAB, "D1", "status (people)")
+
+    sheet.before("batch_get", lambda emulator: emulator.before("batch_get", rename))
+    sheet.reset_counters()
+    result = defs.get_job_def("port_sheet_sync_job").execute_in_process(raise_on_error=False)
+    assert not result.success
+    failure = next(event for event in result.all_events if event.event_type_value == "STEP_FAILURE")
+    assert failure.step_key == "port_sheet_status"
+    assert "column D was 'agent_status' at the pull and is 'status (people)' now" in (
+        failure.step_failure_data.error.message
+    )
+    assert sheet.calls["values_batch_update"] == 0
