@@ -1,10 +1,11 @@
 """Agent-task benchmark: how close the real daemon gets to perfect use of the 5 session slots, and how long
 one agent_task_sensor tick takes with a backlog of 10,000 queued tasks.
 
-1. Makespan. N tasks (default 20) are queued; the real ``dagster-daemon`` runs them against the local
-   Anthropic emulator, whose every call takes a fixed delay. Ideal = the sum of the runs' durations / 5;
-   the ratio makespan / ideal shows what the sensor interval, Dagster's run queue and run-worker start-up
-   cost on top. Run durations come from Dagster's run records (start to end).
+1. Makespan. N tasks (default 20) are queued and run against the local Anthropic emulator, whose every
+   call takes a fixed delay. Ideal = the sum of the session durations / 5; the ratio makespan / ideal is
+   measured twice: through the queue and the session runner alone (threads, no Dagster: the floor), and
+   through the real ``dagster-daemon`` (durations from the run records, start to end), which adds the
+   sensor interval, Dagster's run queue and run-worker start-up.
 2. Sensor tick. 10,000 queued tasks in the SQLite queue; the tick that claims 5 of them (with reconciling)
    and the tick that finds every slot busy, each timed over several repetitions.
 
@@ -17,14 +18,16 @@ import argparse
 import os
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import dagster as dg
 
+from jada_pipelines.agents.attempt import execute_attempt
 from jada_pipelines.agents.local_daemon import ended_session_run_records, peak_concurrency, running_daemon
 from jada_pipelines.agents.queue import Lease, open_queue
-from jada_pipelines.agents.resources import TaskQueueResource
+from jada_pipelines.agents.resources import ClaudeSessionResource, TaskQueueResource
 from jada_pipelines.agents.sensors import agent_task_sensor
 from jada_pipelines.emulators.anthropic import AnthropicEmulator
 from jada_pipelines.settings import MAX_CONCURRENT_SESSIONS
@@ -73,6 +76,47 @@ def bench_makespan(tasks: int, delay_s: float, scratch: Path) -> None:
     print(f"  peak concurrent sessions {peak} (limit {MAX_CONCURRENT_SESSIONS})")
 
 
+def bench_engine_makespan(tasks: int, delay_s: float, scratch: Path) -> None:
+    os.environ["JADA_DATA_DIR"] = str(scratch / "engine-data")
+    emulator = AnthropicEmulator(delay_s=delay_s)
+    os.environ.update(ANTHROPIC_BASE_URL=emulator.start(), ANTHROPIC_API_KEY="sk-ant-emulator-bench-key")
+    queue, claude = open_queue(), ClaudeSessionResource()
+    for i in range(tasks):
+        queue.enqueue(f"engine-{i:03}", f"Benchmark task {i}")
+    durations: list[float] = []
+
+    def work(lease: Lease) -> None:
+        outcome = execute_attempt(
+            queue,
+            lease,
+            claude.spec_for(lease.task),
+            run_id=f"engine-{lease.task_id}",
+            run_session=claude.run,
+        )
+        durations.append(outcome.result.duration_s)
+
+    started = time.monotonic()
+    workers = []
+    while len(workers) < tasks:
+        lease = queue.claim(worker="bench", lease_seconds=900, max_live=MAX_CONCURRENT_SESSIONS)
+        if lease is None:
+            time.sleep(0.02)  # every slot busy: wait for a session to end
+            continue
+        workers.append(threading.Thread(target=work, args=(lease,)))
+        workers[-1].start()
+    for worker in workers:
+        worker.join()
+    makespan = time.monotonic() - started
+    emulator.stop()
+    ideal = sum(durations) / MAX_CONCURRENT_SESSIONS
+    print(
+        f"makespan: {tasks} tasks, {len(emulator.message_requests)} model calls of {delay_s:g} s each, no Dagster"
+    )
+    print(
+        f"  makespan {makespan:.1f} s, ideal (sum of session durations / 5) {ideal:.1f} s, ratio {makespan / ideal:.2f}"
+    )
+
+
 def _timed_tick(instance: dg.DagsterInstance) -> tuple[float, object]:
     context = dg.build_sensor_context(instance=instance, resources={"task_queue": TaskQueueResource()})
     started = time.perf_counter()
@@ -114,6 +158,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="jada-bench-agents-") as scratch:
         bench_sensor_tick(args.backlog, Path(scratch))
+        bench_engine_makespan(args.tasks, args.delay, Path(scratch))
         bench_makespan(args.tasks, args.delay, Path(scratch))
 
 
