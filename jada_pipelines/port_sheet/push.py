@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from jada_pipelines.agents.queue import Task, TaskQueue
+    from jada_pipelines.google_api.sheets import SheetsSession
+    from jada_pipelines.port_sheet.snapshot import PortSheetSnapshot
     from jada_pipelines.port_sheet.sync import PushPlan
 
 SUMMARY_CHARS = 200
@@ -54,7 +56,7 @@ def task_cells(task: "Task") -> dict[str, Any]:
 
 
 def wanted_cells(
-    snapshot, queue: "TaskQueue", *, task_column: str, owned_columns: "Sequence[str]"
+    snapshot: "PortSheetSnapshot", queue: "TaskQueue", *, task_column: str, owned_columns: "Sequence[str]"
 ) -> "pd.DataFrame":
     """The owned cells to sync, one row per key: task cells for rows asking for work, ``sync_issue`` for all.
 
@@ -78,7 +80,7 @@ def wanted_cells(
     return pd.DataFrame.from_dict(rows, orient="index", dtype=object).reindex(columns=list(owned_columns))
 
 
-def _valid_keys(snapshot) -> list[str]:
+def _valid_keys(snapshot: "PortSheetSnapshot") -> list[str]:
     from jada_pipelines.port_sheet.sync import key_text
 
     return [key for key in map(key_text, snapshot.rows[snapshot.key_column]) if key is not None]
@@ -94,7 +96,13 @@ class PushResult:
 
 
 def push_status(
-    session, *, spreadsheet_id: str, tab: str, header: list[str], key_column: str, wanted
+    session: "SheetsSession",
+    *,
+    spreadsheet_id: str,
+    tab: str,
+    header: list[str],
+    key_column: str,
+    wanted: "pd.DataFrame",
 ) -> PushResult:
     """Read the key and owned columns now, and write the cells that differ in one call (none if none differ).
 
@@ -180,7 +188,12 @@ def port_sheet_status(
     )
 
 
-def _push(google: GoogleCredentialsResource, port_sheet: PortSheetSettings, snapshot, wanted) -> PushResult:
+def _push(
+    google: GoogleCredentialsResource,
+    port_sheet: PortSheetSettings,
+    snapshot: "PortSheetSnapshot",
+    wanted: "pd.DataFrame",
+) -> PushResult:
     session = google.sheets()
     try:
         return push_status(
