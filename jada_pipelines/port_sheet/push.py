@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from jada_pipelines.port_sheet.sync import PushPlan
 
 SUMMARY_CHARS = 200
+# Keys listed in a check's metadata; the description gives the counts.
+LISTED_KEYS = 50
 
 
 def _summary_line(task: "Task") -> str:
@@ -240,7 +242,7 @@ def _rows_check(plan: "PushPlan") -> dg.AssetCheckResult:
         if problems
         else "Every row was found by its key.",
         metadata={
-            "missing_keys": dg.MetadataValue.json(plan.missing_keys[:50]),
-            "duplicate_keys": dg.MetadataValue.json(plan.duplicate_keys[:50]),
+            "missing_keys": dg.MetadataValue.json(plan.missing_keys[:LISTED_KEYS]),
+            "duplicate_keys": dg.MetadataValue.json(plan.duplicate_keys[:LISTED_KEYS]),
         },
     )

@@ -29,6 +29,8 @@ _FINISHED = ("done", "cancelled", "superseded")
 _EVERY_TASK = 1_000_000
 # Room for a readable key in the id; the hash keeps ids distinct even when two keys share this prefix.
 _KEY_CHARS = 40
+# Ids listed in the asset's metadata; the counts cover all of them.
+LISTED_IDS = 50
 
 
 def task_source(key: str) -> str:
@@ -126,7 +128,7 @@ def port_sheet_tasks(
             "enqueued": len(outcome.enqueued),
             "already_known": len(outcome.already_known),
             "superseded": len(outcome.superseded),
-            "enqueued_ids": dg.MetadataValue.json(outcome.enqueued[:50]),
-            "superseded_ids": dg.MetadataValue.json(outcome.superseded[:50]),
+            "enqueued_ids": dg.MetadataValue.json(outcome.enqueued[:LISTED_IDS]),
+            "superseded_ids": dg.MetadataValue.json(outcome.superseded[:LISTED_IDS]),
         }
     )
