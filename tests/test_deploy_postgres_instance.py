@@ -8,6 +8,7 @@ system package and no root (as root it runs the server as a dedicated user). It 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -132,13 +133,14 @@ def daemon(production_home, tmp_path):
             start_new_session=True,
         )
     yield log_path
-    # The daemon and the run workers it launched share its process group.
+    # The daemon, its code server and the run workers it launched share its process group.
     os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    # The assertions are done: a slow graceful shutdown under load is not worth waiting for.
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=5)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)  # whatever of the group is still there
+    process.wait()
 
 
 def test_the_daemon_on_postgres_launches_a_queued_session_and_keeps_sensor_and_schedule_state_there(
