@@ -1,6 +1,9 @@
-"""The demo's emulators serve the seeded port sheet, and `jada demo sheet` prints it from them over HTTP."""
+"""The demo's emulators serve the seeded port sheet; `jada demo sheet` and a read-only page show it."""
 
 from __future__ import annotations
+
+import threading
+import urllib.request
 
 import pytest
 
@@ -11,7 +14,7 @@ from jada_pipelines.emulators.demo import ENV_FILE, HEADER, SPREADSHEET_ID, TAB,
 
 @pytest.fixture
 def demo(tmp_path):
-    emulators = start_emulators(tmp_path, google_port=0, anthropic_port=0)
+    emulators = start_emulators(tmp_path, google_port=0, anthropic_port=0, page_port=0)
     yield emulators
     emulators.stop()
 
@@ -44,3 +47,20 @@ def test_jada_demo_sheet_says_to_start_the_demo_when_none_is_running(demo, tmp_p
     assert not (tmp_path / ENV_FILE).exists()
     assert cli.main(["demo", "sheet", "--state-dir", str(tmp_path)]) == 2
     assert "no demo is running: start one with `make demo`" in capsys.readouterr().err
+
+
+def test_the_read_only_page_shows_the_live_sheet_labelled_as_an_emulator(demo):
+    demo.google.set_cell(SPREADSHEET_ID, TAB, "H3", "running")  # P002's agent_status, as a push would
+    with urllib.request.urlopen(demo.page.url, timeout=10) as response:
+        page = response.read().decode()
+    assert "LOCAL EMULATOR of Google Sheets (not Google)" in page
+    assert "<td>Rotterdam</td>" in page and "<td class=owned>running</td>" in page
+
+
+def test_a_port_already_taken_stops_what_had_started(demo, tmp_path):
+    taken = int(demo.page.url.rsplit(":", 1)[1].strip("/"))
+    serving = len(threading.enumerate())
+    with pytest.raises(OSError):
+        start_emulators(tmp_path / "second", google_port=0, anthropic_port=0, page_port=taken)
+    # The second Google and Anthropic emulators were started, then stopped again: no server thread is left.
+    assert len(threading.enumerate()) == serving

@@ -13,6 +13,7 @@ exits.
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import shutil
@@ -20,8 +21,10 @@ import signal
 import subprocess
 import sys
 import threading
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,6 +45,8 @@ TAB = "Ports"
 ENV_FILE = "demo.env"
 # Long enough that sessions visibly overlap in the UI, and the 5-at-once limit shows.
 ANTHROPIC_DELAY_S = 1.0
+SHEET_PAGE_PORT = 8767
+SHEET_PAGE_REFRESH_S = 5
 WEBSERVER_PORT = 3000
 # The real schedule syncs every 30 minutes; the demo launches the same job this often so the loop shows.
 DEMO_SYNC_INTERVAL_S = 60
@@ -100,36 +105,107 @@ def seed_rows() -> list[list]:
     return rows
 
 
+class SheetPage:
+    """A read-only web page of the emulated port sheet (LOCAL EMULATOR, not Google), reloading every few
+    seconds, so a newcomer can watch the status columns fill in beside the Dagster UI."""
+
+    def __init__(self, google: GoogleEmulator, *, port: int = SHEET_PAGE_PORT) -> None:
+        self._google = google
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="demo-sheet-page", daemon=True
+        )
+
+    def start(self) -> str:
+        self._thread.start()
+        return self.url
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def render(self) -> str:
+        rows = self._google.sheet_values(SPREADSHEET_ID, TAB, render_option="FORMATTED_VALUE")
+        width = max((len(row) for row in rows), default=0)
+        owned = {i for i, name in enumerate(rows[0] if rows else []) if name in DEFAULT_OWNED_COLUMNS}
+        body = "".join(
+            "<tr>"
+            + "".join(
+                f"<td{' class=owned' if i in owned else ''}>{html.escape(str(row[i]) if i < len(row) else '')}</td>"
+                for i in range(width)
+            )
+            + "</tr>"
+            for row in rows
+        )
+        return (
+            f"<!doctype html><meta charset=utf-8><meta http-equiv=refresh content={SHEET_PAGE_REFRESH_S}>"
+            "<title>LOCAL EMULATOR: demo port sheet</title>"
+            "<style>body{font-family:sans-serif}td{border:1px solid #ccc;padding:2px 6px;max-width:20em;"
+            "overflow:hidden;white-space:nowrap}.owned{background:#eef6ff}tr:first-child td{font-weight:bold}</style>"
+            f"<h1>LOCAL EMULATOR of Google Sheets (not Google)</h1><p>Spreadsheet {SPREADSHEET_ID!r}, tab {TAB!r}, "
+            f"read-only, reloads every {SHEET_PAGE_REFRESH_S} s. Blue columns belong to the pipeline.</p>"
+            f"<table>{body}</table>"
+        )
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        page = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                payload = page.render().encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format, *args):  # the demo's terminal belongs to dagster dev
+                pass
+
+        return Handler
+
+
 @dataclass
 class DemoEmulators:
-    """The running stand-ins and the environment that points the product at them."""
+    """The running stand-ins, the sheet page, and the environment that points the product at them."""
 
     google: GoogleEmulator
     anthropic: AnthropicEmulator
+    page: SheetPage
     env: dict[str, str]
-
     state_dir: Path
 
     def stop(self) -> None:
-        """Stop both emulators and remove ``demo.env``, so `jada demo sheet` knows no demo is running."""
+        """Stop everything and remove ``demo.env``, so `jada demo sheet` knows no demo is running."""
+        self.page.stop()
         self.anthropic.stop()
         self.google.stop()
         (self.state_dir / ENV_FILE).unlink(missing_ok=True)
 
 
 def start_emulators(
-    state_dir: Path = STATE_DIR, *, google_port: int = GOOGLE_PORT, anthropic_port: int = ANTHROPIC_PORT
+    state_dir: Path = STATE_DIR,
+    *,
+    google_port: int = GOOGLE_PORT,
+    anthropic_port: int = ANTHROPIC_PORT,
+    page_port: int = SHEET_PAGE_PORT,
 ) -> DemoEmulators:
-    """Start both emulators, seed the sheet, write the token file and ``demo.env``; the caller stops them."""
+    """Start both emulators and the sheet page, seed the sheet, write the token file and ``demo.env``; the
+    caller stops them (a port already taken stops what had started and raises ``OSError``)."""
     state_dir.mkdir(parents=True, exist_ok=True)
-    google = GoogleEmulator(port=google_port)
-    google.start()
-    anthropic = AnthropicEmulator(delay_s=ANTHROPIC_DELAY_S, port=anthropic_port)
-    try:
+    with ExitStack() as started:
+        google = GoogleEmulator(port=google_port)
+        google.start()
+        started.callback(google.stop)
+        anthropic = AnthropicEmulator(delay_s=ANTHROPIC_DELAY_S, port=anthropic_port)
         anthropic.start()
-    except OSError:
-        google.stop()
-        raise
+        started.callback(anthropic.stop)
+        page = SheetPage(google, port=page_port)
+        page.start()
+        started.pop_all()  # all three listen: from here on the caller stops them
     google.set_sheet(SPREADSHEET_ID, TAB, seed_rows())
     token_file = state_dir / "google-token.json"
     token_file.write_text(json.dumps(google.authorized_user_info(consented_at=datetime.now(UTC).isoformat())))
@@ -147,7 +223,7 @@ def start_emulators(
     env_file = state_dir / ENV_FILE
     env_file.write_text("".join(f"{name}={value}\n" for name, value in env.items()))
     env_file.chmod(0o600)
-    return DemoEmulators(google=google, anthropic=anthropic, env=env, state_dir=state_dir)
+    return DemoEmulators(google=google, anthropic=anthropic, page=page, env=env, state_dir=state_dir)
 
 
 def load_demo_env(state_dir: Path = STATE_DIR) -> dict[str, str]:
@@ -195,8 +271,9 @@ def main() -> int:
         demo = start_emulators()
     except OSError as exc:
         print(
-            f"make demo: could not listen on 127.0.0.1:{GOOGLE_PORT}/{ANTHROPIC_PORT} ({exc.strerror}). "
-            "Stop the other demo, or change GOOGLE_PORT/ANTHROPIC_PORT in jada_pipelines/emulators/demo.py.",
+            f"make demo: could not listen on 127.0.0.1:{GOOGLE_PORT}/{ANTHROPIC_PORT}/{SHEET_PAGE_PORT} "
+            f"({exc.strerror}). Stop the other demo, or change GOOGLE_PORT/ANTHROPIC_PORT/SHEET_PAGE_PORT in "
+            "jada_pipelines/emulators/demo.py.",
             file=sys.stderr,
         )
         return 1
@@ -205,6 +282,7 @@ def main() -> int:
         "LOCAL EMULATORS (stand-ins, not Google or Anthropic):\n"
         f"  Google OAuth + Sheets v4  {demo.google.base_url}  (spreadsheet {SPREADSHEET_ID!r}, tab {TAB!r})\n"
         f"  Anthropic Messages API    {demo.anthropic.base_url}  (scripted demo agent, no model)\n"
+        f"  The emulated sheet, read-only: {demo.page.url}\n"
         f"DAGSTER_HOME={home}\n"
         f"Open http://localhost:{WEBSERVER_PORT}, then see docs/demo.md. The demo launches port_sheet_sync_job every "
         f"{DEMO_SYNC_INTERVAL_S} s. Print the sheet with: .venv/bin/jada demo sheet\n",
