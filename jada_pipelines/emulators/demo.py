@@ -266,6 +266,10 @@ def launch_syncs(client: DagsterGraphQLClient, stop: threading.Event, *, interva
         wait_s = interval_s
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> int:
     try:
         demo = start_emulators()
@@ -313,6 +317,8 @@ def main() -> int:
         daemon=True,
     )
     syncs.start()
+    # `kill` (SIGTERM) winds the demo down like Ctrl-C, instead of leaving dagster dev without its emulators.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         return dagster.wait()
     except KeyboardInterrupt:
