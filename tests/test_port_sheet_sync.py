@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pandas as pd
 import pytest
@@ -193,7 +192,7 @@ def test_a_header_that_moved_since_the_pull_stops_the_write():
         parse_read(value_ranges, expected_header=HEADER, columns=["id"])
 
 
-def test_a_hundred_thousand_rows_diff_in_well_under_a_second():
+def test_one_changed_cell_in_a_hundred_rows_of_a_hundred_thousand_is_one_small_range_each():
     n = 100_000
     keys = [f"P{i:06d}" for i in range(n)]
     read = SheetColumns(
@@ -204,10 +203,6 @@ def test_a_hundred_thousand_rows_diff_in_well_under_a_second():
     frame = pd.DataFrame(
         {"agent_status": ["done"] * n, "agent_turns": turns, "sync_issue": [""] * n}, index=keys
     )
-    started = time.perf_counter()
     plan = plan_push(frame.astype(object), read, tab="Ports", key_column="id")
-    elapsed = time.perf_counter() - started
     assert plan.changed_cells == 1000 and plan.ranges == 1000
     assert len(json.dumps(plan.body)) < 100_000
-    # Generous bound so a loaded CI box never flakes; bench/sheet_sync.py reports the real figure.
-    assert elapsed < 5
