@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from jada_pipelines.emulators.google import Formula
+from jada_pipelines.google_api.resources import GoogleCredentialsResource
 from jada_pipelines.port_sheet.push import push_status
 from jada_pipelines.port_sheet.resources import DEFAULT_OWNED_COLUMNS
 from tests.fixtures.google import PORT_SHEET_ID, PORT_SHEET_TAB
@@ -25,11 +26,8 @@ OWNED = list(DEFAULT_OWNED_COLUMNS)
 
 @pytest.fixture
 def sheets(google_token_file):
-    from jada_pipelines.google_api.credentials import authorize
-    from jada_pipelines.google_api.sheets import SheetsSession
-
-    authorized = authorize()
-    session = SheetsSession(authorized.credentials, authorized.config, authorized.verdict)
+    """A Sheets session from the `google` resource, pointed at the emulator by google_token_file."""
+    session = GoogleCredentialsResource().sheets()
     yield session
     session.close()
 
