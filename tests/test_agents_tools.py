@@ -93,3 +93,13 @@ def test_an_ambiguous_replacement_is_an_error_that_changes_nothing(toolbox):
 
 def test_an_unknown_tool_is_an_error_result_not_a_crash(toolbox):
     assert toolbox.run("computer", {}).is_error
+
+
+def test_a_malformed_view_range_is_an_error_result(toolbox):
+    toolbox.edit({"command": "create", "path": "a.txt", "file_text": "1\n2\n3\n"})
+    assert (
+        toolbox.edit({"command": "view", "path": "a.txt", "view_range": [2, -1]}).content
+        == "     2\t2\n     3\t3"
+    )
+    result = toolbox.edit({"command": "view", "path": "a.txt", "view_range": "2-3"})
+    assert result.is_error and "view_range must be two line numbers" in result.content

@@ -109,6 +109,8 @@ class AttemptRecord:
 
 
 class TaskQueue(Protocol):
+    def init(self) -> None: ...  # create the schema or table; idempotent (`jada queue init`)
+
     def enqueue(
         self,
         task_id: str,

@@ -161,8 +161,17 @@ class Toolbox:
             raise ValueError(f"{path} does not exist.")
         lines = path.read_text(errors="replace").splitlines()
         start, end = 1, len(lines)
-        if tool_input.get("view_range"):
-            start, end = tool_input["view_range"]
+        view_range = tool_input.get("view_range")
+        if view_range:
+            if not (
+                isinstance(view_range, list)
+                and len(view_range) == 2
+                and all(type(n) is int for n in view_range)
+            ):
+                raise ValueError(
+                    f"view_range must be two line numbers [start, end] (end -1: to the end), not {view_range!r}."
+                )
+            start, end = view_range
             end = len(lines) if end == -1 else end
         numbered = "\n".join(f"{n:6}\t{line}" for n, line in enumerate(lines[start - 1 : end], start=start))
         return ToolResult(truncate(numbered, self.output_limit))
