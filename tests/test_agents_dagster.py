@@ -122,19 +122,36 @@ def test_a_run_whose_lease_was_taken_sends_nothing_to_the_model(instance, anthro
     assert anthropic_emulator.requests == []
 
 
-def test_a_task_whose_run_died_goes_back_to_the_queue_with_the_next_attempt(instance):
+@pytest.mark.parametrize("ending", ["FAILURE", "CANCELED"])
+def test_a_task_whose_run_died_or_was_cancelled_goes_back_with_the_next_attempt(instance, ending):
     queue = open_queue()
     queue.enqueue("t1", "x", max_attempts=2)
     (request,) = tick(instance).run_requests
     run = instance.create_run_for_job(
         agent_session_job, run_config=request.run_config, tags={**agent_session_job.tags, **request.tags}
     )
-    instance.report_run_failed(run)  # the run worker crashed before the session recorded anything
+    # The run worker crashed, or someone cancelled the run, before the session recorded anything.
+    if ending == "FAILURE":
+        instance.report_run_failed(run)
+    else:
+        instance.report_run_canceled(run)
     second = tick(instance)
     assert [r.run_key for r in second.run_requests] == ["task:t1:attempt:2"]
-    assert "ended FAILURE" in queue.get("t1").last_error
+    assert f"ended {ending}" in queue.get("t1").last_error
     (record, _) = queue.attempts(since=0)
     assert record.outcome == "lost"
+
+
+def test_a_task_whose_last_attempt_died_becomes_a_dead_letter(instance):
+    queue = open_queue()
+    queue.enqueue("t1", "x", max_attempts=1)
+    (request,) = tick(instance).run_requests
+    run = instance.create_run_for_job(
+        agent_session_job, run_config=request.run_config, tags={**agent_session_job.tags, **request.tags}
+    )
+    instance.report_run_failed(run)
+    assert "Tasks whose run ended without an outcome: t1 attempt 1 → dead." in tick(instance).skip_message
+    assert queue.get("t1").status == "dead"
 
 
 def test_run_requests_name_the_task_and_attempt_in_the_run_key(instance):

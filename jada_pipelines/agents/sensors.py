@@ -79,7 +79,7 @@ def idle_reason(stats: QueueStats, moved: list[str]) -> str:
         reason = f"{waiting} tasks are waiting, but none is due yet (they are backing off after a transient error)."
     else:
         reason = f"No agent task is waiting; {stats.live_sessions} sessions are running."
-    return reason + (f" Re-queued after their run ended: {'; '.join(moved)}." if moved else "")
+    return reason + (f" Tasks whose run ended without an outcome: {'; '.join(moved)}." if moved else "")
 
 
 @dg.sensor(
@@ -92,7 +92,7 @@ def agent_task_sensor(context: dg.SensorEvaluationContext, task_queue: TaskQueue
     queue = task_queue.open()
     moved = reconcile(queue, context.instance)
     for line in moved:
-        context.log.info(f"Re-queued {line}.")
+        context.log.info(f"Run ended without an outcome: {line}.")
     leases = claim_for_free_slots(queue)
     if not leases:
         return dg.SkipReason(idle_reason(queue.stats(), moved))
