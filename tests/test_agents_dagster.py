@@ -175,3 +175,18 @@ def test_without_an_api_key_the_run_fails_naming_the_variable_and_the_task_waits
     )
     task = open_queue().get("t1")
     assert task.status == "failed" and "ANTHROPIC_API_KEY" in task.last_error
+
+
+def test_model_and_turn_cap_come_from_the_task_then_the_resource_then_the_environment(monkeypatch):
+    queue = open_queue()
+    own = queue.enqueue("own", "x", max_turns=7).task
+    default = queue.enqueue("default", "x").task
+    assert ClaudeSessionResource().spec_for(default).max_turns == 30
+    assert ClaudeSessionResource().spec_for(default).model == "claude-sonnet-5-5"
+    monkeypatch.setenv("JADA_AGENT_MAX_TURNS", "12")
+    monkeypatch.setenv("JADA_AGENT_MODEL", "claude-opus-5-5")
+    spec = ClaudeSessionResource().spec_for(default)
+    assert (spec.max_turns, spec.model) == (12, "claude-opus-5-5")
+    assert ClaudeSessionResource(max_turns=20).spec_for(default).max_turns == 20
+    assert ClaudeSessionResource(max_turns=20).spec_for(own).max_turns == 7
+    assert spec.workdir.parts[-2:] == ("workdirs", "default")
