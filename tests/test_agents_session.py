@@ -237,3 +237,17 @@ def test_the_demo_behaviour_needs_no_script(anthropic_emulator):
     assert capped.outcome == "incomplete" and capped.handoff["next_steps"]
     done = run_session(spec("t3", prompt="an ordinary task"))
     assert done.outcome == "done" and 2 <= done.turns <= 4
+
+
+def test_cache_writes_reported_by_lifetime_are_priced_apart(anthropic_emulator):
+    usage = {
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "cache_creation_input_tokens": 3000,
+        "cache_read_input_tokens": 0,
+        "cache_creation": {"ephemeral_5m_input_tokens": 1000, "ephemeral_1h_input_tokens": 2000},
+    }
+    anthropic_emulator.script(end_turn(usage=usage))
+    result = run_session(spec())
+    assert (result.usage.cache_write_5m_tokens, result.usage.cache_write_1h_tokens) == (1000, 2000)
+    assert result.cost_usd == pytest.approx((1000 * 2.50 + 2000 * 4) / 1e6)
