@@ -30,7 +30,9 @@ import threading
 import time
 import zlib
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from jada_pipelines.emulators._server import LocalServer
 
 MESSAGES_PATH = "/v1/messages"
 DEFAULT_USAGE = {
@@ -182,41 +184,17 @@ def demo_reply(body: dict) -> Reply:
     return end_turn(f"Demo task finished after {calls_so_far} tool calls (local emulator, no model).")
 
 
-class AnthropicEmulator:
+class AnthropicEmulator(LocalServer):
     """A local stand-in for the Messages API: scripted or demo replies, recorded requests, a fixed delay."""
 
+    thread_name = "anthropic-emulator"
+
     def __init__(self, *, delay_s: float = 0.0, port: int = 0) -> None:
+        super().__init__(port=port)
         self.delay_s = delay_s
-        self._port = port
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._script: list[Reply] = []
         self.requests: list[RecordedRequest] = []
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._port}"
-
-    def start(self) -> str:
-        """Listen on 127.0.0.1 and return the base URL to put in ``ANTHROPIC_BASE_URL``."""
-        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), self._handler_class())
-        self._server.daemon_threads = True
-        self._port = self._server.server_address[1]
-        # A short poll interval makes stop() quick; the default 0.5 s adds up over a test suite.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self.base_url
-
-    def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
-        self._server = self._thread = None
 
     def script(self, *replies: Reply) -> None:
         """Answer the next requests with these replies, in order; afterwards the demo behaviour applies."""

@@ -24,10 +24,11 @@ import threading
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from jada_pipelines.emulators._server import LocalServer
 from jada_pipelines.emulators.anthropic import DEMO_TURN_CAP, AnthropicEmulator
 from jada_pipelines.emulators.google import Formula, GoogleEmulator
 from jada_pipelines.port_sheet.resources import DEFAULT_OWNED_COLUMNS
@@ -105,27 +106,23 @@ def seed_rows() -> list[list]:
     return rows
 
 
-class SheetPage:
+class SheetPage(LocalServer):
     """A read-only web page of the emulated port sheet (LOCAL EMULATOR, not Google), reloading every few
     seconds, so a newcomer can watch the status columns fill in beside the Dagster UI."""
 
+    thread_name = "demo-sheet-page"
+
     def __init__(self, google: GoogleEmulator, *, port: int = SHEET_PAGE_PORT) -> None:
+        super().__init__(port=port)
         self._google = google
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="demo-sheet-page", daemon=True
-        )
+
+    @property
+    def url(self) -> str:
+        return self.base_url + "/"
 
     def start(self) -> str:
-        self._thread.start()
+        super().start()
         return self.url
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
 
     def render(self) -> str:
         rows = self._google.sheet_values(SPREADSHEET_ID, TAB, render_option="FORMATTED_VALUE")
@@ -150,7 +147,7 @@ class SheetPage:
             f"<table>{body}</table>"
         )
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         page = self
 
         class Handler(BaseHTTPRequestHandler):

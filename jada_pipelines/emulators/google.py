@@ -39,9 +39,11 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
+
+from jada_pipelines.emulators._server import LocalServer
 
 SHEETS_SCOPE = "https://www.googleapis.com/auth/spreadsheets"
 SHEETS_READONLY_SCOPE = "https://www.googleapis.com/auth/spreadsheets.readonly"
@@ -309,7 +311,7 @@ def _trim(values: list[Any]) -> list[Any]:
 # ------------------------------------------------------------------------------------------- the server
 
 
-class GoogleEmulator:
+class GoogleEmulator(LocalServer):
     """LOCAL EMULATOR of Google OAuth + Sheets v4 on 127.0.0.1 (not Google).
 
     Example::
@@ -322,12 +324,11 @@ class GoogleEmulator:
         emulator.stop()
     """
 
+    thread_name = "google-emulator"
+
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0):
-        self._address = (host, port)
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__(host=host, port=port)
         self._lock = threading.RLock()
-        self.base_url = ""
         self.client_id = "emulated-client.apps.googleusercontent.com"
         self.client_secret = "emulated-client-secret-" + secrets.token_hex(8)
         self.calls: Counter[str] = Counter()
@@ -345,32 +346,8 @@ class GoogleEmulator:
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
-    def start(self) -> str:
-        """Start listening; returns the base URL (``http://127.0.0.1:PORT``)."""
-        handler = type("_BoundHandler", (_Handler,), {"emulator": self})
-        self._server = ThreadingHTTPServer(self._address, handler)
-        self._server.daemon_threads = True
-        host, port = self._server.server_address[:2]
-        self.base_url = f"http://{host}:{port}"
-        # A short poll interval: stop() waits up to one interval, and every test stops its own emulator.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="google-emulator",
-            daemon=True,
-        )
-        self._thread.start()
-        return self.base_url
-
-    def stop(self) -> None:
-        """Stop listening and free the port; clients then see "connection refused" (the closed-port fault)."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return type("_BoundHandler", (_Handler,), {"emulator": self})
 
     @property
     def token_uri(self) -> str:

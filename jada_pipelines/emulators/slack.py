@@ -18,7 +18,9 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from jada_pipelines.emulators._server import LocalServer
 
 # The path shape of a real webhook URL; the emulator accepts POSTs on this path only.
 WEBHOOK_PATH = "/services/T0EMULATOR/B0EMULATOR/emulator-webhook-secret"
@@ -40,48 +42,28 @@ FAULTS = {
 }
 
 
-class SlackWebhookEmulator:
+class SlackWebhookEmulator(LocalServer):
     """A local stand-in for one Slack incoming webhook: records payloads, answers 200 ``ok`` unless scripted."""
 
+    thread_name = "slack-webhook-emulator"
+
     def __init__(self, port: int = 0):
-        self._port = port
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__(port=port)
         self._lock = threading.Lock()
         self._scripted: list[ScriptedResponse] = []
         self.payloads: list[dict] = []  # the JSON bodies answered with 200 ok
         self.requests = 0  # every POST that reached the emulator, whatever the answer
 
     @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._port}"
-
-    @property
     def webhook_url(self) -> str:
         return self.base_url + WEBHOOK_PATH
-
-    def start(self) -> str:
-        """Listen on 127.0.0.1 (the same port again after a stop) and return the base URL."""
-        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), self._handler_class())
-        self._port = self._server.server_address[1]
-        # A short poll interval so stop() (and so every test's teardown) returns at once.
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True)
-        self._thread.start()
-        return self.base_url
-
-    def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
-        self._server = self._thread = None
 
     def refuse_connections(self) -> None:
         """Close the port: clients get connection refused until ``accept_connections()``."""
         self.stop()
 
     def accept_connections(self) -> None:
+        """Listen again on the same port, so the webhook URL clients hold works again."""
         self.start()
 
     def script(self, status: int, body: str, *, retry_after: int | None = None, times: int = 1) -> None:
