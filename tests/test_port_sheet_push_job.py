@@ -31,7 +31,7 @@ def sheet(google_emulator, google_token_file):
 
 
 def run_sync():
-    result = defs.get_job_def("port_sheet_sync_job").execute_in_process(raise_on_error=False)
+    result = defs.resolve_job_def("port_sheet_sync_job").execute_in_process(raise_on_error=False)
     assert result.success, [event.message for event in result.all_events if event.is_failure]
     return {
         event.asset_key.path[-1]: event.materialization.metadata
@@ -97,7 +97,7 @@ def test_editing_a_prompt_in_the_sheet_supersedes_the_old_task(sheet):
 def test_a_missing_owned_column_fails_its_check_naming_the_column_to_add(sheet):
     header = HEADER[:-1]
     sheet.set_sheet(PORT_SHEET_ID, PORT_SHEET_TAB, [header, ["a", "Lisbon", "do a"]])
-    result = defs.get_job_def("port_sheet_sync_job").execute_in_process(raise_on_error=False)
+    result = defs.resolve_job_def("port_sheet_sync_job").execute_in_process(raise_on_error=False)
     evaluations = {
         e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data
         for e in result.all_events
@@ -131,7 +131,7 @@ def test_a_header_renamed_between_the_pull_and_the_push_fails_the_run_without_wr
 
     sheet.before("batch_get", lambda emulator: emulator.before("batch_get", rename))
     sheet.reset_counters()
-    result = defs.get_job_def("port_sheet_sync_job").execute_in_process(raise_on_error=False)
+    result = defs.resolve_job_def("port_sheet_sync_job").execute_in_process(raise_on_error=False)
     assert not result.success
     failure = next(event for event in result.all_events if event.event_type_value == "STEP_FAILURE")
     assert failure.step_key == "port_sheet_status"

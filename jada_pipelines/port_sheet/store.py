@@ -75,8 +75,12 @@ def _json_rows(frame: pd.DataFrame) -> list[list[Any]]:
     return cells.where(frame.notna(), None).to_numpy().tolist()
 
 
-class PortSheetStore(dg.ConfigurableIOManager):
+class PortSheetStore(dg.IOManager):
     """Stores port-sheet snapshots as JSON under ``$JADA_DATA_DIR/port_sheet/<asset>.json``.
+
+    A plain IO manager, not a ``ConfigurableIOManager``: it has no config, and Dagster's pydantic layer reads
+    the deprecated ``__fields__`` of a config class without fields (a ``PydanticDeprecatedSince20`` warning on
+    every load of the definitions). Dagster wraps an ``IOManager`` instance in ``resources`` itself.
 
     Example::
 
