@@ -1,8 +1,11 @@
 """The metrics sensor lands the queue and token figures in CloudWatch every minute, with an Env dimension,
-counts each turn-capped session once, and says why it does nothing when no namespace is set."""
+counts each turn-capped session once, and says why it does nothing when no namespace is set. The token
+figures cost no Google request: the age comes from the token store, and whether the credentials work from
+the latest google_credentials_fresh evaluation of a real sync."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import boto3
@@ -10,7 +13,10 @@ import dagster as dg
 import pytest
 
 from jada_pipelines.agents.queue import open_queue
+from jada_pipelines.definitions import defs
 from jada_pipelines.health.metrics_definitions import cloudwatch_metrics_sensor
+from jada_pipelines.port_sheet.resources import DEFAULT_OWNED_COLUMNS
+from tests.fixtures.google import PORT_SHEET_ID, PORT_SHEET_TAB
 
 NAMESPACE = "JadaTest"
 LEASE = 600
@@ -22,8 +28,20 @@ def default_env(monkeypatch):
     monkeypatch.delenv("JADA_ENV", raising=False)
 
 
-def _tick(cursor=None):
-    return cloudwatch_metrics_sensor.evaluate_tick(dg.build_sensor_context(cursor=cursor))
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
+def _tick(instance, cursor=None):
+    return cloudwatch_metrics_sensor.evaluate_tick(dg.build_sensor_context(cursor=cursor, instance=instance))
+
+
+def _sync(google_emulator, instance):
+    """A real port_sheet_sync_job run, which evaluates google_credentials_fresh with a real token refresh."""
+    google_emulator.set_sheet(PORT_SHEET_ID, PORT_SHEET_TAB, [["id", "port", *DEFAULT_OWNED_COLUMNS]])
+    defs.resolve_job_def("port_sheet_sync_job").execute_in_process(instance=instance, raise_on_error=False)
 
 
 def _latest(metric: str, env: str) -> float | None:
@@ -61,19 +79,20 @@ def busy_queue():
     return queue
 
 
-def test_without_a_namespace_the_sensor_skips_and_says_which_variable_to_set(aws):
-    result = _tick()
+def test_without_a_namespace_the_sensor_skips_and_says_which_variable_to_set(aws, instance):
+    result = _tick(instance)
 
     assert "JADA_CLOUDWATCH_NAMESPACE is not set" in result.skip_message
     assert boto3.client("cloudwatch").list_metrics()["Metrics"] == []
 
 
 def test_the_queue_and_token_figures_land_in_cloudwatch_with_the_env_dimension(
-    aws, busy_queue, google_token_file, monkeypatch
+    aws, busy_queue, google_emulator, google_token_file, instance, monkeypatch
 ):
+    _sync(google_emulator, instance)
     monkeypatch.setenv("JADA_CLOUDWATCH_NAMESPACE", NAMESPACE)
     monkeypatch.setenv("JADA_ENV", "prod")
-    result = _tick()
+    result = _tick(instance)
 
     assert result.skip_message.startswith(f"Published to CloudWatch namespace {NAMESPACE}")
     figures = {
@@ -93,19 +112,74 @@ def test_the_queue_and_token_figures_land_in_cloudwatch_with_the_env_dimension(
     assert _latest("QueueDepth", "dev") is None
 
 
-def test_a_turn_capped_session_is_counted_in_one_tick_only(aws, busy_queue, monkeypatch):
+def test_a_metrics_tick_sends_no_request_to_google(
+    aws, google_emulator, google_token_file, instance, monkeypatch
+):
+    _sync(google_emulator, instance)
+    google_emulator.reset_counters()
     monkeypatch.setenv("JADA_CLOUDWATCH_NAMESPACE", NAMESPACE)
-    first = _tick()
-    second = _tick(cursor=first.cursor)
+    for _ in range(3):
+        result = _tick(instance)
+        assert "GoogleCredentialsOk=1" in result.skip_message
+        assert "GoogleTokenAgeDays=" in result.skip_message
+
+    assert google_emulator.calls["token"] == 0
+    assert google_emulator.requests == []
+
+
+def test_a_token_the_sync_found_revoked_is_published_as_not_ok(
+    aws, google_emulator, google_token_file, instance, monkeypatch
+):
+    google_emulator.fail_token("invalid_grant")
+    _sync(google_emulator, instance)
+    monkeypatch.setenv("JADA_CLOUDWATCH_NAMESPACE", NAMESPACE)
+    _tick(instance)
+
+    assert _latest("GoogleCredentialsOk", "dev") == 0
+    assert 0 <= _latest("GoogleTokenAgeDays", "dev") < 1
+
+
+def test_a_token_that_works_but_expires_soon_is_published_as_ok_with_its_age(
+    aws, google_emulator, google_token_file, instance, monkeypatch
+):
+    consented = datetime.now(UTC) - timedelta(days=6.5)
+    info = google_emulator.authorized_user_info(
+        publishing_status="testing", consented_at=consented.isoformat()
+    )
+    google_token_file.write_text(json.dumps(info))
+    _sync(google_emulator, instance)
+    monkeypatch.setenv("JADA_CLOUDWATCH_NAMESPACE", NAMESPACE)
+    _tick(instance)
+
+    assert _latest("GoogleCredentialsOk", "dev") == 1  # the check WARNs, but the token still refreshes
+    assert _latest("GoogleTokenAgeDays", "dev") == pytest.approx(6.5, abs=0.01)
+
+
+def test_before_any_credentials_check_only_the_token_age_is_sent(
+    aws, google_emulator, google_token_file, instance, monkeypatch
+):
+    monkeypatch.setenv("JADA_CLOUDWATCH_NAMESPACE", NAMESPACE)
+    result = _tick(instance)
+
+    assert "GoogleCredentialsOk" not in result.skip_message
+    assert _latest("GoogleCredentialsOk", "dev") is None
+    assert 0 <= _latest("GoogleTokenAgeDays", "dev") < 1
+    assert google_emulator.calls["token"] == 0
+
+
+def test_a_turn_capped_session_is_counted_in_one_tick_only(aws, busy_queue, instance, monkeypatch):
+    monkeypatch.setenv("JADA_CLOUDWATCH_NAMESPACE", NAMESPACE)
+    first = _tick(instance)
+    second = _tick(instance, cursor=first.cursor)
 
     assert "TurnCapSessions=1" in first.skip_message
     assert "TurnCapSessions=0" in second.skip_message
     assert float(second.cursor) >= float(first.cursor)
 
 
-def test_without_google_credentials_no_token_metric_is_sent(aws, busy_queue, monkeypatch):
+def test_without_google_credentials_no_token_metric_is_sent(aws, busy_queue, instance, monkeypatch):
     monkeypatch.setenv("JADA_CLOUDWATCH_NAMESPACE", NAMESPACE)
-    result = _tick()
+    result = _tick(instance)
 
     assert "Google" not in result.skip_message
     assert _latest("GoogleCredentialsOk", "dev") is None

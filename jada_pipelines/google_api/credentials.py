@@ -1,7 +1,8 @@
 """Google credentials: load, validate, refresh for real, and sort every failure into a class with its fix.
 
 Plain Python (no Dagster). The resource in ``resources.py`` and ``jada auth check`` both call
-:func:`authorize` / :func:`check_credentials`, so the UI and the command line say the same thing.
+:func:`authorize` / :func:`check_credentials`, so the UI and the command line say the same thing;
+:func:`stored_token_age` reads the token's age without a refresh (for the minute-by-minute metrics).
 Failures are classified on the token endpoint's HTTP status and JSON error payload, never on message
 text, which Google rewords.
 """
@@ -236,6 +237,16 @@ def check_credentials(
             expires_at=error.expires_at,
             metadata=error.metadata,
         )
+
+
+def stored_token_age(config: GoogleConfig | None = None, *, now: datetime | None = None) -> TokenAge:
+    """The age of the configured token, read from its store without asking Google for anything.
+
+    No refresh, so it says nothing about whether the token still works (:func:`check_credentials` does).
+    Raises :class:`CredentialsError` when no source is configured or the store cannot be read.
+    """
+    config = config or GoogleConfig.from_env()
+    return _token_age(config.store().load(), now or datetime.now(UTC))
 
 
 def _verdict(age: TokenAge, metadata: dict[str, Any]) -> CredentialVerdict:

@@ -1,10 +1,12 @@
 """The health figures as CloudWatch metrics, so AWS alarms can page on them (``JADA_CLOUDWATCH_NAMESPACE``).
 
 The figures are the ones the health checks judge: the backlog, the oldest waiting task, live sessions,
-dead letters, sessions that ended at the turn cap, and the Google token's age. Each datum carries an ``Env``
-dimension (``JADA_ENV``, default ``dev``) so staging and production alarms stay apart.
+dead letters, sessions that ended at the turn cap, the Google token's age and whether the Google credentials
+work. Each datum carries an ``Env`` dimension (``JADA_ENV``, default ``dev``) so staging and production alarms
+stay apart.
 
-Plain Python; the sensor in ``metrics_definitions.py`` calls :func:`publish_health_metrics` every minute.
+Plain Python apart from reading one check result from the Dagster instance; the sensor in
+``metrics_definitions.py`` calls :func:`publish_health_metrics` every minute. No figure costs a Google request.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from jada_pipelines.agents.queue import CLAIMABLE, open_queue
 from jada_pipelines.aws_clients import client
 
 if TYPE_CHECKING:
+    from dagster import DagsterInstance
+
     from jada_pipelines.agents.queue import TaskQueue
 
 DEFAULT_ENV = "dev"
@@ -52,17 +56,50 @@ def queue_metrics(queue: TaskQueue, *, since: float, now: float) -> list[Metric]
     ]
 
 
-def token_metrics() -> list[Metric]:
-    """Whether the Google credentials work, and their age, when a Google source is configured."""
-    from jada_pipelines.google_api.credentials import check_credentials
+def token_metrics(instance: DagsterInstance) -> list[Metric]:
+    """The Google token's age and whether the credentials work, when a Google source is configured.
 
-    verdict = check_credentials()
-    if verdict.kind == "missing_config":
-        return []
-    metrics = [Metric("GoogleCredentialsOk", 1.0 if verdict.ok else 0.0, "Count")]
-    if verdict.token_age_days is not None:
-        metrics.append(Metric("GoogleTokenAgeDays", verdict.token_age_days, "None"))
+    Nothing here calls Google: a refresh every minute only to publish a figure would be 1,440 token
+    requests a day. The age is read from the token store; whether the credentials work is the latest
+    evaluation of the ``google_credentials_fresh`` check, which every port-sheet sync runs for real.
+    """
+    from jada_pipelines.google_api.credentials import stored_token_age
+    from jada_pipelines.google_api.errors import CredentialsError
+
+    try:
+        age_days = stored_token_age().age_days
+    except CredentialsError as error:
+        if error.kind == "missing_config":
+            return []
+        age_days = None  # the store cannot be read; the credentials check says why
+    metrics = []
+    ok = _credentials_check_ok(instance)
+    if ok is not None:
+        metrics.append(Metric("GoogleCredentialsOk", 1.0 if ok else 0.0, "Count"))
+    if age_days is not None:
+        metrics.append(Metric("GoogleTokenAgeDays", age_days, "None"))
     return metrics
+
+
+def _credentials_check_ok(instance: DagsterInstance) -> bool | None:
+    """Whether the latest ``google_credentials_fresh`` evaluation found working credentials; None before any."""
+    import dagster as dg
+    from dagster._core.storage.asset_check_execution_record import (
+        COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES,
+    )
+
+    from jada_pipelines.port_sheet.assets import CREDENTIALS_CHECK
+
+    key = dg.AssetCheckKey(dg.AssetKey("port_sheet_rows"), CREDENTIALS_CHECK)
+    # Completed evaluations only: the execution a running sync has planned carries no result yet.
+    records = instance.event_log_storage.get_asset_check_execution_history(
+        key, limit=1, status=COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES
+    )
+    evaluation = records[0].evaluation if records else None
+    if evaluation is None:
+        return None
+    # A WARN failure is a token that works but expires soon (see port_sheet/assets.py); ERROR is one that failed.
+    return evaluation.passed or evaluation.severity == dg.AssetCheckSeverity.WARN
 
 
 def put_metrics(namespace: str, metrics: list[Metric], *, env: str, timestamp: float) -> None:
@@ -83,8 +120,10 @@ def put_metrics(namespace: str, metrics: list[Metric], *, env: str, timestamp: f
     )
 
 
-def publish_health_metrics(namespace: str, *, since: float, now: float) -> list[Metric]:
+def publish_health_metrics(
+    namespace: str, instance: DagsterInstance, *, since: float, now: float
+) -> list[Metric]:
     """Collect every figure and send it to ``namespace``; returns what was sent."""
-    metrics = queue_metrics(open_queue(), since=since, now=now) + token_metrics()
+    metrics = queue_metrics(open_queue(), since=since, now=now) + token_metrics(instance)
     put_metrics(namespace, metrics, env=settings.env("JADA_ENV", DEFAULT_ENV), timestamp=now)
     return metrics

@@ -30,7 +30,7 @@ def cloudwatch_metrics_sensor(context: dg.SensorEvaluationContext):
     now = time.time()
     # The cursor is the previous publish time, so each turn-capped session is counted in exactly one minute.
     since = float(context.cursor) if context.cursor else now - PUBLISH_INTERVAL_S
-    metrics = publish_health_metrics(namespace, since=since, now=now)
+    metrics = publish_health_metrics(namespace, context.instance, since=since, now=now)
     sent = ", ".join(f"{metric.name}={metric.value:g}" for metric in metrics)
     return dg.SensorResult(
         skip_reason=f"Published to CloudWatch namespace {namespace}: {sent}.", cursor=str(now)
