@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 pytest_plugins = [
@@ -27,21 +29,39 @@ _SCRUBBED = (
     "JADA_AGENT_MAX_TURNS",
     "JADA_CLOUDWATCH_NAMESPACE",
     "JADA_WEBSERVER_URL",
+    "JADA_ENV",
+    "JADA_POSTGRES_URL",
+    "JADA_ECS_RUN_TASK_DEFINITION",
+    "JADA_AGENT_SENSOR_INTERVAL_SECONDS",
+    "JADA_ALERT_REMIND_HOURS",
+    # The health thresholds: one per field of health.grading.Thresholds, named JADA_HEALTH_<FIELD>.
+    "JADA_HEALTH_BACKLOG_WARN_DEPTH",
+    "JADA_HEALTH_BACKLOG_ERROR_DEPTH",
+    "JADA_HEALTH_QUEUED_AGE_WARN_MINUTES",
+    "JADA_HEALTH_QUEUED_AGE_ERROR_MINUTES",
+    "JADA_HEALTH_TURN_CAP_WARN_PERCENT",
+    "JADA_HEALTH_TURN_CAP_ERROR_PERCENT",
+    "JADA_HEALTH_DAEMON_STALE_SECONDS",
     "ANTHROPIC_API_KEY",
     "ANTHROPIC_AUTH_TOKEN",
     "ANTHROPIC_BASE_URL",
     "SLACK_WEBHOOK_URL",
     "AWS_PROFILE",
     "AWS_SESSION_TOKEN",
+    "AWS_REGION",
     "AWS_ENDPOINT_URL",
     "GOOGLE_APPLICATION_CREDENTIALS",
 )
+# Service-specific endpoints (AWS_ENDPOINT_URL_DYNAMODB, ...) override AWS_ENDPOINT_URL and the moto server.
+_SCRUBBED_PREFIXES = ("AWS_ENDPOINT_URL_",)
 
 
 @pytest.fixture(autouse=True)
 def isolated_environment(tmp_path, monkeypatch):
     for name in _SCRUBBED:
         monkeypatch.delenv(name, raising=False)
+    for name in [name for name in os.environ if name.startswith(_SCRUBBED_PREFIXES)]:
+        monkeypatch.delenv(name)
     home = tmp_path / "dagster_home"
     home.mkdir()
     monkeypatch.setenv("DAGSTER_HOME", str(home))

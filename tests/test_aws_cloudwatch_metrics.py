@@ -22,12 +22,6 @@ NAMESPACE = "JadaTest"
 LEASE = 600
 
 
-@pytest.fixture(autouse=True)
-def default_env(monkeypatch):
-    # conftest does not scrub JADA_ENV; a developer's shell must not move the Env dimension these tests read.
-    monkeypatch.delenv("JADA_ENV", raising=False)
-
-
 @pytest.fixture
 def instance():
     with dg.instance_for_test() as instance:
