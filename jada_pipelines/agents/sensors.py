@@ -82,8 +82,10 @@ def idle_reason(stats: QueueStats, moved: list[str]) -> str:
     return reason + (f" Tasks whose run ended without an outcome: {'; '.join(moved)}." if moved else "")
 
 
+# job_name rather than job=: binding the job object makes Dagster 1.13 copy it with owners=[] when it attaches
+# the Definitions' resources, which logs a BetaWarning on every load of the code location.
 @dg.sensor(
-    job=agent_session_job,
+    job_name=agent_session_job.name,
     minimum_interval_seconds=sensor_interval_seconds(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Starts one agent_session_job run per queued task, never more than 5 sessions at once.",
