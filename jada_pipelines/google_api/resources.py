@@ -10,6 +10,7 @@ from pydantic import Field
 
 if TYPE_CHECKING:
     from jada_pipelines.google_api.credentials import CredentialVerdict, GoogleConfig
+    from jada_pipelines.google_api.errors import CredentialsError
     from jada_pipelines.google_api.sheets import SheetsSession
 
 
@@ -101,3 +102,10 @@ class GoogleCredentialsResource(dg.ConfigurableResource):
 
         authorized = authorize(self.config(), now=now)
         return SheetsSession(authorized.credentials, authorized.config, authorized.verdict)
+
+
+def credentials_failure(error: CredentialsError) -> dg.Failure:
+    """The run failure for a credentials error: its description is the fix, and its metadata the class,
+    token age and predicted expiry. Retrying cannot heal a revoked token or a missing file, and transient
+    errors were already retried with backoff, so Dagster must not retry it again."""
+    return dg.Failure(description=error.description, metadata=error.metadata, allow_retries=False)

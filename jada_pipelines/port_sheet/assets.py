@@ -7,7 +7,7 @@ import dagster as dg
 from dagster import AssetExecutionContext
 
 from jada_pipelines.google_api.errors import CredentialsError
-from jada_pipelines.google_api.resources import GoogleCredentialsResource
+from jada_pipelines.google_api.resources import GoogleCredentialsResource, credentials_failure
 from jada_pipelines.port_sheet.resources import PortSheetSettings
 from jada_pipelines.port_sheet.snapshot import PortSheetSnapshot
 from jada_pipelines.port_sheet.store import read_snapshot, snapshot_path
@@ -48,10 +48,7 @@ def port_sheet_rows(
         session, values = _read_sheet(google, port_sheet)
     except CredentialsError as error:
         yield _credentials_check_failed(error)
-        # allow_retries=False: a revoked token does not heal by retrying; the fix is in the description.
-        raise dg.Failure(
-            description=error.description, metadata=error.metadata, allow_retries=False
-        ) from None
+        raise credentials_failure(error) from None
     except ConfigError as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
     tab = port_sheet.tab

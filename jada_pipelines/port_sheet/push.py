@@ -16,7 +16,7 @@ import dagster as dg
 
 from jada_pipelines.agents.resources import TaskQueueResource
 from jada_pipelines.google_api.errors import CredentialsError
-from jada_pipelines.google_api.resources import GoogleCredentialsResource
+from jada_pipelines.google_api.resources import GoogleCredentialsResource, credentials_failure
 from jada_pipelines.port_sheet.resources import PortSheetSettings
 from jada_pipelines.port_sheet.tasks import port_sheet_tasks, requested_tasks
 
@@ -169,10 +169,7 @@ def port_sheet_status(
     try:
         result = _push(google, port_sheet, port_sheet_rows, wanted)
     except CredentialsError as error:
-        # allow_retries=False: the fix is in the description; nothing was written.
-        raise dg.Failure(
-            description=error.description, metadata=error.metadata, allow_retries=False
-        ) from None
+        raise credentials_failure(error) from None  # nothing was written
     except SheetChangedError as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
     plan = result.plan
