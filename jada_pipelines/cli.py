@@ -23,8 +23,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _load_dotenv() -> None:
+    # Like `dagster dev`, read ./.env so `jada` sees the same settings as the runs; the shell's own
+    # variables win, as they do for Dagster.
+    from dotenv import load_dotenv
+
+    load_dotenv(".env", override=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _load_dotenv()
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:

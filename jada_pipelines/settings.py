@@ -48,7 +48,8 @@ def dagster_home() -> Path:
     home = env("DAGSTER_HOME")
     if home is None:
         raise ConfigError(
-            "DAGSTER_HOME is not set: run through `make dev` / `make test`, or export DAGSTER_HOME=/path/to/home."
+            "DAGSTER_HOME is not set: export DAGSTER_HOME=$PWD/.dagster_home in the repository (the home `make dev`"
+            " uses), or the path your dagster-daemon runs with."
         )
     return Path(home)
 
