@@ -114,6 +114,17 @@ def test_retryable_failures_back_off_and_end_in_dead_letters_after_max_attempts(
     assert task_queue_backend.claim(worker="w", lease_seconds=LEASE) is None
 
 
+def test_only_a_transient_failure_waits_out_a_back_off_and_a_lost_attempt_is_due_again_at_once(
+    task_queue_backend,
+):
+    task_queue_backend.enqueue("t1", "x")
+    lease = task_queue_backend.claim(worker="w", lease_seconds=LEASE)
+    error = "run ended FAILURE before the session recorded an outcome"
+    assert task_queue_backend.fail(lease, error=error, retryable=True, outcome="lost") == "queued"
+    again = task_queue_backend.claim(worker="w", lease_seconds=LEASE)
+    assert (again.task_id, again.attempt) == ("t1", 2)
+
+
 def test_a_requeued_dead_letter_runs_again_without_reusing_an_attempt_number(task_queue_backend, queue_clock):
     task_queue_backend.enqueue("t1", "x", max_attempts=1)
     lease = task_queue_backend.claim(worker="w", lease_seconds=LEASE)

@@ -580,10 +580,12 @@ class DynamoDBTaskQueue:
         cost_usd: float = 0.0,
         outcome: str = "failed",
     ) -> str | None:
-        """Retryable: back to ``queued`` after a back-off, or ``dead`` when attempts ran out. Not retryable:
-        ``failed``, except a refusal, which is a dead letter for a person to read."""
+        """Retryable: back to ``queued``, or ``dead`` when attempts ran out. Not retryable: ``failed``, except a
+        refusal, which is a dead letter for a person to read. Only a ``transient`` failure (the API overloaded
+        or unreachable) waits out a back-off; a lost attempt is due again at once, as on SQLite."""
         check_outcome(outcome, ("failed", "transient", "refused", "lost"))
         now = self._clock()
+        due = now + retry_backoff(lease.attempt, self._retry_backoff_s) if outcome == "transient" else now
         if retryable:
             status = "dead" if lease.attempt >= lease.task.max_attempts else "queued"
         else:
@@ -592,7 +594,7 @@ class DynamoDBTaskQueue:
             "status": status,
             "last_error": error,
             "turns": turns,
-            "available_at": now + retry_backoff(lease.attempt, self._retry_backoff_s),
+            "available_at": due,
             "updated_at": now,
         }
         finished = self._finish(
