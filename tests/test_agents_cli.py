@@ -34,6 +34,17 @@ def test_add_without_an_id_makes_one(capsys):
     assert open_queue().get(out.strip()).prompt == "Do it"
 
 
+def test_add_takes_a_working_directory_and_a_priority(capsys, tmp_path):
+    run(capsys, "task", "add", "Low", "--id", "low")
+    code, _, _ = run(
+        capsys, "task", "add", "Urgent", "--id", "urgent", "--workdir", str(tmp_path), "--priority", "5"
+    )
+    assert code == 0
+    task = open_queue().get("urgent")
+    assert (task.workdir, task.priority) == (str(tmp_path), 5)
+    assert open_queue().claim(worker="w", lease_seconds=60).task_id == "urgent"
+
+
 def test_a_bad_task_is_a_one_line_error(capsys):
     code, _, err = run(capsys, "task", "add", "x", "--max-turns", "0")
     assert code == 2 and err.startswith("jada: max_turns=0") and err.count("\n") == 1

@@ -3,6 +3,9 @@ one session per claimed task, records its figures as run metadata, and fails the
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import dagster as dg
 import pytest
 
@@ -59,6 +62,26 @@ def test_agent_session_job_is_tagged_for_the_concurrency_limit_and_never_retried
     assert agent_session_job.tags == {"jada/agent-session": "1", "dagster/max_retries": "0"}
 
 
+def test_the_sensor_runs_by_default_every_30_seconds():
+    assert agent_task_sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    assert agent_task_sensor.minimum_interval_seconds == 30
+
+
+def test_an_api_still_rate_limited_after_the_sdk_retries_fails_the_run_and_requeues_with_a_back_off(
+    instance, anthropic_emulator
+):
+    open_queue().enqueue("t1", "x")
+    anthropic_emulator.script(*[api_error(429, retry_after_ms=1) for _ in range(3)])
+    (request,) = tick(instance).run_requests
+    result = launch(instance, request)
+    assert not result.success
+    failure = result.failure_data_for_node("agent_session").user_failure_data
+    assert "stayed unavailable" in failure.description and failure.metadata["api_retries"].value == 2
+    task = open_queue().get("t1")
+    assert (task.status, task.attempt) == ("queued", 1) and task.available_at > time.time() + 30
+    assert "backing off" in tick(instance).skip_message
+
+
 def test_a_finished_session_records_turns_tokens_and_cost_on_the_run(instance, anthropic_emulator):
     open_queue().enqueue("t1", "Say hi")
     anthropic_emulator.script(tool_use(), end_turn("Said hi."))
@@ -71,6 +94,10 @@ def test_a_finished_session_records_turns_tokens_and_cost_on_the_run(instance, a
     assert (metadata["input_tokens"].value, metadata["output_tokens"].value) == (200, 40)
     assert metadata["cost_usd"].value == pytest.approx((200 * 2 + 40 * 10) / 1e6)
     assert len(metadata["request_ids"].value) == 2
+    assert metadata["stop_reason"].value == "end_turn" and metadata["api_retries"].value == 0
+    assert (metadata["cache_write_tokens"].value, metadata["cache_read_tokens"].value) == (0, 0)
+    assert metadata["duration_s"].value > 0
+    assert Path(metadata["transcript"].value).read_text().count("\n") == 7
     task = open_queue().get("t1")
     assert (task.status, task.turns, task.summary, task.run_id) == ("done", 2, "Said hi.", result.run_id)
 

@@ -4,6 +4,7 @@ stop reason and API error into an outcome, hands off at the turn cap, and prices
 from __future__ import annotations
 
 import json
+import socket
 import threading
 
 import pytest
@@ -111,6 +112,8 @@ def test_thirty_tool_calls_reach_the_cap_then_one_handoff_call_and_the_next_atte
     warned = anthropic_emulator.requests[27].body["messages"][-1]["content"]
     assert "3 model calls remain" in warned[-1]["text"]
     assert result.handoff == handoff
+    # The uncounted handoff call too: caching is on for every request of the session.
+    assert all(r.body["cache_control"] == {"type": "ephemeral"} for r in anthropic_emulator.requests)
 
     queue.complete(
         lease,
@@ -150,11 +153,36 @@ def test_overloaded_twice_then_ok_succeeds_after_two_sdk_retries(anthropic_emula
     assert [r.status for r in anthropic_emulator.requests] == [529, 529, 200]
 
 
-def test_overload_that_outlasts_the_sdk_retries_is_transient(anthropic_emulator):
-    anthropic_emulator.script(fast_retry(529), fast_retry(529), fast_retry(529))
+@pytest.mark.parametrize(
+    ("status", "kind"), [(429, "rate_limit_error"), (500, "api_error"), (529, "overloaded_error")]
+)
+def test_a_rate_limit_server_error_or_overload_that_outlasts_the_sdk_retries_is_transient(
+    anthropic_emulator, status, kind
+):
+    anthropic_emulator.script(fast_retry(status), fast_retry(status), fast_retry(status))
     result = run_session(spec())
-    assert (result.outcome, result.status_code) == ("transient", 529)
-    assert "overloaded_error" in result.error
+    assert (result.outcome, result.status_code, result.api_retries) == ("transient", status, 2)
+    assert kind in result.error
+    assert len(result.request_ids) == 1 and result.request_ids[0].startswith("req_")
+
+
+def test_an_unreachable_api_is_transient_and_says_which_variable_to_check(monkeypatch):
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-must-not-leak")
+    result = run_session(spec(), max_retries=0)
+    assert (result.outcome, result.turns) == ("transient", 0)
+    assert "ANTHROPIC_BASE_URL" in result.error and "sk-ant-must-not-leak" not in result.error
+
+
+def test_a_cap_of_three_or_fewer_calls_is_still_warned_before_it_is_reached(anthropic_emulator):
+    anthropic_emulator.script(tool_use(), tool_use(), end_turn("{}"))
+    result = run_session(spec(max_turns=2))
+    assert result.outcome == "incomplete"
+    warned = anthropic_emulator.requests[1].body["messages"][-1]["content"]
+    assert "1 model calls remain" in warned[-1]["text"]
 
 
 @pytest.mark.parametrize("status", [400, 401, 403])

@@ -284,7 +284,8 @@ class ClaudeSession:
                 {"type": "text", "text": "Your reply was cut off at max_tokens; continue from there."}
             )
         turns_left = self.spec.max_turns - self.turns
-        if turns_left == WARN_TURNS_BEFORE_CAP:
+        # A cap of 3 or fewer is warned after the first call, so every capped session gets its warning.
+        if turns_left == min(WARN_TURNS_BEFORE_CAP, self.spec.max_turns - 1):
             content.append({"type": "text", "text": turn_cap_warning(turns_left)})
         if content:  # a pause_turn is resumed by sending the conversation back as it is
             self.messages.append({"role": "user", "content": content})
@@ -363,7 +364,10 @@ class ClaudeSession:
             self.transcript.write("error", status=exc.status_code, message=message)
             raise SessionError(outcome, message, exc.status_code) from None
         except anthropic.APIConnectionError as exc:
-            message = f"could not reach the Anthropic API ({type(exc).__name__}): {exc}"
+            message = (
+                f"could not reach the Anthropic API ({type(exc).__name__}): {exc} Check ANTHROPIC_BASE_URL "
+                "(unset means https://api.anthropic.com) and this machine's network or proxy."
+            )
             self.transcript.write("error", message=message)
             raise SessionError("transient", message) from None
         self.request_ids.append(reply._request_id or "")
