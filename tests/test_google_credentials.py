@@ -62,8 +62,13 @@ def test_no_configured_source_names_every_variable_to_set():
             "missing_fields",
             "client_secret, refresh_token",
         ),
+        (
+            '{"client_id": "x", "client_secret": "y", "refresh_token": "z", "scopes": 5}',
+            "malformed_json",
+            "'scopes' field that is a JSON int",
+        ),
     ],
-    ids=["missing", "not-json", "not-an-object", "client-file", "empty-fields"],
+    ids=["missing", "not-json", "not-an-object", "client-file", "empty-fields", "scopes-not-a-list"],
 )
 def test_a_bad_token_file_fails_before_any_call_to_google(
     google_emulator, google_token_file, content, kind, words
@@ -159,13 +164,16 @@ def test_a_transient_token_failure_that_clears_is_retried_into_success(google_em
     assert google_emulator.calls["token"] == 3
 
 
-def test_a_closed_port_is_transient(google_emulator, google_token_file):
+def test_a_closed_port_is_transient_and_names_the_address_and_the_variable_that_set_it(
+    google_emulator, google_token_file
+):
     google_emulator.stop()
 
     verdict = check_credentials(config=_config(attempts=2))
 
     assert verdict.kind == "transient"
-    assert "could not be reached" in verdict.description
+    assert f"token endpoint {google_emulator.token_uri} could not be reached" in verdict.description
+    assert "That address comes from JADA_GOOGLE_TOKEN_URI" in verdict.description
 
 
 def test_the_token_uri_in_the_file_cannot_redirect_the_refresh(
@@ -279,6 +287,19 @@ def test_no_access_to_the_sheet_fails_at_once_and_says_to_share_it(sheet, status
     assert caught.value.kind == "sheet_access"
     assert "share the sheet" in caught.value.description
     assert session.calls == 1
+
+
+def test_an_unreachable_sheets_api_is_transient_and_names_the_address_and_the_variable_that_set_it(sheet):
+    session = _sheets(attempts=2)
+    sheet.stop()
+
+    with pytest.raises(CredentialsError) as caught:
+        session.values_batch_get(PORT_SHEET_ID, [PORT_SHEET_TAB])
+
+    assert caught.value.kind == "transient"
+    assert f"Sheets API at {sheet.base_url} could not be reached" in caught.value.description
+    assert "That address comes from JADA_SHEETS_API_URL" in caught.value.description
+    assert session.calls == 2
 
 
 def test_an_expired_access_token_is_refreshed_once_and_the_call_goes_through(sheet):

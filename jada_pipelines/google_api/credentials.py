@@ -330,7 +330,7 @@ def _build(info: dict[str, Any], config: GoogleConfig, source: str) -> Credentia
         client_id=info["client_id"],
         client_secret=info["client_secret"],
         token_uri=config.token_uri,
-        scopes=_scopes(info) or [SHEETS_SCOPE],
+        scopes=_scopes(info, source) or [SHEETS_SCOPE],
     )
     return credentials
 
@@ -373,9 +373,18 @@ def _require_fields(info: dict[str, Any], fields: tuple[str, ...], source: str) 
         )
 
 
-def _scopes(info: dict[str, Any]) -> list[str]:
+def _scopes(info: dict[str, Any], source: str) -> list[str]:
     scopes = info.get("scopes") or []
-    return scopes.split() if isinstance(scopes, str) else [str(s) for s in scopes]
+    if isinstance(scopes, str):
+        return scopes.split()
+    if not isinstance(scopes, list):
+        # A hand-edited file; iterating a number would end the run in a bare TypeError.
+        raise CredentialsError(
+            "malformed_json",
+            f"The Google token in {source} has a 'scopes' field that is a JSON {type(scopes).__name__}, not a "
+            f"list of scope URLs. Re-create it with `{AUTH_COMMAND}`.",
+        )
+    return [str(s) for s in scopes]
 
 
 def _scope_error(source: str, scopes: list[str], which: str) -> CredentialsError:
@@ -389,7 +398,7 @@ def _scope_error(source: str, scopes: list[str], which: str) -> CredentialsError
 
 
 def _check_requested_scopes(info: dict[str, Any], source: str) -> None:
-    scopes = _scopes(info)
+    scopes = _scopes(info, source)
     if scopes and not WRITE_SCOPES & set(scopes):
         raise _scope_error(source, scopes, "requested")
 
@@ -448,18 +457,26 @@ def _refresh(credentials: Credentials, config: GoogleConfig) -> None:
     try:
         credentials.refresh(request)
     except (exceptions.RefreshError, exceptions.TransportError):
-        raise classify_token_response(request.status, request.body) from None
+        raise classify_token_response(request.status, request.body, endpoint=config.token_uri) from None
     finally:
         request.close()
 
 
-def classify_token_response(status: int | None, body: bytes | None) -> CredentialsError:
-    """The failure class of a token-endpoint answer (``status`` None: no answer, a network failure)."""
+def classify_token_response(
+    status: int | None, body: bytes | None, *, endpoint: str | None = None
+) -> CredentialsError:
+    """The failure class of a token-endpoint answer (``status`` None: no answer, a network failure).
+
+    ``endpoint`` (the token URI, never a secret) is named when there was no answer, with the variable that
+    set it if it is not Google's: a stale ``JADA_GOOGLE_TOKEN_URI`` looks just like a network outage.
+    """
     payload = _json_object(body)
     error = payload.get("error")
     if status is None:
         return transient_error(
-            "The Google token endpoint could not be reached (connection failed or timed out)."
+            f"The Google token endpoint{f' {endpoint}' if endpoint else ''} could not be reached "
+            "(connection failed or timed out)."
+            + endpoint_hint(endpoint, settings.DEFAULT_GOOGLE_TOKEN_URI, "JADA_GOOGLE_TOKEN_URI")
         )
     if error == "invalid_grant" and payload.get("error_subtype") in ("invalid_rapt", "rapt_required"):
         return CredentialsError(
@@ -509,6 +526,13 @@ def classify_token_response(status: int | None, body: bytes | None) -> Credentia
         f"Re-consent with `{AUTH_COMMAND}`; if it keeps failing, check the OAuth app in the Google Cloud console.",
         {"http_status": status, "oauth_error": str(error or "none")[:60]},
     )
+
+
+def endpoint_hint(endpoint: str | None, default: str, variable: str) -> str:
+    """For an endpoint that did not answer: which variable pointed there, when it is not Google's own."""
+    if endpoint is None or endpoint.rstrip("/") == default.rstrip("/"):
+        return ""
+    return f" That address comes from {variable}: check it, or unset it to use {default}."
 
 
 def transient_error(what: str, status: int | None = None) -> CredentialsError:

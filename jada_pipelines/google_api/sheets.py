@@ -16,6 +16,7 @@ from jada_pipelines.google_api.credentials import (
     GoogleConfig,
     RecordingRequest,
     classify_token_response,
+    endpoint_hint,
     transient_error,
 )
 from jada_pipelines.google_api.errors import CredentialsError
@@ -37,6 +38,7 @@ class SheetsSession:
         self.verdict = verdict
         self.calls = 0
         self._retry = config.retry
+        self._token_uri, self._sheets_api_url = config.token_uri, config.sheets_api_url
         # A 401 mid-run makes the session refresh again; record that answer too, so it is classified.
         self._token_request = RecordingRequest(config.timeout)
         session = AuthorizedSession(credentials, auth_request=self._token_request)
@@ -103,8 +105,14 @@ class SheetsSession:
             # gspread reports code -1 for a non-JSON body (an HTML 502), so take the status from the response.
             return classify_api_error(exc.response.status_code, exc.error, spreadsheet_id)
         if isinstance(exc, GoogleAuthError):
-            return classify_token_response(self._token_request.status, self._token_request.body)
-        return transient_error("The Google Sheets API could not be reached (connection failed or timed out).")
+            return classify_token_response(
+                self._token_request.status, self._token_request.body, endpoint=self._token_uri
+            )
+        return transient_error(
+            f"The Google Sheets API at {self._sheets_api_url} could not be reached (connection failed or timed "
+            "out)."
+            + endpoint_hint(self._sheets_api_url, settings.DEFAULT_SHEETS_API_URL, "JADA_SHEETS_API_URL")
+        )
 
 
 def _library_errors() -> tuple[type[Exception], ...]:
