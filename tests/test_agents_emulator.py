@@ -49,3 +49,24 @@ def test_scripted_errors_carry_their_type_and_retry_headers(anthropic_emulator):
     status, headers, body = post(anthropic_emulator.base_url, {"x-api-key": "k"})
     assert (status, headers["retry-after-ms"], body["error"]["type"]) == (529, "1", "overloaded_error")
     assert [r.status for r in anthropic_emulator.requests] == [429, 529]
+
+
+def test_a_tool_call_left_unanswered_is_a_400_as_in_the_api_and_keeps_the_script(anthropic_emulator):
+    anthropic_emulator.script(end_turn("scripted"))
+    call = {"type": "tool_use", "id": "toolu_1", "name": "bash", "input": {"command": "ls"}}
+    answer = {"type": "tool_result", "tool_use_id": "toolu_2", "content": "x"}
+    body = {
+        "model": "m",
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": [call]},
+            {"role": "user", "content": [answer]},
+        ],
+    }
+    status, _, error = post(anthropic_emulator.base_url, {"x-api-key": "k"}, body=body)
+    assert (status, error["error"]["type"]) == (400, "invalid_request_error")
+    assert "without `tool_result` blocks immediately after: toolu_1" in error["error"]["message"]
+
+    answer["tool_use_id"] = "toolu_1"
+    status, _, reply = post(anthropic_emulator.base_url, {"x-api-key": "k"}, body=body)
+    assert status == 200 and reply["content"][0]["text"] == "scripted"

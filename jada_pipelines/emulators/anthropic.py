@@ -5,7 +5,9 @@ respx cannot intercept, so a real local server is the faithful way to test). It 
 (query strings such as ``?beta=true`` are ignored) with the documented response shape: a ``request-id``
 header, ``usage`` in every reply, and errors as ``{"type": "error", "error": {"type", "message"},
 "request_id"}`` with ``retry-after`` / ``retry-after-ms`` where the API sends them. It accepts either
-``x-api-key`` or ``Authorization: Bearer`` and records every request.
+``x-api-key`` or ``Authorization: Bearer`` and records every request. Like the API, it answers 400
+``invalid_request_error`` when a ``tool_use`` is not answered by a ``tool_result`` with its id in the next
+message, so every emulator-backed test also checks that tool results go back with matching ids.
 
 Tests script the replies in order (``emulator.script(tool_use(...), end_turn("done"))``). With nothing
 scripted it plays a small demo agent chosen by a marker in the task's first user message:
@@ -164,6 +166,36 @@ def _first_user_text(body: dict) -> str:
     return " ".join(block.get("text", "") for block in content if isinstance(block, dict))
 
 
+def tool_pairing_error(body: dict) -> str | None:
+    """The API's 400 for a conversation whose tool calls are not answered in the very next user message
+    (every ``tool_use`` id needs a ``tool_result``, and no ``tool_result`` may name an unknown id); else None."""
+    messages = body.get("messages") or []
+    for i, message in enumerate(messages):
+        content = message.get("content") if isinstance(message, dict) else None
+        if message.get("role") != "assistant" or not isinstance(content, list) or i + 1 == len(messages):
+            continue
+        calls = [b.get("id") for b in content if isinstance(b, dict) and b.get("type") == "tool_use"]
+        following = messages[i + 1].get("content")
+        results = [
+            b.get("tool_use_id")
+            for b in (following if isinstance(following, list) else [])
+            if isinstance(b, dict) and b.get("type") == "tool_result"
+        ]
+        if missing := [call for call in calls if call not in results]:
+            return (
+                f"messages.{i + 1}: `tool_use` ids were found without `tool_result` blocks immediately after: "
+                f"{', '.join(missing)}. Each `tool_use` block must have a corresponding `tool_result` block in "
+                "the next message."
+            )
+        if unknown := [result for result in results if result not in calls]:
+            return (
+                f"messages.{i + 1}.content: unexpected `tool_use_id` found in `tool_result` blocks: "
+                f"{', '.join(unknown)}. Each `tool_result` block must have a corresponding `tool_use` block "
+                "in the previous message."
+            )
+    return None
+
+
 def demo_reply(body: dict) -> Reply:
     """The script-less behaviour used by ``make demo`` (see the module docstring)."""
     prompt = _first_user_text(body)
@@ -212,6 +244,8 @@ class AnthropicEmulator(LocalServer):
                 reply = api_error(401, "x-api-key header or Authorization: Bearer is required")
             elif path != MESSAGES_PATH:
                 reply = api_error(404, f"Not found: {path}")
+            elif (unpaired := tool_pairing_error(body)) is not None:
+                reply = api_error(400, unpaired)  # as the API does; the script is not consumed
             elif self._script:
                 reply = self._script.pop(0)
             else:
