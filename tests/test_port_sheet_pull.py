@@ -6,9 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pandas as pd
+import pytest
 
 from jada_pipelines.port_sheet.engine import KeyChanges, build_snapshot, key_changes
-from jada_pipelines.port_sheet.store import read_snapshot, write_snapshot
+from jada_pipelines.port_sheet.store import StoreError, read_snapshot, write_snapshot
 
 PULLED = datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
 TYPES = {"berths": "integer", "depth_m": "float", "open": "boolean", "surveyed": "datetime"}
@@ -129,3 +130,17 @@ def test_the_store_round_trips_a_snapshot_with_its_types(tmp_path):
     assert loaded.quarantined == snapshot.quarantined
     assert (loaded.header, loaded.key_column, loaded.pulled_at) == (HEADER, "id", PULLED)
     assert read_snapshot(tmp_path / "never-pulled.json") is None
+
+
+@pytest.mark.parametrize(
+    "content", ['{"header": [', "[]", '{"header": ["id"]}'], ids=["cut", "list", "no-dtypes"]
+)
+def test_an_unreadable_store_names_the_file_and_the_fix_instead_of_a_json_error(tmp_path, content):
+    path = tmp_path / "port_sheet_rows.json"
+    path.write_text(content)
+
+    with pytest.raises(StoreError) as caught:
+        read_snapshot(path)
+
+    assert str(path) in str(caught.value)
+    assert "The next pull of port_sheet_rows replaces it" in str(caught.value)

@@ -5,6 +5,7 @@ without a secret ever reaching the instance's event log."""
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -107,6 +108,33 @@ def test_a_second_pull_reports_the_keys_added_changed_and_removed_since_the_firs
 
     assert (metadata["keys_added"], metadata["keys_changed"], metadata["keys_removed"]) == (1, 1, 1)
     assert (metadata["added"], metadata["changed"], metadata["removed"]) == ("d", "a", "b")
+
+
+def test_an_unreadable_stored_snapshot_is_replaced_by_the_next_pull_with_a_warning(sheet):
+    stored = snapshot_path("port_sheet_rows")
+    stored.parent.mkdir(parents=True)
+    stored.write_text('{"header": [')
+
+    with dg.instance_for_test() as instance:
+        result = _pull(instance)
+        warnings = [r.user_message for r in instance.all_logs(result.run_id) if r.level == logging.WARNING]
+
+    assert result.success
+    assert _metadata(result)["keys_added"] == 3, "no baseline: every key is reported as added"
+    assert any(f"The stored port-sheet snapshot {stored} cannot be read" in w for w in warnings)
+    assert len(read_snapshot(stored).rows) == 3
+
+
+def test_a_downstream_step_fails_on_an_unreadable_stored_snapshot_with_the_fix():
+    stored = snapshot_path("port_sheet_rows")
+    stored.parent.mkdir(parents=True)
+    stored.write_text("[]")
+
+    with pytest.raises(dg.Failure) as caught:
+        PortSheetStore().load_input(dg.build_input_context(asset_key=dg.AssetKey("port_sheet_rows")))
+
+    assert caught.value.description.startswith(f"The stored port-sheet snapshot {stored} cannot be read")
+    assert "The next pull of port_sheet_rows replaces it" in caught.value.description
 
 
 def test_an_empty_sheet_with_a_header_is_a_valid_empty_result(google_emulator, google_token_file):

@@ -10,7 +10,7 @@ from jada_pipelines.google_api.errors import CredentialsError
 from jada_pipelines.google_api.resources import GoogleCredentialsResource, credentials_failure
 from jada_pipelines.port_sheet.resources import PortSheetSettings
 from jada_pipelines.port_sheet.snapshot import PortSheetSnapshot
-from jada_pipelines.port_sheet.store import read_snapshot, snapshot_path
+from jada_pipelines.port_sheet.store import StoreError, read_snapshot, snapshot_path
 from jada_pipelines.settings import ConfigError
 
 CREDENTIALS_CHECK = "google_credentials_fresh"
@@ -58,13 +58,23 @@ def port_sheet_rows(
         column_types=port_sheet.column_types,
         pulled_at=datetime.now(UTC),
     )
-    changes = key_changes(read_snapshot(snapshot_path(context.asset_key.path[-1])), snapshot)
+    changes = key_changes(_previous_snapshot(context), snapshot)
     context.log.info(
         f"Pulled {len(snapshot.rows)} rows from '{tab}' ({len(snapshot.quarantined)} quarantined): "
         f"{len(changes.added)} added, {len(changes.changed)} changed, {len(changes.removed)} removed."
     )
     yield dg.Output(snapshot, metadata=_pull_metadata(snapshot, changes, calls=session.calls, tab=tab))
     yield _credentials_check_result(session.verdict)
+
+
+def _previous_snapshot(context: AssetExecutionContext) -> PortSheetSnapshot | None:
+    """The last pull, the baseline of the change report; an unreadable one is no baseline, and this pull
+    replaces it (the sheet itself was read, so there is no reason to fail the sync)."""
+    try:
+        return read_snapshot(snapshot_path(context.asset_key.path[-1]))
+    except StoreError as error:
+        context.log.warning(str(error))
+        return None
 
 
 def _read_sheet(google: GoogleCredentialsResource, port_sheet: PortSheetSettings) -> tuple[Any, list[list]]:

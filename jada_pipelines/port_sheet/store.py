@@ -22,6 +22,10 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
+class StoreError(RuntimeError):
+    """A stored snapshot exists but cannot be read (truncated, hand-edited, or from an incompatible version)."""
+
+
 def snapshot_path(name: str) -> Path:
     return settings.data_dir() / "port_sheet" / f"{name}.json"
 
@@ -43,13 +47,24 @@ def write_snapshot(path: Path, snapshot: PortSheetSnapshot) -> None:
 
 
 def read_snapshot(path: Path) -> PortSheetSnapshot | None:
-    """The stored snapshot, or None when nothing was pulled yet."""
-    import pandas as pd
-
+    """The stored snapshot, or None when nothing was pulled yet; :class:`StoreError` when it cannot be read."""
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
+    try:
+        return _parse_snapshot(text)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise StoreError(
+            f"The stored port-sheet snapshot {path} cannot be read ({type(exc).__name__}: {str(exc)[:100]}). "
+            "The next pull of port_sheet_rows replaces it (and reports every key as added); or delete the file."
+        ) from None
+
+
+def _parse_snapshot(text: str) -> PortSheetSnapshot:
+    import pandas as pd
+
+    document = json.loads(text)
     dtypes: dict[str, str] = document["dtypes"]
     frame = pd.DataFrame(document["rows"], columns=list(dtypes), dtype=object)
     for name, dtype in dtypes.items():
@@ -95,7 +110,10 @@ class PortSheetStore(dg.IOManager):
 
     def load_input(self, context: dg.InputContext) -> PortSheetSnapshot:
         name = context.asset_key.path[-1]
-        snapshot = read_snapshot(snapshot_path(name))
+        try:
+            snapshot = read_snapshot(snapshot_path(name))
+        except StoreError as error:
+            raise dg.Failure(description=str(error), allow_retries=False) from None
         if snapshot is None:
             raise dg.Failure(
                 description=f"{name} has not been pulled yet (no {snapshot_path(name)}): "
