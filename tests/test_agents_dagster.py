@@ -204,6 +204,22 @@ def test_without_an_api_key_the_run_fails_naming_the_variable_and_the_task_waits
     assert task.status == "failed" and "ANTHROPIC_API_KEY" in task.last_error
 
 
+@pytest.mark.parametrize("value", ["thirty", "0"])
+def test_a_bad_turn_cap_setting_fails_the_run_naming_the_variable_and_sends_nothing(
+    instance, anthropic_emulator, monkeypatch, value
+):
+    monkeypatch.setenv("JADA_AGENT_MAX_TURNS", value)
+    open_queue().enqueue("t1", "x")
+    (request,) = tick(instance).run_requests
+    result = launch(instance, request)
+    assert not result.success
+    description = result.failure_data_for_node("agent_session").user_failure_data.description
+    assert description.startswith("JADA_AGENT_MAX_TURNS=")
+    task = open_queue().get("t1")
+    assert task.status == "failed" and "JADA_AGENT_MAX_TURNS" in task.last_error
+    assert anthropic_emulator.requests == []
+
+
 def test_model_and_turn_cap_come_from_the_task_then_the_resource_then_the_environment(monkeypatch):
     queue = open_queue()
     own = queue.enqueue("own", "x", max_turns=7).task

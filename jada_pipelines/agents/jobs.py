@@ -78,8 +78,8 @@ def agent_session(
     if task is None:
         raise dg.Failure(description=f"Task {config.task_id} is not in the queue.", allow_retries=False)
     lease = Lease(task.id, config.lease_token, task.attempt, task.lease_expires_at or 0.0, task)
-    spec = claude.spec_for(task)
     try:
+        spec = claude.spec_for(task)  # reads JADA_AGENT_MODEL and JADA_AGENT_MAX_TURNS
         claude.check_ready(spec)
     except settings.ConfigError as exc:
         # Every attempt would fail the same way: park the task as failed until a person fixes the setting.

@@ -81,7 +81,13 @@ class ClaudeSessionResource(dg.ConfigurableResource):
             return task.max_turns
         if self.max_turns is not None:
             return self.max_turns
-        return settings.env_int("JADA_AGENT_MAX_TURNS", settings.DEFAULT_AGENT_MAX_TURNS)
+        max_turns = settings.env_int("JADA_AGENT_MAX_TURNS", settings.DEFAULT_AGENT_MAX_TURNS)
+        if max_turns < 1:
+            raise settings.ConfigError(
+                f"JADA_AGENT_MAX_TURNS={max_turns} leaves a session no model call: set it to 1 or more "
+                f"(unset means {settings.DEFAULT_AGENT_MAX_TURNS})."
+            )
+        return max_turns
 
     def spec_for(self, task: Task) -> SessionSpec:
         return SessionSpec(
