@@ -53,6 +53,7 @@ def test_one_run_queues_the_work_and_writes_its_status_within_four_google_calls(
     metadata = run_sync()
     assert set(metadata) == {"port_sheet_rows", "port_sheet_tasks", "port_sheet_status"}
     assert metadata["port_sheet_tasks"]["enqueued"].value == 1
+    assert metadata["port_sheet_tasks"]["task_column"].value == "task"
     task = open_queue().get(task_id_for("a", "do a"))
     assert task.status == "queued" and task.source == "port_sheet:a"
     row = row_of(sheet, "a")
@@ -92,6 +93,15 @@ def test_editing_a_prompt_in_the_sheet_supersedes_the_old_task(sheet):
     assert queue.get(task_id_for("a", "do a")).status == "superseded"
     assert queue.get(task_id_for("a", "do a, differently")).status == "queued"
     assert column(row_of(sheet, "a"), "agent_status") == "queued"
+
+
+def test_a_sheet_without_its_task_column_says_so_in_the_tasks_metadata(sheet):
+    sheet.set_sheet(PORT_SHEET_ID, PORT_SHEET_TAB, [["id", "port", "Prompt", *DEFAULT_OWNED_COLUMNS], ["a"]])
+    metadata = run_sync()
+    assert metadata["port_sheet_tasks"]["requested"].value == 0
+    assert metadata["port_sheet_tasks"]["task_column"].value == (
+        "task (not in the header row: no row can ask for work)"
+    )
 
 
 def test_a_missing_owned_column_fails_its_check_naming_the_column_to_add(sheet):

@@ -112,18 +112,33 @@ def _open_sheet_tasks(queue: "TaskQueue") -> dict[str, list["Task"]]:
 
 @dg.asset(group_name="port_sheet", kinds={"python"})
 def port_sheet_tasks(
-    port_sheet_rows, port_sheet: PortSheetSettings, task_queue: TaskQueueResource
+    context: dg.AssetExecutionContext,
+    port_sheet_rows,
+    port_sheet: PortSheetSettings,
+    task_queue: TaskQueueResource,
 ) -> dg.MaterializeResult:
     """Agent work that people asked for in the port sheet: one queued task per row with a task cell.
 
     Re-pulling never enqueues twice; editing a prompt supersedes the row's unfinished task.
     """
+    task_column = port_sheet.task_column
+    column_note = task_column
+    if task_column not in port_sheet_rows.header:
+        # A sheet may ask for no work at all, so this is no failure; but a renamed column must not look
+        # like a quiet day.
+        column_note = f"{task_column} (not in the header row: no row can ask for work)"
+        context.log.warning(
+            f"The task column '{task_column}' is not in the port sheet's header row, so no row can ask for agent "
+            f"work. Add a '{task_column}' column to row 1, or set the port_sheet resource's task_column to the "
+            "header people type prompts under."
+        )
     requested = requested_tasks(
-        port_sheet_rows.rows, key_column=port_sheet_rows.key_column, task_column=port_sheet.task_column
+        port_sheet_rows.rows, key_column=port_sheet_rows.key_column, task_column=task_column
     )
     outcome = sync_tasks(task_queue.open(), requested)
     return dg.MaterializeResult(
         metadata={
+            "task_column": column_note,
             "requested": len(requested),
             "enqueued": len(outcome.enqueued),
             "already_known": len(outcome.already_known),
