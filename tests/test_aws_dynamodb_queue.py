@@ -6,9 +6,12 @@ stays SQLite-only because moto's conditional writes are not atomic under concurr
 
 from __future__ import annotations
 
+import socket
+
 import boto3
 import pytest
 
+from jada_pipelines import aws_clients
 from jada_pipelines.agents.dynamodb_queue import ATTEMPT_INDEX, COUNTER_KEY, STATUS_INDEX, DynamoDBTaskQueue
 from jada_pipelines.agents.queue import open_queue
 from jada_pipelines.settings import ConfigError
@@ -63,6 +66,27 @@ def test_a_missing_table_says_to_run_jada_queue_init(aws):
     assert isinstance(queue, DynamoDBTaskQueue)
     with pytest.raises(ConfigError, match="jada queue init"):
         queue.enqueue("t1", "x")
+
+
+def test_missing_aws_credentials_say_what_to_set(aws, monkeypatch):
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+
+    with pytest.raises(ConfigError, match="IAM role, or set AWS_PROFILE"):
+        DynamoDBTaskQueue(TABLE).get("t1")
+
+
+def test_an_unreachable_endpoint_names_it_and_what_to_check(monkeypatch):
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setattr(aws_clients, "_MAX_ATTEMPTS", 1)  # no retry back-off in a test
+
+    with pytest.raises(
+        ConfigError, match=f"Cannot reach DynamoDB at http://127.0.0.1:{port}.*AWS_ENDPOINT_URL"
+    ):
+        DynamoDBTaskQueue(TABLE).enqueue("t1", "x")
 
 
 def test_every_way_out_of_a_lease_gives_its_session_slot_back(queue, queue_clock):

@@ -178,11 +178,24 @@ class DynamoDBTaskQueue:
         return Task(**task)
 
     def _call(self, operation: str, **kwargs: Any) -> dict:
-        """One API call; a missing table becomes an error that says how to create it."""
-        from botocore.exceptions import ClientError
+        """One API call; a missing table, missing credentials or an unreachable endpoint become errors that
+        say what to do."""
+        from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
         try:
             return getattr(self._client, operation)(**kwargs)
+        except NoCredentialsError:
+            raise ConfigError(
+                f"No AWS credentials for the DynamoDB task queue {self.table!r} (JADA_TASK_QUEUE_URL): give this "
+                "machine or ECS task an IAM role, or set AWS_PROFILE (or AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY)."
+            ) from None
+        except EndpointConnectionError as exc:
+            raise ConfigError(
+                f"Cannot reach DynamoDB at {exc.kwargs.get('endpoint_url')} for the task queue {self.table!r} "
+                "after retries: check AWS_DEFAULT_REGION, AWS_ENDPOINT_URL if it is set, and this machine's "
+                "network."
+            ) from None
         except ClientError as exc:
             if error_code(exc) == "ResourceNotFoundException":
                 raise ConfigError(
