@@ -14,8 +14,12 @@ def test_definitions_load_with_no_environment():
     dg.Definitions.validate_loadable(defs)
 
 
-def test_loading_definitions_does_not_import_heavy_clients():
+def test_loading_definitions_needs_no_environment_no_network_and_no_heavy_client():
     code = (
+        # Any connection or name lookup while loading fails the load.
+        "import socket\n"
+        "def refuse(*a, **k): raise OSError('network used while loading the definitions')\n"
+        "socket.socket.connect = socket.socket.connect_ex = socket.getaddrinfo = socket.create_connection = refuse\n"
         "import sys, jada_pipelines.definitions as d; d.defs.get_repository_def();"
         "heavy=[m for m in ('anthropic','pandas','gspread','google.auth','boto3','slack_sdk') if m in sys.modules];"
         "print(','.join(heavy))"

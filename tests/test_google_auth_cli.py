@@ -151,6 +151,22 @@ def test_consent_can_store_the_token_in_secrets_manager(aws, google_emulator, cl
     assert (token["publishing_status"], token["client_id"]) == ("production", google_emulator.client_id)
 
 
+@pytest.mark.parametrize("field", ["client_id", "client_secret", "refresh_token"])
+def test_a_new_token_without_a_client_id_client_secret_or_refresh_token_is_refused(field):
+    from jada_pipelines.google_api.errors import CredentialsError
+    from jada_pipelines.google_api.oauth import validate_new_token
+
+    token = {"client_id": "c", "client_secret": "s", "refresh_token": "r", "scopes": [SHEETS_SCOPE]}
+    validate_new_token(token)  # complete: accepted
+
+    with pytest.raises(CredentialsError) as caught:
+        validate_new_token({**token, field: None})
+
+    assert caught.value.kind == "missing_fields"
+    assert f"lacks {field}" in caught.value.description
+    assert "myaccount.google.com/permissions" in caught.value.description
+
+
 @pytest.mark.parametrize(
     ("fault", "message"),
     [

@@ -3,6 +3,7 @@ within four Google calls; a rerun with nothing new writes nothing; quarantined r
 
 from __future__ import annotations
 
+import dagster as dg
 import pytest
 
 from jada_pipelines.agents.queue import open_queue
@@ -46,6 +47,17 @@ def row_of(emulator, key: str) -> list:
 
 def column(row: list, name: str):
     return row[HEADER.index(name)]
+
+
+def test_the_job_holds_the_three_assets_and_the_lineage_runs_rows_then_tasks_then_status():
+    rows, tasks, status = (
+        dg.AssetKey(name) for name in ("port_sheet_rows", "port_sheet_tasks", "port_sheet_status")
+    )
+    graph = defs.resolve_asset_graph()
+    assert graph.get(tasks).parent_keys == {rows}
+    assert graph.get(status).parent_keys == {rows, tasks}
+    job = defs.resolve_job_def("port_sheet_sync_job")
+    assert job.asset_layer.selected_asset_keys == {rows, tasks, status}
 
 
 def test_one_run_queues_the_work_and_writes_its_status_within_four_google_calls(sheet):
