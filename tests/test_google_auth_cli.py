@@ -204,6 +204,44 @@ def test_a_declined_consent_or_a_deleted_client_exits_with_the_fix(
     assert not token_path.exists()
 
 
+def test_an_output_path_that_is_a_directory_is_refused_before_the_consent(
+    google_emulator, client_secrets, tmp_path, capsys
+):
+    code = main(
+        ["auth", "google", "--client-secrets", str(client_secrets), "--testing", "--output", str(tmp_path)]
+    )
+
+    assert code == 2
+    assert f"{tmp_path} is a directory: pass --output" in capsys.readouterr().err
+    assert google_emulator.calls["token"] == 0
+
+
+def test_a_token_that_cannot_be_written_after_the_consent_exits_with_the_fix_not_a_traceback(
+    google_emulator, client_secrets, tmp_path, capsys
+):
+    (tmp_path / "not-a-folder").write_text("")
+    code, _, err = _consent(
+        capsys,
+        [
+            "auth",
+            "google",
+            "--client-secrets",
+            str(client_secrets),
+            "--testing",
+            "--no-browser",
+            "--port",
+            str(_free_port()),
+            "--output",
+            str(tmp_path / "not-a-folder" / "token.json"),
+        ],
+    )
+
+    assert code == 1
+    assert "the consent succeeded, but the token could not be stored in JADA_GOOGLE_TOKEN_FILE=" in err
+    assert "fix the destination and run the command again" in err
+    assert google_emulator.client_secret not in err
+
+
 def test_a_consent_nobody_answers_times_out_with_the_fix(client_secrets, tmp_path, capsys):
     code = main(
         [

@@ -77,9 +77,19 @@ def auth_google(args: argparse.Namespace) -> int:
             token_uri=settings.env("JADA_GOOGLE_TOKEN_URI"),
             timeout_seconds=args.timeout,
         )
-        store.save(token)
     except (CredentialsError, oauth.ConsentError) as error:
         print(f"jada auth google: {error.description}", file=sys.stderr)
+        return 1
+    try:
+        store.save(token)
+    except _save_errors() as exc:
+        # The message names the store and the failure, never the token.
+        detail = f"{type(exc).__name__}: {exc.strerror}" if isinstance(exc, OSError) else str(exc)
+        print(
+            f"jada auth google: the consent succeeded, but the token could not be stored in {store.describe()} "
+            f"({detail}). Nothing was written; fix the destination and run the command again.",
+            file=sys.stderr,
+        )
         return 1
     print(
         f"Stored the new Google token in {store.describe()} ({args.publishing_status}, scopes: {' '.join(token['scopes'])})."
@@ -107,7 +117,24 @@ def _target_store(args: argparse.Namespace) -> TokenStore:
         raise settings.ConfigError(
             "Where should the token go? Pass --output PATH or set JADA_GOOGLE_TOKEN_FILE."
         )
-    return FileTokenStore(path)
+    store = FileTokenStore(path)
+    # Checked before the consent, so a wrong path does not cost a second trip through the browser.
+    if store.path.is_dir():
+        raise settings.ConfigError(
+            f"{store.path} is a directory: pass --output (or set JADA_GOOGLE_TOKEN_FILE to) the token file's path, "
+            f"such as {store.path / 'google-token.json'}."
+        )
+    return store
+
+
+def _save_errors() -> tuple[type[Exception], ...]:
+    """What writing the token can raise: the file system, or Secrets Manager (AWS answered, or could not be
+    reached / had no credentials)."""
+    from botocore.exceptions import BotoCoreError
+
+    from jada_pipelines.google_api.secrets_manager import SecretStoreError
+
+    return (OSError, SecretStoreError, BotoCoreError)
 
 
 def auth_check(args: argparse.Namespace) -> int:
