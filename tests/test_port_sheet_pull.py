@@ -78,6 +78,26 @@ def test_rows_with_a_missing_key_a_duplicate_key_or_a_bad_value_are_quarantined_
     }
 
 
+@pytest.mark.parametrize(
+    ("column", "value", "reason"),
+    [
+        ("berths", 1e300, "1e+300 is too large for a whole-number column"),
+        ("berths", "99999999999999999999", "'99999999999999999999' is too large for a whole-number column"),
+        ("depth_m", "nan", "'nan' is not a number"),
+        ("depth_m", "-inf", "'-inf' is not a number"),
+        ("surveyed", "now", "'now' is not a date or time"),
+    ],
+)
+def test_a_value_pandas_would_accept_or_choke_on_quarantines_its_row_only(column, value, reason):
+    row = dict.fromkeys(HEADER, "")
+    row.update(id="b", **{column: value})
+
+    snapshot = _pull([HEADER, ["a", "Lisbon", 3], [row[name] for name in HEADER]])
+
+    assert list(snapshot.rows["id"]) == ["a"]
+    assert [(q.key, q.reason) for q in snapshot.quarantined] == [("b", f"column '{column}': {reason}")]
+
+
 def test_blank_rows_are_skipped_without_being_reported():
     snapshot = _pull([HEADER, ["a"], [], ["", None, ""], ["b"]])
 

@@ -7,6 +7,7 @@ sheet unusable (no header row, no key column) is recorded in ``problems``.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 ROW_NUMBER = "_row_number"
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 # Google Sheets counts dates as days since 1899-12-30 when read with UNFORMATTED_VALUE.
 _SHEETS_EPOCH = "1899-12-30"
 
@@ -55,21 +57,30 @@ def _as_integer(value: Any) -> int:
     if isinstance(value, bool):
         raise CellTypeError(f"{value!r} is not a whole number")
     if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
-        return int(value.strip())
-    raise CellTypeError(f"{_show(value)} is not a whole number")
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        number = int(value.strip())
+    else:
+        raise CellTypeError(f"{_show(value)} is not a whole number")
+    # The column is a pandas Int64: a larger number would fail the whole pull, not just this row.
+    if not _INT64_MIN <= number <= _INT64_MAX:
+        raise CellTypeError(f"{_show(value)} is too large for a whole-number column")
+    return number
 
 
 def _as_float(value: Any) -> float:
     if isinstance(value, bool):
         raise CellTypeError(f"{value!r} is not a number")
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError):
         raise CellTypeError(f"{_show(value)} is not a number") from None
+    # A sheet cell cannot hold NaN or infinity: these come from text such as "nan" or "inf".
+    if not math.isfinite(number):
+        raise CellTypeError(f"{_show(value)} is not a number")
+    return number
 
 
 def _as_boolean(value: Any) -> bool:
@@ -86,7 +97,11 @@ def _as_datetime(value: Any) -> Any:
     try:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return pd.Timestamp(_SHEETS_EPOCH, tz="UTC") + pd.Timedelta(days=value)
-        stamp = pd.Timestamp(str(value).strip())
+        text = str(value).strip()
+        # pandas reads "now" and "today" as the clock at the pull: a different value on every pull.
+        if text.lower() in ("now", "today"):
+            raise ValueError(text)
+        stamp = pd.Timestamp(text)
     except (ValueError, TypeError):
         raise CellTypeError(f"{_show(value)} is not a date or time") from None
     if stamp is pd.NaT:
