@@ -122,3 +122,19 @@ def test_an_unreadable_queue_is_reported_as_an_error_section_not_a_crash(healthy
     assert audit["sections"]["queue"]["severity"] == "ERROR"
     assert audit["sections"]["queue"]["summary"].startswith("Could not be read")
     assert audit["sections"]["disk"]["severity"] in ("OK", "WARN")
+
+
+def test_sessions_their_turn_cap_rate_and_the_cost_of_the_last_day_are_reported(healthy, capsys):
+    queue = open_queue()
+    for task_id in ("capped", "finished"):
+        queue.enqueue(task_id, "port the service")
+    for outcome in ("incomplete", "done"):
+        lease = queue.claim(worker="test", lease_seconds=60)
+        queue.complete(lease, outcome=outcome, turns=30, cost_usd=0.25, summary=None)
+
+    _, out = health(capsys, "--json")
+
+    sections = json.loads(out)["sections"]
+    sessions, cost = sections["sessions"], sections["cost_24h"]
+    assert sessions["by_outcome"] == {"incomplete": 1, "done": 1} and sessions["turn_capped"] == 1
+    assert (cost["usd"], cost["turns"]) == (0.5, 60)
