@@ -87,6 +87,17 @@ def test_a_quarantined_row_gets_its_reason_and_keeps_every_other_cell(sheet):
     assert column(row_of(sheet, "b"), "sync_issue") == ""
 
 
+def test_rows_sharing_a_key_each_get_the_reason_in_sync_issue_and_nothing_else(sheet):
+    sheet.append_row(PORT_SHEET_ID, PORT_SHEET_TAB, ["b", "Porto again", "do b"])
+    run_sync()
+    values = sheet.sheet_values(PORT_SHEET_ID, PORT_SHEET_TAB)
+    rows = [row + [""] * (len(HEADER) - len(row)) for row in values[1:] if row[0] == "b"]
+    assert [row[:4] for row in rows] == [["b", "Porto", "", ""], ["b", "Porto again", "do b", ""]]
+    assert [column(row, "sync_issue") for row in rows] == [
+        "the key 'b' appears on rows 3, 5: give each row its own key"
+    ] * 2
+
+
 def test_a_second_run_with_nothing_new_makes_no_write_call(sheet):
     run_sync()
     sheet.reset_counters()

@@ -146,6 +146,27 @@ def test_missing_and_duplicated_keys_are_reported_and_not_written():
     assert [item["range"] for item in plan.body["data"]] == ["'Ports'!C3"]
 
 
+def test_a_key_on_several_rows_gets_only_its_every_row_cells_on_each_of_them():
+    plan = plan_push(
+        wanted(
+            {
+                "twice": {"agent_status": None, "sync_issue": "the key 'twice' appears on rows 2, 4"},
+                "copied": {"agent_status": "done", "sync_issue": "was fine at the pull"},
+            }
+        ),
+        sheet(
+            ("twice", "", "", ""), ("copied", "", "", ""), ("twice", "kept", 7, ""), ("copied", "", "", "")
+        ),
+        tab="Ports",
+        key_column="id",
+        every_row_columns=["sync_issue"],
+    )
+    assert plan.duplicate_keys == ["twice", "copied"]
+    assert [(item["range"], item["values"]) for item in plan.body["data"]] == [
+        ("'Ports'!F2:F5", [["the key 'twice' appears on rows 2, 4"], ["was fine at the pull"]] * 2)
+    ]
+
+
 def test_an_owned_column_missing_from_the_header_is_reported_not_invented():
     plan = plan_push(
         wanted({"a": {"agent_status": "done", "agent_summary": "did it"}}),

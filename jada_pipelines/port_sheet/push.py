@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from jada_pipelines.port_sheet.sync import PushPlan
 
 SUMMARY_CHARS = 200
+# The owned column that says why the pull quarantined a row.
+SYNC_ISSUE = "sync_issue"
 # Keys listed in a check's metadata; the description gives the counts.
 LISTED_KEYS = 50
 
@@ -74,10 +76,10 @@ def wanted_cells(
         task = queue.get(task_id)
         rows[key] = task_cells(task) if task is not None else {}
     for key in _valid_keys(snapshot):
-        rows.setdefault(key, {})["sync_issue"] = ""
+        rows.setdefault(key, {})[SYNC_ISSUE] = ""
     for row in snapshot.quarantined:
         if row.key is not None:
-            rows.setdefault(str(row.key), {})["sync_issue"] = row.reason
+            rows.setdefault(str(row.key), {})[SYNC_ISSUE] = row.reason
     # Columns the pipeline has no value for (an owned column with another name) come out all-NaN: left alone.
     return pd.DataFrame.from_dict(rows, orient="index", dtype=object).reindex(columns=list(owned_columns))
 
@@ -120,7 +122,8 @@ def push_status(
     )
     sheet = parse_read(response.get("valueRanges", []), expected_header=header, columns=columns)
     started, started_cpu = time.perf_counter(), time.process_time()
-    plan = plan_push(wanted, sheet, tab=tab, key_column=key_column)
+    # A duplicated key's reason is the same for each of its rows, so it goes on all of them.
+    plan = plan_push(wanted, sheet, tab=tab, key_column=key_column, every_row_columns=[SYNC_ISSUE])
     diff_seconds, diff_cpu_seconds = time.perf_counter() - started, time.process_time() - started_cpu
     if plan.body is not None:
         session.values_batch_update(spreadsheet_id, plan.body)
@@ -235,7 +238,7 @@ def _rows_check(plan: "PushPlan") -> dg.AssetCheckResult:
         check_name="port_sheet_status_rows_located",
         passed=not problems,
         severity=dg.AssetCheckSeverity.WARN,
-        description=("; ".join(problems) + ". Those rows were not written.")
+        description=("; ".join(problems) + ". Those rows got no agent status.")
         if problems
         else "Every row was found by its key.",
         metadata={

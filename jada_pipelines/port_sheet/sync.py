@@ -141,13 +141,21 @@ def parse_read(
     )
 
 
-def plan_push(wanted: pd.DataFrame, sheet: SheetColumns, *, tab: str, key_column: str) -> PushPlan:
+def plan_push(
+    wanted: pd.DataFrame,
+    sheet: SheetColumns,
+    *,
+    tab: str,
+    key_column: str,
+    every_row_columns: Sequence[str] = (),
+) -> PushPlan:
     """Plan one RAW, typed write of the wanted cells that differ from the sheet, each on its key's current row.
 
     ``wanted`` is indexed by key text and has one column per owned column to sync; a missing value there
     (None/NaN) leaves the cell alone. Keys that are missing from the sheet or on several rows now, and wanted
-    columns missing from its header, are reported and not written. Nothing else is ever written: no row is
-    added, deleted, moved or cleared.
+    columns missing from its header, are reported and not written, except that a key on several rows gets
+    its ``every_row_columns`` cells (the quarantine reason: the same for each of those rows) on every one of
+    them. Nothing else is ever written: no row is added, deleted, moved or cleared.
     """
     missing_columns = [name for name in wanted.columns if name not in sheet.header]
     columns = sorted(
@@ -160,10 +168,23 @@ def plan_push(wanted: pd.DataFrame, sheet: SheetColumns, *, tab: str, key_column
     unique = keys[keys.notna() & ~keys.isin(duplicated)]
     offsets = pd.Index(unique.to_numpy()).get_indexer(wanted.index)
     found = offsets >= 0
-    located = wanted.index[found]
+    wanted_rows = np.flatnonzero(found)
     sheet_offsets = unique.index.to_numpy()[offsets[found]]
+    shared = [position for position, name in enumerate(columns) if name in every_row_columns]
+    if shared and duplicated:
+        # Each (wanted row, sheet row) pair of a key that sits on several rows: only its shared cells are set.
+        pairs = [
+            (wanted.index.get_loc(key), offset)
+            for key in wanted.index.intersection(list(duplicated))
+            for offset in np.flatnonzero((keys == key).to_numpy())
+        ]
+        wanted_rows = np.r_[wanted_rows, [w for w, _ in pairs]].astype(np.int64)
+        sheet_offsets = np.r_[sheet_offsets, [o for _, o in pairs]].astype(np.int64)
 
-    wanted_cells = wanted.loc[located, columns].to_numpy(dtype=object)
+    wanted_cells = wanted[columns].to_numpy(dtype=object)[wanted_rows]
+    others = [position for position in range(len(columns)) if position not in shared]
+    if shared and duplicated and others:
+        wanted_cells[np.ix_(np.arange(found.sum(), len(wanted_rows)), others)] = None
     sheet_cells = np.empty_like(wanted_cells)
     for position, name in enumerate(columns):
         sheet_cells[:, position] = np.asarray(sheet.cells[name], dtype=object)[sheet_offsets]
