@@ -158,6 +158,20 @@ def test_rows_people_insert_and_sort_between_the_pull_and_the_push_keep_their_co
     assert "agent_turns" in column(row_of(sheet, "c"), "sync_issue")
 
 
+def test_a_row_deleted_and_a_people_cell_edited_between_the_pull_and_the_push_are_kept(sheet):
+    def person_edits(emulator):
+        emulator.set_cell(PORT_SHEET_ID, PORT_SHEET_TAB, "B2", "Lisboa")  # row a, a people-owned cell
+        emulator.delete_row(PORT_SHEET_ID, PORT_SHEET_TAB, 3)  # row b: c moves up from row 4 to row 3
+
+    sheet.before("batch_get", lambda emulator: emulator.before("batch_get", person_edits))
+    run_sync()
+    values = sheet.sheet_values(PORT_SHEET_ID, PORT_SHEET_TAB)
+    assert [row[0] for row in values[1:]] == ["a", "c"], "no row was added where b or c used to be"
+    assert row_of(sheet, "a")[:2] == ["a", "Lisboa"]
+    assert column(row_of(sheet, "a"), "agent_status") == "queued"
+    assert "agent_turns" in column(row_of(sheet, "c"), "sync_issue")
+
+
 def test_a_header_renamed_between_the_pull_and_the_push_fails_the_run_without_writing(sheet):
     def rename(emulator):
         emulator.set_cell(PORT_SHEET_ID, PORT_SHEET_TAB, "D1", "status (people)")
