@@ -44,6 +44,22 @@ def client_secrets(google_emulator, tmp_path, monkeypatch):
     return path
 
 
+def _auth_google(client_secrets, status: str, *extra: str, port: int | None = None) -> list[str]:
+    """`jada auth google` argv for a headless consent on a free fixed port, plus ``extra`` options."""
+    port = port or _free_port()
+    return [
+        "auth",
+        "google",
+        "--client-secrets",
+        str(client_secrets),
+        status,
+        "--no-browser",
+        "--port",
+        str(port),
+        *extra,
+    ]
+
+
 def _consent(capsys, argv: list[str]) -> tuple[int, str, str]:
     """Run `jada auth google` in a thread and play the browser: open the printed URL, follow the redirect."""
     result: dict[str, int] = {}
@@ -73,18 +89,7 @@ def test_consent_stores_a_0600_token_with_consent_time_and_publishing_status(
     port = _free_port()
     code, out, _ = _consent(
         capsys,
-        [
-            "auth",
-            "google",
-            "--client-secrets",
-            str(client_secrets),
-            "--testing",
-            "--no-browser",
-            "--port",
-            str(port),
-            "--output",
-            str(token_path),
-        ],
+        _auth_google(client_secrets, "--testing", "--output", str(token_path), port=port),
     )
 
     assert code == 0
@@ -105,18 +110,7 @@ def test_consent_that_does_not_grant_the_sheets_scope_is_refused_and_nothing_is_
     token_path = tmp_path / "token.json"
     code, _, err = _consent(
         capsys,
-        [
-            "auth",
-            "google",
-            "--client-secrets",
-            str(client_secrets),
-            "--production",
-            "--no-browser",
-            "--port",
-            str(_free_port()),
-            "--output",
-            str(token_path),
-        ],
+        _auth_google(client_secrets, "--production", "--output", str(token_path)),
     )
 
     assert code == 1
@@ -129,20 +123,9 @@ def test_consent_can_store_the_token_in_secrets_manager(aws, google_emulator, cl
 
     code, out, _ = _consent(
         capsys,
-        [
-            "auth",
-            "google",
-            "--client-secrets",
-            str(client_secrets),
-            "--production",
-            "--no-browser",
-            "--port",
-            str(_free_port()),
-            "--store",
-            "secretsmanager",
-            "--secret-id",
-            "jada/google-token",
-        ],
+        _auth_google(
+            client_secrets, "--production", "--store", "secretsmanager", "--secret-id", "jada/google-token"
+        ),
     )
 
     assert code == 0
@@ -185,18 +168,7 @@ def test_a_declined_consent_or_a_deleted_client_exits_with_the_fix(
 
     code, _, err = _consent(
         capsys,
-        [
-            "auth",
-            "google",
-            "--client-secrets",
-            str(client_secrets),
-            "--testing",
-            "--no-browser",
-            "--port",
-            str(_free_port()),
-            "--output",
-            str(token_path),
-        ],
+        _auth_google(client_secrets, "--testing", "--output", str(token_path)),
     )
 
     assert code == 1
@@ -222,18 +194,7 @@ def test_a_token_that_cannot_be_written_after_the_consent_exits_with_the_fix_not
     (tmp_path / "not-a-folder").write_text("")
     code, _, err = _consent(
         capsys,
-        [
-            "auth",
-            "google",
-            "--client-secrets",
-            str(client_secrets),
-            "--testing",
-            "--no-browser",
-            "--port",
-            str(_free_port()),
-            "--output",
-            str(tmp_path / "not-a-folder" / "token.json"),
-        ],
+        _auth_google(client_secrets, "--testing", "--output", str(tmp_path / "not-a-folder" / "token.json")),
     )
 
     assert code == 1
@@ -244,20 +205,7 @@ def test_a_token_that_cannot_be_written_after_the_consent_exits_with_the_fix_not
 
 def test_a_consent_nobody_answers_times_out_with_the_fix(client_secrets, tmp_path, capsys):
     code = main(
-        [
-            "auth",
-            "google",
-            "--client-secrets",
-            str(client_secrets),
-            "--testing",
-            "--no-browser",
-            "--port",
-            str(_free_port()),
-            "--timeout",
-            "0.2",
-            "--output",
-            str(tmp_path / "t.json"),
-        ]
+        _auth_google(client_secrets, "--testing", "--timeout", "0.2", "--output", str(tmp_path / "t.json"))
     )
 
     assert code == 1
