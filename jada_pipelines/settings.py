@@ -44,6 +44,28 @@ def env_int(name: str, default: int) -> int:
         ) from None
 
 
+def env_positive_int(name: str, default: int) -> int:
+    value = env_int(name, default)
+    if value < 1:
+        raise ConfigError(f"{name}={value} must be 1 or more; unset means {default}.")
+    return value
+
+
+def env_float(name: str, default: float) -> float:
+    raw = env(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ConfigError(
+            f"{name}={raw!r} is not a positive number of seconds; set it to a number such as {default:g}."
+        )
+    return value
+
+
 def dagster_home() -> Path:
     home = env("DAGSTER_HOME")
     if home is None:
@@ -55,11 +77,30 @@ def dagster_home() -> Path:
 
 
 def data_dir() -> Path:
-    """``JADA_DATA_DIR``, else ``$DAGSTER_HOME/jada``; created on first use."""
+    """``JADA_DATA_DIR``, else ``$DAGSTER_HOME/jada``; created on first use, readable by its owner only (it
+    holds the task queue, transcripts and the sessions' working directories)."""
     raw = env("JADA_DATA_DIR")
     path = Path(raw) if raw else dagster_home() / "jada"
-    path.mkdir(parents=True, exist_ok=True)
+    if not path.is_dir():
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.chmod(0o700)  # mkdir's mode is masked by the umask
     return path
+
+
+def workdir_roots() -> list[Path]:
+    """``JADA_AGENT_WORKDIR_ROOTS`` (``:``-separated), else the data directory's ``workdirs/``: the only places a
+    task's working directory may lie."""
+    raw = env("JADA_AGENT_WORKDIR_ROOTS")
+    if raw is None:
+        return [data_dir() / "workdirs"]
+    roots = [Path(part).expanduser() for part in raw.split(os.pathsep) if part.strip()]
+    relative = [str(root) for root in roots if not root.is_absolute()]
+    if relative:
+        raise ConfigError(
+            f"JADA_AGENT_WORKDIR_ROOTS holds relative paths ({', '.join(relative)}); use absolute paths "
+            "separated by ':'."
+        )
+    return [root.resolve() for root in roots]
 
 
 def webserver_url() -> str:

@@ -34,15 +34,41 @@ def test_add_without_an_id_makes_one(capsys):
     assert open_queue().get(out.strip()).prompt == "Do it"
 
 
-def test_add_takes_a_working_directory_and_a_priority(capsys, tmp_path):
+def test_add_takes_a_working_directory_and_a_priority(capsys, tmp_path, monkeypatch):
+    repos = tmp_path / "repos"
+    (repos / "app").mkdir(parents=True)
+    monkeypatch.setenv("JADA_AGENT_WORKDIR_ROOTS", str(repos))
+    monkeypatch.chdir(repos)
     run(capsys, "task", "add", "Low", "--id", "low")
-    code, _, _ = run(
-        capsys, "task", "add", "Urgent", "--id", "urgent", "--workdir", str(tmp_path), "--priority", "5"
-    )
+    # A relative --workdir is resolved where the task is added, not where the run worker happens to start.
+    code, _, _ = run(capsys, "task", "add", "Urgent", "--id", "urgent", "--workdir", "app", "--priority", "5")
     assert code == 0
     task = open_queue().get("urgent")
-    assert (task.workdir, task.priority) == (str(tmp_path), 5)
+    assert (task.workdir, task.priority) == (str(repos / "app"), 5)
     assert open_queue().claim(worker="w", lease_seconds=60).task_id == "urgent"
+
+
+def test_a_workdir_outside_the_allowed_roots_or_missing_and_a_bad_id_are_refused(
+    capsys, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("JADA_AGENT_WORKDIR_ROOTS", str(tmp_path / "repos"))
+    (tmp_path / "repos").mkdir()
+    for workdir in ("/", str(tmp_path), str(tmp_path / "repos" / ".." / "elsewhere")):
+        code, _, err = run(capsys, "task", "add", "x", "--id", "w1", "--workdir", workdir)
+        assert code == 2 and "outside the allowed roots" in err and "JADA_AGENT_WORKDIR_ROOTS" in err
+    code, _, err = run(
+        capsys, "task", "add", "x", "--id", "w1", "--workdir", str(tmp_path / "repos" / "nope")
+    )
+    assert code == 2 and "does not exist" in err
+    monkeypatch.delenv("JADA_AGENT_WORKDIR_ROOTS")
+    code, _, err = run(capsys, "task", "add", "x", "--id", "w1", "--workdir", str(tmp_path / "repos"))
+    assert (
+        code == 2 and "outside the allowed roots" in err
+    )  # the default root is the data directory's workdirs/
+    for bad_id in ("../../x", "/tmp/x"):
+        code, _, err = run(capsys, "task", "add", "x", "--id", bad_id)
+        assert code == 2 and "letters, digits, '.', '_' or '-'" in err
+    assert open_queue().list() == []
 
 
 def test_a_bad_task_is_a_one_line_error(capsys):

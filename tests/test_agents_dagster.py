@@ -18,6 +18,12 @@ from jada_pipelines.emulators.anthropic import api_error, end_turn, refusal, too
 RESOURCES = {"task_queue": TaskQueueResource(), "claude": ClaudeSessionResource()}
 
 
+@pytest.fixture(autouse=True)
+def api_key(monkeypatch):
+    """The sensor claims nothing without a key (every session would fail); tests with the emulator replace it."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-placeholder-for-the-sensor")
+
+
 @pytest.fixture
 def instance():
     with dg.DagsterInstance.ephemeral() as instance:
@@ -47,7 +53,7 @@ def test_the_sensor_claims_at_most_five_tasks_and_then_says_every_slot_is_busy(i
     requests = result.run_requests
     assert len(requests) == 5
     assert requests[0].run_key == "task:t0:attempt:1"
-    assert requests[0].tags == {TASK_ID_TAG: "t0", ATTEMPT_TAG: "1"}
+    assert requests[0].tags == {TASK_ID_TAG: "t0", ATTEMPT_TAG: "1", "dagster/max_runtime": "7800"}
     assert set(requests[0].run_config["ops"]["agent_session"]["config"]) == {"task_id", "lease_token"}
     busy = tick(instance)
     assert isinstance(busy, dg.SkipReason)
@@ -59,7 +65,11 @@ def test_an_empty_queue_is_a_readable_skip(instance):
 
 
 def test_agent_session_job_is_tagged_for_the_concurrency_limit_and_never_retried_by_dagster():
-    assert agent_session_job.tags == {"jada/agent-session": "1", "dagster/max_retries": "0"}
+    assert agent_session_job.tags == {
+        "jada/agent-session": "1",
+        "dagster/max_retries": "0",
+        "dagster/max_runtime": "7800",  # the session's 2 h wall-clock limit plus 10 min
+    }
 
 
 def test_the_sensor_runs_by_default_every_30_seconds():
@@ -192,8 +202,14 @@ def test_without_an_api_key_the_run_fails_naming_the_variable_and_the_task_waits
     instance, monkeypatch
 ):
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
-    open_queue().enqueue("t1", "x")
-    (request,) = tick(instance).run_requests
+    queue = open_queue()
+    queue.enqueue("t1", "x")
+    # The sensor sees it first: it claims nothing, so no attempt is spent while the key is missing.
+    skip = tick(instance)
+    assert isinstance(skip, dg.SkipReason) and "ANTHROPIC_API_KEY is not set" in skip.skip_message
+    assert (queue.get("t1").status, queue.get("t1").attempt) == ("queued", 0)
+    # A run that starts anyway (the key removed between the claim and the run) parks the task for a person.
+    request = run_request_for(queue.claim(worker="test", lease_seconds=60))
     result = launch(instance, request)
     assert not result.success
     assert (

@@ -28,8 +28,10 @@ def test_a_duplicate_enqueue_is_a_no_op_that_says_so(task_queue_backend):
 def test_bad_input_is_refused_with_a_reason(task_queue_backend):
     with pytest.raises(QueueError, match="empty prompt"):
         task_queue_backend.enqueue("t1", "  ")
-    with pytest.raises(QueueError, match="run key"):
-        task_queue_backend.enqueue("a:b", "x")
+    # Ids become a directory, a transcript path and part of the run key: nothing that could name another path.
+    for bad_id in ("a:b", "../../x", "/etc/x", "a/b", "a b", "-x", ".hidden", "x" * 129, "é"):
+        with pytest.raises(QueueError, match=r"not allowed: use 1 to 128 letters, digits"):
+            task_queue_backend.enqueue(bad_id, "x")
     with pytest.raises(QueueError, match="max_turns"):
         task_queue_backend.enqueue("t2", "x", max_turns=0)
     assert task_queue_backend.list() == []

@@ -349,7 +349,7 @@ class DynamoDBTaskQueue:
     ) -> EnqueueResult:
         from botocore.exceptions import ClientError
 
-        validate_enqueue(task_id, prompt, max_turns, max_attempts)
+        workdir = validate_enqueue(task_id, prompt, max_turns, max_attempts, workdir)
         now = self._clock()
         values = {
             **dict.fromkeys(_TASK_FIELDS),

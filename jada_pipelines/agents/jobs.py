@@ -14,8 +14,19 @@ from jada_pipelines import settings
 from jada_pipelines.agents.attempt import AttemptOutcome, LeaseLost, execute_attempt
 from jada_pipelines.agents.queue import Lease
 from jada_pipelines.agents.resources import ClaudeSessionResource, TaskQueueResource
+from jada_pipelines.agents.runner import DEFAULT_SESSION_MAX_SECONDS
+from jada_pipelines.agents.sandbox import sandbox_status
 
 TASK_ID_TAG = "jada/task-id"
+# Dagster's own limit on a run (enforced by run monitoring, on in dagster.yaml): the session's wall-clock limit
+# plus room for the handoff call and recording, so a worker hung outside the session loop frees its slot too.
+MAX_RUNTIME_MARGIN_SECONDS = 600
+
+
+def max_runtime_tag(session_max_seconds: float) -> str:
+    return str(int(session_max_seconds + MAX_RUNTIME_MARGIN_SECONDS))
+
+
 ATTEMPT_TAG = "jada/attempt"
 SESSION_OP = "agent_session"
 
@@ -27,11 +38,13 @@ class AgentSessionConfig(dg.Config):
     )
 
 
-def session_metadata(outcome: AttemptOutcome, *, model: str, max_turns: int) -> dict:
-    """What the run page shows for a session: turns, outcome, tokens, cost, time, retries, request ids."""
+def session_metadata(outcome: AttemptOutcome, *, model: str, max_turns: int, sandbox: str) -> dict:
+    """What the run page shows for a session: turns, outcome, tokens, cost, time, retries, request ids, and the
+    sandbox its commands ran in."""
     result = outcome.result
     usage = result.usage
     return {
+        "sandbox": sandbox,
         "outcome": result.outcome,
         "task_status": outcome.task_status or "unknown (lease lost)",
         "turns": result.turns,
@@ -47,6 +60,8 @@ def session_metadata(outcome: AttemptOutcome, *, model: str, max_turns: int) -> 
         "api_retries": result.api_retries,
         "request_ids": dg.MetadataValue.json(result.request_ids),
         "transcript": dg.MetadataValue.path(str(result.transcript_path)),
+        **({"limit": result.limit} if result.limit else {}),
+        **({"error": dg.MetadataValue.text(result.error)} if result.error else {}),
         **({"handoff": dg.MetadataValue.json(result.handoff)} if result.handoff else {}),
         **({"summary": dg.MetadataValue.text(result.summary)} if result.summary else {}),
     }
@@ -61,6 +76,7 @@ FAILURE_TEXT = {
     "the queue with a back-off (status: {status}).",
     "refused": "The model refused the task ({error}). It is a dead letter for a person to review; "
     "`jada task requeue {task_id}` after changing the prompt.",
+    "limit": "The session was ended by a limit: {error}",
     "lost": "The session stopped because this run lost the task's lease (expired, cancelled or superseded); "
     "another attempt may own it now.",
 }
@@ -98,7 +114,10 @@ def agent_session(
         )
     except LeaseLost as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
-    metadata = session_metadata(outcome, model=spec.model, max_turns=spec.max_turns)
+    sandbox = sandbox_status()
+    if sandbox.mode == "off":
+        context.log.warning(sandbox.summary)
+    metadata = session_metadata(outcome, model=spec.model, max_turns=spec.max_turns, sandbox=sandbox.summary)
     result = outcome.result
     if result.outcome in ("done", "incomplete"):
         context.log.info(
@@ -106,7 +125,7 @@ def agent_session(
         )
         yield dg.Output(None, metadata=metadata)
         return
-    text = FAILURE_TEXT[result.outcome].format(
+    text = FAILURE_TEXT["limit" if result.limit else result.outcome].format(
         error=result.error, task_id=task.id, status=outcome.task_status
     )
     raise dg.Failure(description=text, metadata=metadata, allow_retries=False)
@@ -116,7 +135,11 @@ def agent_session(
     description="One Claude session for one claimed agent task (launched by agent_task_sensor).",
     # One op: running it in the run worker itself saves a second Python start per session.
     executor_def=dg.in_process_executor,
-    tags={settings.AGENT_SESSION_TAG: "1", "dagster/max_retries": "0"},
+    tags={
+        settings.AGENT_SESSION_TAG: "1",
+        "dagster/max_retries": "0",
+        "dagster/max_runtime": max_runtime_tag(DEFAULT_SESSION_MAX_SECONDS),
+    },
 )
 def agent_session_job():
     agent_session()

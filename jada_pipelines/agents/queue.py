@@ -21,7 +21,9 @@ Statuses (``STATUSES``):
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from jada_pipelines import settings
@@ -173,17 +175,49 @@ class QueueError(ValueError):
     """A bad argument or queue URL; the message says what is wrong and what to do."""
 
 
-def validate_enqueue(task_id: str, prompt: str, max_turns: int | None, max_attempts: int) -> None:
-    """Reject input no backend should store; shared so both backends say the same thing."""
+# Task ids become a directory name, a transcript path and part of a Dagster run key: letters and digits
+# first, then letters, digits, '.', '_' or '-', 128 characters at most.
+TASK_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def validate_task_id(task_id: str) -> None:
     if not task_id or not task_id.strip():
         raise QueueError(
             "The task id is empty: give an id such as 'fix-login-bug', or leave it out to get one."
         )
-    if ":" in task_id:
+    if not TASK_ID_PATTERN.fullmatch(task_id):
         raise QueueError(
-            f"The task id {task_id!r} contains ':', which the Dagster run key task:<id>:attempt:<n> reserves; "
-            "use letters, digits, '-', '_' or '.'."
+            f"The task id {task_id!r} is not allowed: use 1 to 128 letters, digits, '.', '_' or '-', starting "
+            "with a letter or digit (no '/', ':' or spaces), e.g. 'fix-login-bug'."
         )
+
+
+def resolve_workdir(workdir: str | None) -> str | None:
+    """The absolute working directory for a task, checked when it is added: an existing directory under one of
+    ``JADA_AGENT_WORKDIR_ROOTS`` (default: the data directory's ``workdirs/``). ``None`` stays ``None`` (the
+    session then works in ``workdirs/<id>``)."""
+    if workdir is None:
+        return None
+    path = Path(workdir).expanduser().resolve()  # a relative path is taken from where the task is added
+    roots = settings.workdir_roots()
+    if not any(path.is_relative_to(root.resolve()) for root in roots):
+        raise QueueError(
+            f"The working directory {path} is outside the allowed roots ({', '.join(map(str, roots))}): move "
+            "it under one of them, or add its parent to JADA_AGENT_WORKDIR_ROOTS (':'-separated)."
+        )
+    if not path.is_dir():
+        raise QueueError(
+            f"The working directory {path} does not exist: create it first, or leave --workdir out."
+        )
+    return str(path)
+
+
+def validate_enqueue(
+    task_id: str, prompt: str, max_turns: int | None, max_attempts: int, workdir: str | None = None
+) -> str | None:
+    """Reject input no backend should store; shared so both backends say the same thing. Returns the
+    task's working directory resolved (see ``resolve_workdir``)."""
+    validate_task_id(task_id)
     if not prompt or not prompt.strip():
         raise QueueError(f"Task {task_id!r} has an empty prompt: say what the agent should do.")
     if max_turns is not None and max_turns < 1:
@@ -192,6 +226,10 @@ def validate_enqueue(task_id: str, prompt: str, max_turns: int | None, max_attem
         )
     if max_attempts < 1:
         raise QueueError(f"max_attempts={max_attempts} for task {task_id!r} must be 1 or more.")
+    try:
+        return resolve_workdir(workdir)
+    except settings.ConfigError as exc:
+        raise QueueError(str(exc)) from None
 
 
 def check_outcome(outcome: str, allowed: tuple[str, ...]) -> None:

@@ -17,6 +17,7 @@ from jada_pipelines.agents.prices import price_for
 from jada_pipelines.agents.runner import (
     DEFAULT_API_TIMEOUT_S,
     SessionSpec,
+    check_workdir,
     default_workdir,
     require_api_credentials,
     run_session,
@@ -68,9 +69,10 @@ class ClaudeSessionResource(dg.ConfigurableResource):
     )
     max_retries: int = Field(default=2, description="SDK retries of 429/5xx/529 and network errors per call.")
     api_timeout_seconds: float = Field(default=DEFAULT_API_TIMEOUT_S, description="Timeout of one API call.")
-    command_timeout_seconds: float = Field(
-        default=DEFAULT_COMMAND_TIMEOUT_S,
-        description="Timeout of one bash command; its process group is killed.",
+    command_timeout_seconds: float | None = Field(
+        default=None,
+        description="Timeout of one bash command; its sandbox is killed. None: "
+        f"$JADA_AGENT_COMMAND_TIMEOUT_SECONDS, else {DEFAULT_COMMAND_TIMEOUT_S:g}.",
     )
 
     def resolved_model(self) -> str:
@@ -101,9 +103,16 @@ class ClaudeSessionResource(dg.ConfigurableResource):
         )
 
     def check_ready(self, spec: SessionSpec) -> None:
-        """Raise ConfigError, naming the variable, when no session could start: no API key, unpriced model."""
+        """Raise ConfigError, naming the variable, when no session could start: no API key, unpriced model, a
+        working directory outside the allowed roots, or no sandbox (bubblewrap missing or unusable)."""
+        from jada_pipelines.agents.sandbox import sandbox_status
+
         require_api_credentials()
         price_for(spec.model)
+        check_workdir(spec.workdir)
+        problem = sandbox_status().problem
+        if problem:
+            raise settings.ConfigError(problem)
 
     def run(self, spec: SessionSpec, stop: threading.Event) -> SessionResult:
         return run_session(

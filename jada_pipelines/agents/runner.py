@@ -17,6 +17,7 @@ extra call, not counted and with ``tool_choice: none``, asks for a JSON handoff;
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from jada_pipelines import settings
 from jada_pipelines.agents.prices import Usage, cost_usd, price_for
-from jada_pipelines.agents.tools import Toolbox, ToolResult
+from jada_pipelines.agents.tools import Toolbox, ToolResult, WorkdirFull
 
 if TYPE_CHECKING:
     import anthropic
@@ -34,6 +35,9 @@ if TYPE_CHECKING:
 WARN_TURNS_BEFORE_CAP = 3
 DEFAULT_MAX_TOKENS = 8192
 DEFAULT_API_TIMEOUT_S = 300.0
+# A session's wall-clock limit (JADA_AGENT_SESSION_MAX_SECONDS); agent_session_job's dagster/max_runtime is a
+# little longer, so Dagster ends a run whose worker hangs outside the loop.
+DEFAULT_SESSION_MAX_SECONDS = 7200.0
 HANDOFF_KEYS = ("done", "next_steps", "failed_approaches", "files_touched")
 # Statuses the API will not accept again however often it is retried.
 PERMANENT_STATUSES = {400, 401, 403, 404, 413, 422}
@@ -96,6 +100,8 @@ class SessionResult:
     handoff: dict | None = None
     error: str | None = None
     status_code: int | None = None
+    # Which limit ended the session, when one did: "workdir" (disk) or "wall_clock".
+    limit: str | None = None
 
 
 class SessionError(Exception):
@@ -109,6 +115,23 @@ class SessionError(Exception):
 
 def default_workdir(task_id: str) -> Path:
     return settings.data_dir() / "workdirs" / task_id
+
+
+def session_max_seconds() -> float:
+    return settings.env_float("JADA_AGENT_SESSION_MAX_SECONDS", DEFAULT_SESSION_MAX_SECONDS)
+
+
+def check_workdir(workdir: Path) -> None:
+    """A session only ever works under JADA_AGENT_WORKDIR_ROOTS, whatever the queue holds (a task added before
+    the roots changed, or through another backend)."""
+    resolved = workdir.expanduser().resolve()
+    roots = settings.workdir_roots()
+    if not any(resolved.is_relative_to(root.resolve()) for root in roots):
+        raise settings.ConfigError(
+            f"The task's working directory {resolved} is outside JADA_AGENT_WORKDIR_ROOTS "
+            f"({', '.join(map(str, roots))}); add its parent there, or `jada task add` it again with a "
+            "--workdir under one of them."
+        )
 
 
 def transcript_path(task_id: str, attempt: int) -> Path:
@@ -150,8 +173,9 @@ class Transcript:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = path.open("w")
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Transcripts hold the prompt and every tool result: readable by their owner only.
+        self._file = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w")
 
     def write(self, kind: str, **data) -> None:
         self._file.write(json.dumps({"ts": time.time(), "kind": kind, **data}, default=str) + "\n")
@@ -252,11 +276,24 @@ class ClaudeSession:
         )
 
     def _loop(self) -> SessionResult:
+        try:
+            return self._turns()
+        except WorkdirFull as exc:
+            return self._result("failed", None, error=str(exc), limit="workdir")
+
+    def _past_deadline(self) -> bool:
+        deadline = self.toolbox.deadline
+        return deadline is not None and time.monotonic() >= deadline
+
+    def _turns(self) -> SessionResult:
+        reply = None
         while True:
             if self.stop.is_set():
                 return self._result(
                     "lost", None, error="the session was stopped: its lease was lost or withdrawn"
                 )
+            if reply is not None and self._past_deadline():
+                return self._hand_off(reply, answered=True, limit="wall_clock")
             reply = self._call()
             self.turns += 1
             stop_reason = reply.stop_reason
@@ -309,20 +346,25 @@ class ClaudeSession:
             "is_error": outcome.is_error,
         }
 
-    def _hand_off(self, reply) -> SessionResult:
-        """At the cap: answer pending tool calls as not executed, then one uncounted call for a JSON handoff."""
-        content = [
-            {
-                "type": "tool_result",
-                "tool_use_id": block.id,
-                "content": "not executed: the turn cap was reached",
-                "is_error": True,
-            }
-            for block in reply.content
-            if block.type == "tool_use"
-        ]
-        content.append({"type": "text", "text": HANDOFF_REQUEST})
-        self.messages.append({"role": "user", "content": content})
+    def _hand_off(self, reply, *, answered: bool = False, limit: str | None = None) -> SessionResult:
+        """At the cap (or the wall-clock limit): answer pending tool calls as not executed, then one uncounted
+        call for a JSON handoff. ``answered``: the reply's tool calls already have their results in the last
+        user message, which then carries the request."""
+        if answered and self.messages[-1]["role"] == "user":
+            self.messages[-1]["content"].append({"type": "text", "text": HANDOFF_REQUEST})
+        else:
+            content = [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": block.id,
+                    "content": "not executed: the turn cap was reached",
+                    "is_error": True,
+                }
+                for block in reply.content
+                if block.type == "tool_use"
+            ]
+            content.append({"type": "text", "text": HANDOFF_REQUEST})
+            self.messages.append({"role": "user", "content": content})
         try:
             # tool_choice none rather than no tools: the history holds tool_use blocks, which need the tool list.
             final = self._call(tool_choice={"type": "none"})
@@ -331,7 +373,12 @@ class ClaudeSession:
         except SessionError as exc:
             handoff = parse_handoff("", self.toolbox.files_touched)
             error = f"the handoff call failed: {exc}"
-        return self._result("incomplete", reply.stop_reason, handoff=handoff, error=error)
+        if limit == "wall_clock":
+            reached = (
+                "the session reached its wall-clock limit (JADA_AGENT_SESSION_MAX_SECONDS) and handed off"
+            )
+            error = f"{reached}; {error}" if error else reached
+        return self._result("incomplete", reply.stop_reason, handoff=handoff, error=error, limit=limit)
 
     def _call(self, **extra):
         """One Messages API call, recorded in the transcript; API errors become SessionError."""
@@ -397,11 +444,12 @@ def run_session(
     command_timeout_s: float | None = None,
 ) -> SessionResult:
     """Build the client, toolbox and transcript for ``spec`` and run the session to its outcome."""
+    check_workdir(spec.workdir)
+    deadline = time.monotonic() + session_max_seconds()
     retry_counter = RetryCounter()
     client = build_client(max_retries=max_retries, timeout_s=api_timeout_s, retry_counter=retry_counter)
-    toolbox = Toolbox(spec.workdir, stop=stop or threading.Event())
-    if command_timeout_s is not None:
-        toolbox.command_timeout_s = command_timeout_s
+    overrides = {} if command_timeout_s is None else {"command_timeout_s": command_timeout_s}
+    toolbox = Toolbox.from_env(spec.workdir, stop=stop or threading.Event(), deadline=deadline, **overrides)
     try:
         session = ClaudeSession(
             spec,

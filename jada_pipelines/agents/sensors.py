@@ -7,9 +7,17 @@ dagster.yaml limits runs tagged ``jada/agent-session`` to 5 (so runs launched fr
 import dagster as dg
 
 from jada_pipelines import settings
-from jada_pipelines.agents.jobs import ATTEMPT_TAG, SESSION_OP, TASK_ID_TAG, agent_session_job
+from jada_pipelines.agents.jobs import (
+    ATTEMPT_TAG,
+    SESSION_OP,
+    TASK_ID_TAG,
+    agent_session_job,
+    max_runtime_tag,
+)
 from jada_pipelines.agents.queue import LEASED, Lease, QueueStats, TaskQueue
 from jada_pipelines.agents.resources import TaskQueueResource
+from jada_pipelines.agents.runner import require_api_credentials, session_max_seconds
+from jada_pipelines.agents.sandbox import sandbox_status
 
 # The claim's lease covers the wait in Dagster's run queue and the run worker's start; the run then
 # heartbeats a shorter session lease. A claim whose run never starts comes back after this long.
@@ -24,13 +32,28 @@ def sensor_interval_seconds() -> int:
     return settings.env_int("JADA_AGENT_SENSOR_INTERVAL_SECONDS", 30)
 
 
-def run_request_for(lease: Lease) -> dg.RunRequest:
+def run_request_for(lease: Lease, *, max_runtime: str | None = None) -> dg.RunRequest:
     return dg.RunRequest(
         # The attempt is in the key: a re-queued task must get a new run, a repeated tick must not.
         run_key=f"task:{lease.task_id}:attempt:{lease.attempt}",
         run_config={"ops": {SESSION_OP: {"config": {"task_id": lease.task_id, "lease_token": lease.token}}}},
-        tags={TASK_ID_TAG: lease.task_id, ATTEMPT_TAG: str(lease.attempt)},
+        tags={
+            TASK_ID_TAG: lease.task_id,
+            ATTEMPT_TAG: str(lease.attempt),
+            **({"dagster/max_runtime": max_runtime} if max_runtime else {}),
+        },
     )
+
+
+def why_no_session_can_run() -> str | None:
+    """A sentence naming the fix when every session would fail before its first model call (no API key, no
+    sandbox, a malformed setting): the sensor then claims nothing, so no attempt is spent."""
+    try:
+        require_api_credentials()
+        session_max_seconds()
+    except settings.ConfigError as exc:
+        return str(exc)
+    return sandbox_status().problem
 
 
 def _run_for(instance: dg.DagsterInstance, task_id: str, attempt: int):
@@ -95,7 +118,11 @@ def agent_task_sensor(context: dg.SensorEvaluationContext, task_queue: TaskQueue
     moved = reconcile(queue, context.instance)
     for line in moved:
         context.log.info(f"Run ended without an outcome: {line}.")
+    blocked = why_no_session_can_run()
+    if blocked:
+        return dg.SkipReason(f"No task was claimed: {blocked}")
     leases = claim_for_free_slots(queue)
     if not leases:
         return dg.SkipReason(idle_reason(queue.stats(), moved))
-    return dg.SensorResult(run_requests=[run_request_for(lease) for lease in leases])
+    max_runtime = max_runtime_tag(session_max_seconds())
+    return dg.SensorResult(run_requests=[run_request_for(lease, max_runtime=max_runtime) for lease in leases])

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import secrets
 import sqlite3
 import time
@@ -134,6 +135,8 @@ class SQLiteTaskQueue:
         self._clock = clock
         self._retry_backoff_s = retry_backoff_s
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # The queue holds every prompt and lease token: readable by its owner only, created that way.
+        os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         self.init()
 
     # -- plumbing -------------------------------------------------------------------------------------------
@@ -187,7 +190,7 @@ class SQLiteTaskQueue:
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         source: str | None = None,
     ) -> EnqueueResult:
-        validate_enqueue(task_id, prompt, max_turns, max_attempts)
+        workdir = validate_enqueue(task_id, prompt, max_turns, max_attempts, workdir)
         now = self._clock()
         with self._transaction() as conn:
             row = conn.execute(

@@ -1,32 +1,60 @@
 """The client tools a session may use: Anthropic's bash tool and text editor, run in the task's working directory.
 
-What confines them, and what does not:
-- The text editor resolves every path (symlinks included) and refuses any outside the working directory.
-- Bash starts in the working directory with HOME set to it, a per-command timeout (the whole process group is
-  killed) and an output cap. Its environment is built from an allow-list, so no API key, Google, Slack or AWS
-  secret reaches the model's commands. Bash is not a sandbox: a command can still ``cd /``. Run the code
-  location as an unprivileged user, in a container or VM, when tasks come from people you do not trust.
-- Each bash command runs in a fresh shell, so ``cd`` and variables do not carry over between calls (files do);
-  the model is told so in the tool result of a ``restart``.
+The model's commands are untrusted: whoever edits the port sheet's ``task`` column starts a session. So:
+- Every bash command runs in a fresh bubblewrap sandbox (``sandbox.py``): only the working directory is
+  writable, nothing else of the host is visible, no network unless ``JADA_AGENT_NETWORK=host``, and the
+  environment is built from an allow-list, so no API key, Google, Slack, AWS or Postgres secret reaches it.
+- Limits hold whatever the command does: a timeout (and a stopped session) ends the whole sandbox and the
+  call returns within a second or two of its deadline, pipe or no pipe; output is read as it arrives into a
+  bounded head-and-tail buffer and the command is stopped past a byte limit; file size, processes and memory
+  are ``setrlimit`` limits; the working directory's size is checked after each command (``WorkdirFull``).
+- The text editor runs in-process: it resolves every path (symlinks included), refuses any outside the
+  working directory, and refuses files over a size limit instead of reading them into memory.
+- Each bash command runs in a fresh shell, so ``cd``, variables and background processes do not carry over
+  between calls (files do); the model is told so in the tool result of a ``restart``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import selectors
 import signal
 import subprocess
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from jada_pipelines import settings
+from jada_pipelines.agents.sandbox import Rlimits, SandboxPolicy, bwrap_argv
 
 BASH_TOOL = {"type": "bash_20250124", "name": "bash"}
 EDITOR_NAME = "str_replace_based_edit_tool"
 DEFAULT_COMMAND_TIMEOUT_S = 120.0
+# Characters of a command's output (or a view) that go back to the model.
 DEFAULT_OUTPUT_LIMIT = 30_000
+# Bytes of output a command may print before it is stopped (JADA_AGENT_MAX_OUTPUT_MB).
+DEFAULT_OUTPUT_MAX_BYTES = 8 * 1024 * 1024
+# The largest file the editor opens (JADA_AGENT_EDITOR_MAX_KB).
+DEFAULT_EDITOR_MAX_BYTES = 1024 * 1024
+# The working directory's disk use that ends the session (JADA_AGENT_WORKDIR_MAX_MB).
+DEFAULT_WORKDIR_MAX_MB = 2048
+DEFAULT_TMP_SIZE_MB = 256
 # Variables bash may inherit; everything else (API keys, tokens, cloud credentials) stays out.
 SAFE_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM")
-# How often a running command checks whether the session was told to stop (lease lost).
-_STOP_POLL_S = 0.5
+# Commits made in the working directory need an identity; the sandbox has no ~/.gitconfig.
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "jada agent",
+    "GIT_AUTHOR_EMAIL": "agent@jada.invalid",
+    "GIT_COMMITTER_NAME": "jada agent",
+    "GIT_COMMITTER_EMAIL": "agent@jada.invalid",
+}
+# How often a running command checks its deadline and whether the session was told to stop.
+_POLL_S = 0.2
+# After a kill, how long to wait for bwrap to go (the kernel ends the sandbox's PID namespace with it).
+_REAP_S = 2.0
+_READ_CHUNK = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -35,10 +63,14 @@ class ToolResult:
     is_error: bool = False
 
 
+class WorkdirFull(Exception):
+    """The working directory grew past its limit: the session ends, and the task waits for a person."""
+
+
 def scrubbed_environment(workdir: Path) -> dict[str, str]:
     env = {name: os.environ[name] for name in SAFE_ENV if name in os.environ}
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
-    env.update(HOME=str(workdir), PWD=str(workdir))
+    env.update(GIT_IDENTITY, HOME=str(workdir), PWD=str(workdir), TMPDIR="/tmp")
     return env
 
 
@@ -47,6 +79,59 @@ def truncate(text: str, limit: int) -> str:
         return text
     half = limit // 2
     return f"{text[:half]}\n… [{len(text) - limit} characters cut: output is capped at {limit}] …\n{text[-half:]}"
+
+
+class HeadTail:
+    """Keeps the first and last ``keep`` bytes of a stream, however long it is; memory stays bounded."""
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.total = 0
+
+    def add(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        room = self.keep - len(self.head)
+        if room > 0:
+            self.head += chunk[:room]
+            chunk = chunk[room:]
+        if chunk:
+            self.tail += chunk
+            if len(self.tail) > 2 * self.keep:  # trim in batches, not on every chunk
+                del self.tail[: len(self.tail) - self.keep]
+
+    def text(self) -> str:
+        tail = self.tail[-self.keep :] if len(self.tail) > self.keep else self.tail
+        cut = self.total - len(self.head) - len(tail)
+        head_text = self.head.decode(errors="replace")
+        if cut <= 0:
+            return head_text + tail.decode(errors="replace")
+        return (
+            f"{head_text}\n… [{cut} bytes of output cut: the result keeps the first and last {self.keep} bytes] …"
+            f"\n{tail.decode(errors='replace')}"
+        )
+
+
+def directory_size(path: Path) -> int:
+    """Bytes of disk the tree under ``path`` uses (blocks, so a sparse file counts what it really takes)."""
+    total = 0
+    stack = [str(path)]
+    while stack:
+        try:
+            entries = os.scandir(stack.pop())
+        except OSError:
+            continue
+        with entries:
+            for entry in entries:
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                total += st.st_blocks * 512
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+    return total
 
 
 @dataclass
@@ -58,10 +143,47 @@ class Toolbox:
     output_limit: int = DEFAULT_OUTPUT_LIMIT
     stop: threading.Event = field(default_factory=threading.Event)
     files_touched: list[str] = field(default_factory=list)
+    sandbox: str = "bwrap"  # or "off": JADA_AGENT_SANDBOX=off
+    network: bool = False  # JADA_AGENT_NETWORK=host
+    rlimits: Rlimits = field(default_factory=Rlimits)
+    output_max_bytes: int = DEFAULT_OUTPUT_MAX_BYTES
+    editor_max_bytes: int = DEFAULT_EDITOR_MAX_BYTES
+    workdir_max_bytes: int = DEFAULT_WORKDIR_MAX_MB * 1024 * 1024
+    tmp_size_mb: int = DEFAULT_TMP_SIZE_MB
+    # time.monotonic() past which no command may run (the session's wall-clock limit); None: no limit.
+    deadline: float | None = None
 
     def __post_init__(self) -> None:
         self.workdir = Path(self.workdir).resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def from_env(cls, workdir: Path, **overrides) -> Toolbox:
+        """A toolbox with the limits the JADA_AGENT_* settings give (see docs/agents.md, "Sandbox")."""
+        from jada_pipelines.agents.sandbox import network_mode, sandbox_mode
+
+        mb = 1024 * 1024
+        values = dict(
+            sandbox=sandbox_mode(),
+            network=network_mode() == "host",
+            rlimits=Rlimits.from_env(),
+            output_max_bytes=settings.env_positive_int(
+                "JADA_AGENT_MAX_OUTPUT_MB", DEFAULT_OUTPUT_MAX_BYTES // mb
+            )
+            * mb,
+            editor_max_bytes=settings.env_positive_int(
+                "JADA_AGENT_EDITOR_MAX_KB", DEFAULT_EDITOR_MAX_BYTES // 1024
+            )
+            * 1024,
+            workdir_max_bytes=settings.env_positive_int("JADA_AGENT_WORKDIR_MAX_MB", DEFAULT_WORKDIR_MAX_MB)
+            * mb,
+            tmp_size_mb=settings.env_positive_int("JADA_AGENT_TMP_MB", DEFAULT_TMP_SIZE_MB),
+            command_timeout_s=settings.env_float(
+                "JADA_AGENT_COMMAND_TIMEOUT_SECONDS", DEFAULT_COMMAND_TIMEOUT_S
+            ),
+        )
+        values.update(overrides)
+        return cls(workdir, **values)
 
     def definitions(self) -> list[dict]:
         """The tool list for the request; it stays byte-identical across calls so the prompt cache hits."""
@@ -72,51 +194,119 @@ class Toolbox:
 
     def run(self, name: str, tool_input: dict) -> ToolResult:
         if name == "bash":
-            return self.bash(tool_input)
+            result = self.bash(tool_input)
+            self.check_disk()
+            return result
         if name == EDITOR_NAME:
-            return self.edit(tool_input)
+            result = self.edit(tool_input)
+            self.check_disk()
+            return result
         return ToolResult(f"Unknown tool {name!r}: only bash and {EDITOR_NAME} exist here.", is_error=True)
+
+    def check_disk(self) -> None:
+        used = directory_size(self.workdir)
+        if used > self.workdir_max_bytes:
+            raise WorkdirFull(
+                f"the working directory {self.workdir} uses {used / 2**20:.1f} MB, over JADA_AGENT_WORKDIR_MAX_MB="
+                f"{self.workdir_max_bytes // 2**20}; the session was ended. Free space in it (or raise the "
+                "limit), then `jada task requeue` the task."
+            )
 
     # -- bash -----------------------------------------------------------------------------------------------
 
+    def command_argv(self, command: str) -> list[str]:
+        env = scrubbed_environment(self.workdir)
+        if self.sandbox == "off":
+            return [*self.rlimits.prlimit_argv(), "bash", "-c", command]
+        policy = SandboxPolicy(
+            workdir=self.workdir,
+            env=env,
+            network=self.network,
+            tmp_size_mb=self.tmp_size_mb,
+            rlimits=self.rlimits,
+        )
+        return bwrap_argv(policy, command)
+
     def bash(self, tool_input: dict) -> ToolResult:
         if tool_input.get("restart"):
-            return ToolResult("Every command already runs in a fresh shell in the working directory.")
+            return ToolResult(
+                "Every command already runs in a fresh shell in the working directory; background processes "
+                "end with the command that started them."
+            )
         command = tool_input.get("command")
         if not isinstance(command, str) or not command.strip():
             return ToolResult("The bash tool needs a non-empty 'command'.", is_error=True)
+        timeout = self.command_timeout_s
+        if self.deadline is not None:
+            timeout = min(timeout, self.deadline - time.monotonic())
+            if timeout <= 0:
+                return ToolResult("not executed: the session's wall-clock limit was reached", is_error=True)
         process = subprocess.Popen(
-            ["bash", "-c", command],
+            self.command_argv(command),
             cwd=self.workdir,
+            # bwrap itself gets the allow-listed environment too: its process inside the sandbox (PID 1) keeps
+            # the environment it was started with, readable in the sandbox's /proc/1/environ.
             env=scrubbed_environment(self.workdir),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # so a timeout can kill everything the command started
+            start_new_session=True,  # so a kill reaches bwrap (and, unsandboxed, everything in its group)
         )
-        output, verdict = self._wait(process)
-        text = truncate(output.decode(errors="replace"), self.output_limit)
+        output, verdict = self._collect(process, timeout)
+        text = output.text()
         if verdict:
             return ToolResult(f"{text}\n[{verdict}]".lstrip(), is_error=True)
         if process.returncode:
             return ToolResult(f"{text}\n[exit code {process.returncode}]".lstrip(), is_error=True)
         return ToolResult(text)
 
-    def _wait(self, process: subprocess.Popen) -> tuple[bytes, str | None]:
-        """Wait for the command, but kill its process group on timeout or when the session must stop."""
-        waited = 0.0
-        while True:
-            try:
-                output, _ = process.communicate(timeout=_STOP_POLL_S)
-                return output, None
-            except subprocess.TimeoutExpired:
-                waited += _STOP_POLL_S
-            if self.stop.is_set() or waited >= self.command_timeout_s:
-                os.killpg(process.pid, signal.SIGKILL)
-                output, _ = process.communicate()
+    def _collect(self, process: subprocess.Popen, timeout: float) -> tuple[HeadTail, str | None]:
+        """Read the output as it arrives until the command ends, its deadline passes, the session is stopped
+        or it prints too much; in the last three cases the whole sandbox is killed."""
+        output = HeadTail(self.output_limit // 2)
+        deadline = time.monotonic() + timeout
+        fd = process.stdout.fileno()
+        verdict = None
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
+            while True:
                 if self.stop.is_set():
-                    return output, "killed: the session was stopped"
-                return output, f"killed after the {self.command_timeout_s:g} s command timeout"
+                    verdict = "killed: the session was stopped"
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    verdict = f"killed after the {timeout:g} s command timeout"
+                    break
+                if not selector.select(min(_POLL_S, remaining)):
+                    continue
+                chunk = os.read(fd, _READ_CHUNK)
+                if not chunk:  # every process that held the pipe has closed it
+                    break
+                output.add(chunk)
+                if output.total > self.output_max_bytes:
+                    verdict = (
+                        f"stopped: the command printed more than {self.output_max_bytes // 2**20} MB "
+                        "(JADA_AGENT_MAX_OUTPUT_MB); redirect large output to a file and read parts of it"
+                    )
+                    break
+        if verdict is None:
+            try:
+                process.wait(timeout=max(deadline - time.monotonic(), 0.01))
+            except subprocess.TimeoutExpired:
+                verdict = f"killed after the {timeout:g} s command timeout"
+        if verdict is not None:
+            self._kill(process)
+        process.stdout.close()
+        return output, verdict
+
+    @staticmethod
+    def _kill(process: subprocess.Popen) -> None:
+        # bwrap and its sandbox share a fate: --die-with-parent, and the kernel ends a PID namespace whose first
+        # process is gone. Unsandboxed, the process group is all there is to kill.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=_REAP_S)
 
     # -- text editor ----------------------------------------------------------------------------------------
 
@@ -147,6 +337,20 @@ class Toolbox:
         except (ValueError, OSError) as exc:
             return ToolResult(str(exc), is_error=True)
 
+    def _read(self, path: Path, errors: str = "strict") -> str:
+        """The file's text, refusing one over the editor's size limit without reading it."""
+        if not path.is_file():
+            raise ValueError(f"{path} does not exist.")
+        size = path.stat().st_size
+        if size > self.editor_max_bytes:
+            raise ValueError(
+                f"{path.relative_to(self.workdir)} is {size} bytes, over the editor's limit of "
+                f"{self.editor_max_bytes} (JADA_AGENT_EDITOR_MAX_KB); read parts of it with bash "
+                "(head, sed -n, grep) instead."
+            )
+        # Edits read strictly (a file that is not text fails rather than being rewritten with U+FFFD).
+        return path.read_text(errors=errors)
+
     def _touched(self, path: Path) -> None:
         relative = str(path.relative_to(self.workdir))
         if relative not in self.files_touched:
@@ -157,9 +361,7 @@ class Toolbox:
             # Two levels deep, as the text editor tool's documentation describes.
             entries = sorted(str(p.relative_to(path)) for pattern in ("*", "*/*") for p in path.glob(pattern))
             return ToolResult(truncate("\n".join(entries), self.output_limit))
-        if not path.is_file():
-            raise ValueError(f"{path} does not exist.")
-        lines = path.read_text(errors="replace").splitlines()
+        lines = self._read(path, errors="replace").splitlines()
         start, end = 1, len(lines)
         view_range = tool_input.get("view_range")
         if view_range:
@@ -189,7 +391,7 @@ class Toolbox:
         old, new = tool_input.get("old_str"), tool_input.get("new_str", "")
         if not isinstance(old, str) or not old:
             raise ValueError("str_replace needs a non-empty 'old_str'.")
-        text = path.read_text()
+        text = self._read(path)
         count = text.count(old)
         if count != 1:
             raise ValueError(f"old_str occurs {count} times in {path.name}; it must match exactly once.")
@@ -202,7 +404,7 @@ class Toolbox:
         new = tool_input.get("insert_text", tool_input.get("new_str"))
         if not isinstance(line, int) or not isinstance(new, str):
             raise ValueError("insert needs 'insert_line' (a number) and 'insert_text'.")
-        lines = path.read_text().splitlines(keepends=True)
+        lines = self._read(path).splitlines(keepends=True)
         if not 0 <= line <= len(lines):
             raise ValueError(f"insert_line {line} is outside 0..{len(lines)} for {path.name}.")
         lines.insert(line, new if new.endswith("\n") else new + "\n")
