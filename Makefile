@@ -6,7 +6,18 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: dev test lint format demo bench clean-home
+.PHONY: dev test lint format demo bench system-deps
+
+# System tools the product needs: bubblewrap sandboxes the agents' commands. Installed with apt-get when
+# missing and we are root (as on CI and these machines); otherwise the one command to run is printed.
+system-deps:
+	@command -v bwrap >/dev/null && command -v prlimit >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "Installing bubblewrap (the agents' sandbox) with apt-get..."; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap util-linux >/dev/null; \
+	  else \
+	    echo "bubblewrap is missing: run 'sudo apt-get install bubblewrap', then this command again."; exit 1; \
+	  fi; }
 
 $(STAMP): pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or run 'make PYTHON=/path/to/python3.11 ...'"; exit 1; }
@@ -20,10 +31,10 @@ $(DAGSTER_HOME)/dagster.yaml:
 	mkdir -p $(DAGSTER_HOME)
 	ln -sf $(CURDIR)/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
-dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+dev: system-deps $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml
 
-test: $(STAMP)
+test: system-deps $(STAMP)
 	$(BIN)/pip check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -37,7 +48,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-demo: $(STAMP)
+demo: system-deps $(STAMP)
 	$(BIN)/python -m jada_pipelines.emulators.demo
 
 bench: $(STAMP)

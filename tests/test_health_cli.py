@@ -20,6 +20,7 @@ SECTIONS_IN_ORDER = (
     "queue",
     "sessions",
     "cost_24h",
+    "sandbox",
     "google_token",
     "disk",
 )

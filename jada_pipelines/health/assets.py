@@ -13,6 +13,7 @@ CHECK_DESCRIPTIONS = {
     "dead_letters": "Tasks that ran out of attempts and need a person: ERROR when there is any.",
     "turn_cap_rate": "Share of sessions in the last 24 h that stopped at the turn cap.",
     "daemon_heartbeat": "Every daemon the instance needs (scheduler, sensors, run queue...) beat recently.",
+    "sandbox": "Agent sessions can run sandboxed (bubblewrap usable): ERROR when none can, WARN when unconfined.",
 }
 
 
@@ -30,6 +31,7 @@ def agent_task_queue(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     them in its checks; the alert sensor posts any check that fails.
     """
     from jada_pipelines.agents.queue import open_queue
+    from jada_pipelines.agents.sandbox import sandbox_status
     from jada_pipelines.health.audit import daemon_heartbeats
 
     now = time.time()
@@ -41,6 +43,7 @@ def agent_task_queue(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         grading.grade_dead_letters(stats),
         grading.grade_turn_cap(queue.attempts(since=now - DAY_SECONDS), thresholds),
         grading.grade_daemon(daemon_heartbeats(context.instance), now=now, thresholds=thresholds),
+        grading.grade_sandbox(sandbox_status()),
     ]
     return dg.MaterializeResult(
         metadata={

@@ -17,6 +17,7 @@ from pathlib import Path
 import dagster as dg
 
 from jada_pipelines import settings
+from jada_pipelines.agents.sandbox import sandbox_status
 from jada_pipelines.health import grading
 
 DAY_SECONDS = 24 * 3600
@@ -56,6 +57,7 @@ def build_audit(instance: dg.DagsterInstance, *, now: float) -> dict:
         "queue": lambda: _queue_section(now, thresholds),
         "sessions": lambda: _sessions_section(now, thresholds),
         "cost_24h": lambda: _cost_section(now),
+        "sandbox": lambda: _finding_section(grading.grade_sandbox(sandbox_status())),
         "google_token": _google_section,
         "disk": _disk_section,
     }

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from jada_pipelines import settings
 from jada_pipelines.agents.queue import CLAIMABLE, AttemptRecord, QueueStats
+from jada_pipelines.agents.sandbox import SandboxStatus
 
 SEVERITIES = ("OK", "WARN", "ERROR")
 # Below this many finished sessions in 24 h a turn-cap rate says nothing (1 of 1 is 100 %).
@@ -156,3 +157,32 @@ def grade_daemon(heartbeats: Mapping[str, float | None], *, now: float, threshol
         "not running: start `dagster-daemon run` (or `make dev`) and read its log.",
         ages,
     )
+
+
+def grade_sandbox(status: SandboxStatus) -> Finding:
+    """Whether sessions can run, and how confined their commands are (``agents.sandbox.sandbox_status()``)."""
+    details = {"mode": status.mode, "network": status.network}
+    if status.problem:
+        return Finding(
+            "sandbox",
+            "ERROR",
+            f"{status.problem} Until then agent_task_sensor claims no task, so no attempt is spent.",
+            details,
+        )
+    if status.mode == "off":
+        return Finding(
+            "sandbox",
+            "WARN",
+            f"{status.summary} Acceptable only on a single-purpose VM or container that holds no other secrets "
+            "(docs/agents.md, Sandbox); unset JADA_AGENT_SANDBOX to confine them.",
+            details,
+        )
+    if status.network == "host":
+        return Finding(
+            "sandbox",
+            "OK",
+            "Commands run under bubblewrap with the host's network (JADA_AGENT_NETWORK=host): they can reach "
+            "this machine's loopback services (the Dagster webserver, Postgres).",
+            details,
+        )
+    return Finding("sandbox", "OK", "Commands run under bubblewrap, with no network.", details)
