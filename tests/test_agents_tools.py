@@ -4,10 +4,12 @@ bounded in time and output."""
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 
-from jada_pipelines.agents.tools import Toolbox
+from jada_pipelines.agents.sandbox import Rlimits
+from jada_pipelines.agents.tools import Toolbox, WorkdirFull
 
 
 @pytest.fixture
@@ -103,3 +105,66 @@ def test_a_malformed_view_range_is_an_error_result(toolbox):
     )
     result = toolbox.edit({"command": "view", "path": "a.txt", "view_range": "2-3"})
     assert result.is_error and "view_range must be two line numbers" in result.content
+
+
+def test_the_bwrap_argv_isolates_every_namespace_and_binds_only_system_folders_and_the_workdir(tmp_path):
+    from jada_pipelines.agents.sandbox import SandboxPolicy, bwrap_argv
+
+    workdir = tmp_path / "work"
+    argv = bwrap_argv(SandboxPolicy(workdir=workdir, env={"PATH": "/usr/bin"}), "echo hi")
+    for flag in ("--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net"):
+        assert flag in argv
+    for flag in ("--die-with-parent", "--new-session", "--disable-userns", "--clearenv"):
+        assert flag in argv
+    assert argv[argv.index("--cap-drop") + 1] == "ALL"
+    assert argv.index("--clearenv") < argv.index("--setenv")
+    writable = [argv[i + 1] for i, a in enumerate(argv) if a == "--bind"]
+    assert writable == [str(workdir)]
+    read_only = {argv[i + 1] for i, a in enumerate(argv) if a in ("--ro-bind", "--ro-bind-try")}
+    assert all(p.startswith(("/usr", "/bin", "/sbin", "/lib", "/etc/")) for p in read_only), read_only
+    assert argv[-3:] == ["/bin/bash", "-c", "echo hi"] and "prlimit" in argv
+    opted_in = bwrap_argv(SandboxPolicy(workdir=workdir, env={}, network=True), "true")
+    assert "--unshare-net" not in opted_in and "/etc/resolv.conf" in opted_in
+
+
+def test_a_stopped_session_ends_everything_its_command_started(tmp_path):
+    stop = threading.Event()
+    toolbox = Toolbox(tmp_path / "work", command_timeout_s=60, stop=stop)
+    threading.Timer(0.5, stop.set).start()
+    result = toolbox.bash({"command": "setsid sleep 4343 & sleep 4344"})
+    assert result.is_error and "session was stopped" in result.content
+    leftovers = [p for p in Path("/proc").glob("[0-9]*") if b"sleep\x00434" in _cmdline(p)]
+    assert leftovers == []
+
+
+def _cmdline(proc: Path) -> bytes:
+    try:
+        return (proc / "cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def test_file_size_is_limited_inside_the_sandbox(tmp_path):
+    toolbox = Toolbox(tmp_path / "work", rlimits=Rlimits(file_size_mb=1))
+    result = toolbox.bash({"command": "head -c 3000000 /dev/zero > big; stat -c %s big"})
+    assert "File size limit exceeded" in result.content
+    assert (toolbox.workdir / "big").stat().st_size == 1024 * 1024
+
+
+def test_the_editor_refuses_a_file_over_its_limit_without_reading_it(tmp_path):
+    toolbox = Toolbox(tmp_path / "work", editor_max_bytes=1000)
+    (toolbox.workdir / "big.log").write_text("x" * 5000)
+    for command in ({"command": "view"}, {"command": "str_replace", "old_str": "x", "new_str": "y"}):
+        result = toolbox.edit({**command, "path": "big.log"})
+        assert (
+            result.is_error
+            and "over the editor's limit of 1000" in result.content
+            and "sed -n" in result.content
+        )
+    assert (toolbox.workdir / "big.log").read_text() == "x" * 5000
+
+
+def test_a_working_directory_over_its_limit_raises_after_the_command(tmp_path):
+    toolbox = Toolbox(tmp_path / "work", workdir_max_bytes=1024 * 1024)
+    with pytest.raises(WorkdirFull, match="over JADA_AGENT_WORKDIR_MAX_MB=1"):
+        toolbox.run("bash", {"command": "head -c 2000000 /dev/urandom > blob"})

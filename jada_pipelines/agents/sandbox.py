@@ -8,7 +8,7 @@
 - the task's working directory read-write at its own path, the system's program and library folders and a
   few harmless files of ``/etc`` read-only, a private size-limited ``/tmp`` and a minimal ``/dev``. Nothing
   else of the host: not the data directory, the Dagster home, the token file, the repository, ``/root`` or
-  ``/home``;
+  ``/home``. The sandbox's own root and ``/dev`` are read-only, ``/dev/shm`` is a size-limited tmpfs too;
 - the environment built from the allow-list only (``--clearenv``, then ``--setenv``);
 - resource limits set inside the sandbox, on the command itself (``prlimit``): file size, processes and
   address space. ``RLIMIT_NPROC`` does not bind a process whose real user on the host is root; there the
@@ -145,18 +145,30 @@ def bwrap_argv(policy: SandboxPolicy, command: str, *, bwrap: str = "bwrap") -> 
     etc = policy.etc_paths + (NETWORK_ETC_PATHS if policy.network else ())
     for path in etc:
         args += ["--ro-bind-try", path, path]
+    tmp_size = str(policy.tmp_size_mb * 1024 * 1024)
     args += [
         "--proc",
         "/proc",
         "--dev",
         "/dev",
+        # Every writable place but the working directory is a size-limited tmpfs (they are memory)...
         "--size",
-        str(policy.tmp_size_mb * 1024 * 1024),
+        tmp_size,
+        "--tmpfs",
+        "/dev/shm",
+        "--size",
+        tmp_size,
         "--tmpfs",
         "/tmp",
         "--bind",
         workdir,
         workdir,
+        # ...and the rest is read-only: the sandbox's own root (where bwrap made the working directory's
+        # parents) and /dev (its device nodes stay usable).
+        "--remount-ro",
+        "/dev",
+        "--remount-ro",
+        "/",
         "--chdir",
         workdir,
         "--",
