@@ -292,9 +292,7 @@ def test_a_working_directory_over_its_limit_ends_the_session_as_failed_without_a
     instance, anthropic_emulator, secrets, monkeypatch
 ):
     monkeypatch.setenv("JADA_AGENT_WORKDIR_MAX_MB", "1")
-    result, _, _ = run_commands(
-        instance, anthropic_emulator, "head -c 3000000 /dev/urandom > big.bin", "ls"
-    )
+    result, _, _ = run_commands(instance, anthropic_emulator, "head -c 3000000 /dev/urandom > big.bin", "ls")
     assert not result.success
     failure = result.failure_data_for_node("agent_session").user_failure_data
     assert "ended by a limit" in failure.description and "JADA_AGENT_WORKDIR_MAX_MB=1" in failure.description

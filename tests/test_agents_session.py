@@ -279,3 +279,29 @@ def test_cache_writes_reported_by_lifetime_are_priced_apart(anthropic_emulator):
     result = run_session(spec())
     assert (result.usage.cache_write_5m_tokens, result.usage.cache_write_1h_tokens) == (1000, 2000)
     assert result.cost_usd == pytest.approx((1000 * 2.50 + 2000 * 4) / 1e6)
+
+
+def test_a_session_past_its_wall_clock_limit_hands_off_after_the_running_command(
+    anthropic_emulator, monkeypatch
+):
+    monkeypatch.setenv("JADA_AGENT_SESSION_MAX_SECONDS", "1")
+    handoff = {"done": [], "next_steps": ["wait less"], "failed_approaches": [], "files_touched": []}
+    anthropic_emulator.script(tool_use("bash", {"command": "sleep 30"}), end_turn(json.dumps(handoff)))
+    result = run_session(spec())
+    assert (result.outcome, result.limit, result.turns) == ("incomplete", "wall_clock", 1)
+    assert "JADA_AGENT_SESSION_MAX_SECONDS" in result.error and result.handoff["next_steps"] == ["wait less"]
+    last = anthropic_emulator.requests[1].body
+    # The command was cut at the session's deadline, and its result travels with the handoff request.
+    tool_result, request = last["messages"][-1]["content"]
+    assert tool_result["is_error"] and "command timeout" in tool_result["content"]
+    assert request["text"] == HANDOFF_REQUEST and last["tool_choice"] == {"type": "none"}
+
+
+def test_a_working_directory_outside_the_allowed_roots_is_refused_before_any_call(
+    anthropic_emulator, monkeypatch, tmp_path
+):
+    monkeypatch.setenv("JADA_AGENT_WORKDIR_ROOTS", str(tmp_path / "repos"))
+    outside = SessionSpec("t1", 1, "x", tmp_path / "elsewhere", 30, MODEL)
+    with pytest.raises(ConfigError, match="outside JADA_AGENT_WORKDIR_ROOTS"):
+        run_session(outside)
+    assert anthropic_emulator.requests == []

@@ -79,6 +79,14 @@ def test_each_ecs_task_definition_registers_and_takes_its_secrets_from_secrets_m
     )
 
 
+def test_the_run_task_holds_only_what_a_session_needs_and_says_it_runs_commands_unconfined():
+    """Fargate allows no user namespaces, so each session's own task is its isolation (docs/agents.md, Sandbox):
+    the Slack webhook and Google credentials stay with the daemon."""
+    (run,) = _task_definition("run")["containerDefinitions"]
+    assert _variables(run, "secrets") == {"JADA_POSTGRES_URL", "ANTHROPIC_API_KEY"}
+    assert {"name": "JADA_AGENT_SANDBOX", "value": "off"} in run["environment"]
+
+
 def test_the_daemon_task_sets_every_variable_the_launcher_passes_on_to_runs():
     (daemon,) = _task_definition("daemon")["containerDefinitions"]
     config, _ = dagster_instance_config(str(DEPLOY / "ecs"))
