@@ -113,9 +113,12 @@ def test_no_secret_and_no_host_file_is_readable_from_a_command(instance, anthrop
         f"cat {REPO}/pyproject.toml; cat {REPO}/.env",
         f"ls /proc | grep -cE '^[0-9]+$'; ls -d /proc/{os.getpid()}",
         "cd / && ls",
+        # No capability and no nested user namespace, although the worker here runs as root.
+        "grep CapEff /proc/self/status; unshare -U true 2>/dev/null && echo nested || echo no-nested; id -u",
     )
     assert result.success
-    environ, files, processes, root = results
+    environ, files, processes, root, privileges = results
+    assert privileges == "CapEff:\t0000000000000000\nno-nested\n1000\n"
     for name, value in secrets.items():
         if name == "token_file":
             continue
@@ -143,6 +146,17 @@ def test_no_secret_and_no_host_file_is_readable_from_a_command(instance, anthrop
         str(default_workdir("hostile")).split("/")[1],
     }
     assert session_metadata(result)["sandbox"] == "bubblewrap, network none"
+
+
+def test_the_data_directory_queue_and_transcripts_are_readable_by_their_owner_only(
+    instance, anthropic_emulator, secrets
+):
+    result, _, _ = run_commands(instance, anthropic_emulator, "true")
+    assert result.success
+    data_dir = Path(os.environ["JADA_DATA_DIR"])
+    assert data_dir.stat().st_mode & 0o777 == 0o700
+    assert (data_dir / "tasks.db").stat().st_mode & 0o777 == 0o600
+    assert transcript_path("hostile", 1).stat().st_mode & 0o777 == 0o600
 
 
 def test_writes_outside_the_working_directory_never_reach_the_host(instance, anthropic_emulator, secrets):
