@@ -1,4 +1,4 @@
-"""The ``agent_task_queue`` health asset, its checks and its schedule."""
+"""The ``agent_task_queue`` health asset and its checks (its schedule is in ``schedules.py``)."""
 
 import time
 
@@ -62,11 +62,3 @@ def _check_result(finding: grading.Finding) -> dg.AssetCheckResult:
         metadata=finding.metadata,
     )
 
-
-agent_task_queue_schedule = dg.ScheduleDefinition(
-    name="agent_task_queue_schedule",
-    target=agent_task_queue,
-    cron_schedule="*/5 * * * *",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Grades the agent task queue every 5 minutes, so a backlog or a dead letter is seen within minutes.",
-)
