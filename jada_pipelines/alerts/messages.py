@@ -2,6 +2,12 @@
 
 The fallback text is what Slack shows in notifications and on clients without Block Kit, so it carries
 everything a person needs on its own: what failed, how badly, why, and where the run is.
+
+Text that comes from outside (a check's description holding a sheet's quarantine reason, a step failure
+holding the model's refusal) is escaped for mrkdwn: Slack reads ``<!channel>`` or ``<https://x|label>`` in
+message text as a mention or a disguised link, and asks senders to escape ``&``, ``<`` and ``>``
+(https://api.slack.com/reference/surfaces/formatting#escaping). Header blocks are ``plain_text``, which
+Slack never parses, so they are left as they are.
 """
 
 from __future__ import annotations
@@ -31,6 +37,11 @@ class FailedCheck:
     blocking: bool
 
 
+def escape(text: str) -> str:
+    """Text shown as written in mrkdwn: ``&``, ``<`` and ``>`` become entities (``&`` first)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def run_url(webserver_url: str, run_id: str) -> str:
     return f"{webserver_url.rstrip('/')}/runs/{run_id}"
 
@@ -42,7 +53,7 @@ def check_failed(check: FailedCheck, *, job: str, run_id: str, webserver_url: st
         title=title,
         severity=check.severity,
         fields={"Asset": check.asset, "Check": check.check, "Severity": check.severity, "Job": job},
-        details=check.description or "(the check gave no description)",
+        details=escape(check.description) if check.description else "(the check gave no description)",
         run_id=run_id,
         webserver_url=webserver_url,
         dedup_key=f"check-failed:{check.asset}:{check.check}:{run_id}",
@@ -71,11 +82,11 @@ def run_failed(
     webserver_url: str,
 ) -> SlackMessage:
     """One message for a failed run: each failed step's description (for a credentials failure, the fix)."""
-    reasons = [f"*{step}*: {description}" for step, description in step_failures]
+    reasons = [f"*{escape(step)}*: {escape(description)}" for step, description in step_failures]
     # A blocking check and the step it stops often carry the same text (the credentials fix): say it once.
     said = {description for _, description in step_failures}
     reasons += [
-        f"*check {c.asset}.{c.check}* ({c.severity}): {c.description}"
+        f"*check {escape(c.asset)}.{escape(c.check)}* ({c.severity}): {escape(c.description)}"
         for c in failed_checks
         if c.description not in said
     ]
@@ -87,7 +98,7 @@ def run_failed(
             "Severity": "ERROR",
             "Failed steps": ", ".join(s for s, _ in step_failures) or "-",
         },
-        details="\n".join(reasons) or run_message,
+        details="\n".join(reasons) or escape(run_message),
         run_id=run_id,
         webserver_url=webserver_url,
         dedup_key=f"run-failed:{run_id}",
@@ -104,10 +115,12 @@ def _message(
     webserver_url: str,
     dedup_key: str,
 ) -> SlackMessage:
+    """``details`` is mrkdwn whose outside text the caller escaped; title and fields are escaped here."""
     url = run_url(webserver_url, run_id)
     icon = _ICONS[severity]
+    fields = {name: escape(value) for name, value in fields.items()}
     field_text = ", ".join(f"{name}: {value}" for name, value in fields.items())
-    text = f"{icon} {title}. {field_text}. {_plain(details)} Run: {url} (dedup {dedup_key})"
+    text = f"{icon} {escape(title)}. {field_text}. {_plain(details)} Run: {url} (dedup {escape(dedup_key)})"
     blocks = [
         {"type": "header", "text": {"type": "plain_text", "text": _cut(title, _HEADER_LIMIT), "emoji": True}},
         {
@@ -128,7 +141,9 @@ def _message(
         },
         {
             "type": "context",
-            "elements": [{"type": "mrkdwn", "text": f"{icon} run `{run_id}` · dedup `{dedup_key}`"}],
+            "elements": [
+                {"type": "mrkdwn", "text": f"{icon} run `{escape(run_id)}` · dedup `{escape(dedup_key)}`"}
+            ],
         },
     ]
     return SlackMessage(text=_cut(text, _SECTION_LIMIT), blocks=blocks, dedup_key=dedup_key)

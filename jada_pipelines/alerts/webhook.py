@@ -35,18 +35,30 @@ _CONNECTION_ERRORS = (URLError, ConnectionError, RemoteDisconnected, TimeoutErro
 class SlackDeliveryError(RuntimeError):
     """Slack did not take the message. ``permanent`` means retrying the same post cannot help."""
 
-    def __init__(self, message: str, *, status: int | None, body: str | None, permanent: bool):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None,
+        body: str | None,
+        permanent: bool,
+        retry_after: float | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.body = body
         self.permanent = permanent
+        # Set when Slack asked for a wait longer than a tick may sleep: post nothing before it is over.
+        self.retry_after = retry_after
 
 
 class SlackContractRetryHandler(RetryHandler):
     """One bounded budget of retries for 429 (after Retry-After), 5xx and connection errors.
 
     slack_sdk's built-in handlers sleep with ``time.sleep`` and retry only 500/503; this one retries every
-    5xx, caps a hostile Retry-After so a sensor tick cannot hang, and takes ``sleep`` so tests do not wait.
+    5xx and takes ``sleep`` so tests do not wait. A Retry-After longer than ``max_retry_after`` is not slept
+    (a sensor tick must not hang) and not cut short either (Slack may disable a webhook that posts early):
+    the 429 comes back to the caller, which stores the wait and honours it on a later tick.
     """
 
     def __init__(self, *, max_retries: int, max_retry_after: float, sleep: Callable[[float], None]):
@@ -56,13 +68,15 @@ class SlackContractRetryHandler(RetryHandler):
 
     def _can_retry(self, *, state, request, response=None, error=None) -> bool:
         if response is not None:
-            return response.status_code == 429 or response.status_code >= 500
+            if response.status_code == 429:
+                return _retry_after(response.headers) <= self._max_retry_after
+            return response.status_code >= 500
         return isinstance(error, _CONNECTION_ERRORS)
 
     def prepare_for_next_attempt(self, *, state, request, response=None, error=None) -> None:
         state.next_attempt_requested = True
         if response is not None and response.status_code == 429:
-            delay = min(_retry_after(response.headers), self._max_retry_after)
+            delay = _retry_after(response.headers)
         else:
             # Exponential backoff with jitter: 0.5 s, 1 s, 2 s ... as slack_sdk's own calculator does.
             delay = 0.5 * 2**state.current_attempt * (0.5 + random.random() / 2)
@@ -71,12 +85,13 @@ class SlackContractRetryHandler(RetryHandler):
         state.increment_current_attempt()
 
 
-def _retry_after(headers: dict[str, list[str]]) -> float:
+def _retry_after(headers: dict) -> float:
+    # The retry handler sees header values as lists; a finished WebhookResponse has them as strings.
     for name, values in headers.items():
         if name.lower() == "retry-after":
             try:
-                return float(values[0])
-            except (ValueError, IndexError):
+                return float(values if isinstance(values, str) else values[0])
+            except (ValueError, IndexError, TypeError):
                 break
     return 1.0
 
@@ -145,6 +160,16 @@ class WebhookSender:
             response = self._post(message.text, None, message.dedup_key)
         if response.status_code == 200:
             return
+        if response.status_code == 429:
+            wait = _retry_after(response.headers)
+            raise SlackDeliveryError(
+                f"Slack webhook answered HTTP 429 for alert [{message.dedup_key}] and asked for {wait:.0f} s of quiet"
+                " (Retry-After); nothing is posted before then, and the alert goes out after it.",
+                status=429,
+                body=response.body,
+                permanent=False,
+                retry_after=wait,
+            )
         permanent = 400 <= response.status_code < 500 and response.status_code != 429
         error = SlackDeliveryError(
             _explain(response.status_code, response.body, message.dedup_key),
@@ -185,8 +210,6 @@ _FIXES = {
 
 def _explain(status: int, body: str, dedup_key: str) -> str:
     what = f"Slack webhook answered HTTP {status} {body!r} for alert [{dedup_key}]"
-    if status == 429:
-        return f"{what}: still rate limited after retries; it will be retried on the next sensor tick."
     if status >= 500:
         return f"{what}: Slack is failing; it will be retried on the next sensor tick."
     fix = _FIXES.get(body, "check SLACK_WEBHOOK_URL and the webhook's settings in Slack.")

@@ -61,4 +61,3 @@ def _check_result(finding: grading.Finding) -> dg.AssetCheckResult:
         description=finding.description,
         metadata=finding.metadata,
     )
-

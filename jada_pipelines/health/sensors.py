@@ -35,4 +35,3 @@ def cloudwatch_metrics_sensor(context: dg.SensorEvaluationContext):
     return dg.SensorResult(
         skip_reason=f"Published to CloudWatch namespace {namespace}: {sent}.", cursor=str(now)
     )
-
