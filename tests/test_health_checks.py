@@ -11,8 +11,8 @@ from dagster._daemon.types import DaemonHeartbeat
 from jada_pipelines.agents.queue import open_queue
 from jada_pipelines.health import grading
 from jada_pipelines.health.assets import agent_task_queue
-from jada_pipelines.health.schedules import agent_task_queue_schedule
 from jada_pipelines.health.audit import daemon_heartbeats
+from jada_pipelines.health.schedules import agent_task_queue_schedule
 from jada_pipelines.settings import ConfigError
 
 DEFAULTS = grading.Thresholds()
