@@ -26,8 +26,8 @@ import dagster as dg
 
 from jada_pipelines import settings
 from jada_pipelines.alerts import history, messages
+from jada_pipelines.alerts.errors import SlackDeliveryError
 from jada_pipelines.alerts.resources import WEBHOOK_VARIABLE, SlackWebhookResource
-from jada_pipelines.alerts.webhook import SlackDeliveryError
 
 # On its first tick a sensor looks back this far, instead of replaying the instance's whole history.
 FIRST_TICK_LOOKBACK_SECONDS = 24 * 3600
@@ -239,5 +239,111 @@ def _run_failed_message(instance: dg.DagsterInstance, run: history.FinishedRun) 
         step_failures=history.step_failures(instance, run.run_id),
         failed_checks=[o.as_failure() for o in history.check_outcomes(instance, run.run_id) if not o.passed],
         run_message=run.message,
+        webserver_url=settings.webserver_url(),
+    )
+
+
+@dataclass
+class FreshnessCursor:
+    stale: dict[str, dict] = field(default_factory=dict)  # asset -> {"since", "alerted_at"}
+    not_before: float | None = None
+
+    @classmethod
+    def load(cls, raw: str | None) -> FreshnessCursor:
+        return cls(**json.loads(raw)) if raw else cls()
+
+    def dump(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+@dataclass(frozen=True)
+class FreshnessChange:
+    asset: dg.AssetKey
+    kind: str  # "stale" | "reminder" | "recovered"
+    state: str
+    since: float
+
+
+@dg.sensor(
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Posts to Slack when an asset fails its freshness policy (its data is older than it should be), "
+    "again every JADA_ALERT_REMIND_HOURS while it stays stale, and once when it is fresh again.",
+)
+def freshness_alert_sensor(context: dg.SensorEvaluationContext, slack: SlackWebhookResource):
+    # Dagster's freshness daemon records each asset's state; open-source Dagster alerts on none of them.
+    if not slack.configured():
+        return dg.SkipReason(_NO_WEBHOOK)
+    cursor = FreshnessCursor.load(context.cursor)
+    if (wait := waiting_for_slack(cursor.not_before)) is not None:
+        return wait
+    cursor.not_before = None
+    nodes = {
+        n.key: n for n in context.repository_def.asset_graph.asset_nodes if n.freshness_policy is not None
+    }
+    changes = freshness_changes(
+        context.instance.get_freshness_state_records(list(nodes)),
+        sorted(nodes, key=lambda key: key.to_user_string()),
+        cursor,
+        now=time.time(),
+        remind_after=settings.env_int(REMIND_HOURS_VARIABLE, DEFAULT_REMIND_HOURS) * 3600,
+    )
+
+    def commit(change: FreshnessChange) -> None:
+        name = change.asset.to_user_string()
+        if change.kind == "recovered":
+            cursor.stale.pop(name, None)
+        else:
+            cursor.stale[name] = {"since": change.since, "alerted_at": time.time()}
+
+    delivery = deliver(
+        changes, lambda change: [_freshness_message(context.instance, nodes, change)], commit, slack
+    )
+    note = settle(delivery, lambda until: setattr(cursor, "not_before", until))
+    if note is None and not delivery.posted:
+        stale = ", ".join(sorted(cursor.stale)) or "none"
+        note = f"Nothing to post: no asset became stale or fresh again. Stale now: {stale}."
+    return _result(cursor, delivery.posted, len(changes), note)
+
+
+def freshness_changes(records, keys, cursor: FreshnessCursor, *, now: float, remind_after: float):
+    """What to post for each asset with a policy: a new FAIL, a FAIL past its reminder, or the end of one."""
+    from dagster._core.definitions.freshness import FreshnessState
+
+    changes = []
+    for key in keys:
+        record = records.get(key)
+        known = cursor.stale.get(key.to_user_string())
+        state = record.freshness_state.value if record is not None else "UNKNOWN"
+        since = record.updated_at.timestamp() if record is not None else now
+        if record is not None and record.freshness_state == FreshnessState.FAIL:
+            if known is None:
+                changes.append(FreshnessChange(key, "stale", state, since))
+            elif now - known["alerted_at"] >= remind_after:
+                changes.append(FreshnessChange(key, "reminder", state, known["since"]))
+        elif known is not None:
+            changes.append(FreshnessChange(key, "recovered", state, since))
+    return changes
+
+
+def _freshness_message(instance: dg.DagsterInstance, nodes, change: FreshnessChange) -> messages.SlackMessage:
+    name = change.asset.to_user_string()
+    if change.kind == "recovered":
+        return messages.asset_fresh_again(
+            name,
+            state=change.state,
+            dedup_key=f"asset-fresh:{name}:{int(change.since)}",
+            webserver_url=settings.webserver_url(),
+        )
+    latest = instance.get_latest_materialization_event(change.asset)
+    window = nodes[change.asset].freshness_policy.fail_window.to_timedelta().total_seconds() / 60
+    return messages.asset_stale(
+        name,
+        last_materialized_at=_iso(latest.timestamp) if latest is not None else None,
+        minutes_late=(time.time() - latest.timestamp) / 60 if latest is not None else None,
+        fail_window_minutes=window,
+        reminder=change.kind == "reminder",
+        dedup_key=f"asset-stale:{name}:{int(change.since)}"
+        + (f":{int(time.time())}" if change.kind == "reminder" else ""),
         webserver_url=settings.webserver_url(),
     )

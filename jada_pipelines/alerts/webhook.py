@@ -20,7 +20,10 @@ from urllib.error import URLError
 
 from slack_sdk.http_retry.handler import RetryHandler
 
+from jada_pipelines.alerts.errors import SlackDeliveryError
 from jada_pipelines.alerts.messages import SlackMessage
+
+__all__ = ["Pacer", "SlackContractRetryHandler", "SlackDeliveryError", "WebhookSender"]
 
 log = logging.getLogger(__name__)
 
@@ -30,26 +33,6 @@ _client_log = logging.getLogger("jada_pipelines.alerts.slack_sdk")
 _client_log.setLevel(logging.WARNING)
 
 _CONNECTION_ERRORS = (URLError, ConnectionError, RemoteDisconnected, TimeoutError)
-
-
-class SlackDeliveryError(RuntimeError):
-    """Slack did not take the message. ``permanent`` means retrying the same post cannot help."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None,
-        body: str | None,
-        permanent: bool,
-        retry_after: float | None = None,
-    ):
-        super().__init__(message)
-        self.status = status
-        self.body = body
-        self.permanent = permanent
-        # Set when Slack asked for a wait longer than a tick may sleep: post nothing before it is over.
-        self.retry_after = retry_after
 
 
 class SlackContractRetryHandler(RetryHandler):
