@@ -127,7 +127,13 @@ def test_materializing_agent_task_queue_records_its_figures_and_grades_each_chec
     result = dg.materialize([agent_task_queue], instance=instance)
 
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
-    assert set(checks) == {"backlog", "dead_letters", "turn_cap_rate", "daemon_heartbeat"}
+    assert set(checks) == {
+        "backlog",
+        "dead_letters",
+        "turn_cap_rate",
+        "daemon_heartbeat",
+        "sessions_starting",
+    }
     assert checks["backlog"].passed and checks["turn_cap_rate"].passed
     assert (
         not checks["dead_letters"].passed and checks["dead_letters"].severity == dg.AssetCheckSeverity.ERROR

@@ -13,6 +13,8 @@ CHECK_DESCRIPTIONS = {
     "dead_letters": "Tasks that ran out of attempts and need a person: ERROR when there is any.",
     "turn_cap_rate": "Share of sessions in the last 24 h that stopped at the turn cap.",
     "daemon_heartbeat": "Every daemon the instance needs (scheduler, sensors, run queue...) beat recently.",
+    "sessions_starting": "Waiting tasks get sessions while slots are free, and every claim's run begins its "
+    "session: ERROR names the likely cause (the daemon, the tag slots, a run started with no worker).",
 }
 
 
@@ -30,17 +32,21 @@ def agent_task_queue(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     them in its checks; the alert sensor posts any check that fails.
     """
     from jada_pipelines.agents.queue import open_queue
+    from jada_pipelines.health import dispatch
     from jada_pipelines.health.audit import daemon_heartbeats
 
     now = time.time()
     thresholds = grading.Thresholds.from_env()
     queue = open_queue()
     stats = queue.stats(now=now)
+    heartbeats = daemon_heartbeats(context.instance)
+    stale = dispatch.stale_daemons(heartbeats, now=now, thresholds=thresholds)
     findings = [
         grading.grade_backlog(stats, thresholds),
         grading.grade_dead_letters(stats),
         grading.grade_turn_cap(queue.attempts(since=now - DAY_SECONDS), thresholds),
-        grading.grade_daemon(daemon_heartbeats(context.instance), now=now, thresholds=thresholds),
+        grading.grade_daemon(heartbeats, now=now, thresholds=thresholds),
+        dispatch.grade(dispatch.gather(queue, context.instance, now=now, stale_daemons=stale), thresholds),
     ]
     return dg.MaterializeResult(
         metadata={
