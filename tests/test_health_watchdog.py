@@ -82,7 +82,7 @@ def test_a_post_slack_refuses_is_kept_for_the_next_run(slack_webhook, instance, 
     slack_webhook.fail_next("no_service")
 
     code, said = alert(capsys)
-    assert code == 1 and "Could not post the problem for daemons" in said
+    assert code == 3 and "Could not post the problem for daemons" in said
     assert posts(slack_webhook) == []
 
     alert(capsys)
