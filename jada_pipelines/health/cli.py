@@ -26,6 +26,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.set_defaults(func=run_health)
 
+    aws = subparsers.add_parser("aws", help="set up the AWS side: CloudWatch alarms on the health metrics")
+    aws_commands = aws.add_subparsers(dest="aws_command", required=True, metavar="COMMAND")
+    alarms = aws_commands.add_parser(
+        "alarms",
+        help="create or update the CloudWatch alarms on the health metrics (safe to re-run)",
+        description="Create or update the CloudWatch alarms on the metrics cloudwatch_metrics_sensor publishes. "
+        "The alarm on silence (no metric for 5 minutes) treats missing data as breaching, so a dead daemon alarms.",
+    )
+    alarms.add_argument(
+        "--namespace", help="the metrics' namespace (default: JADA_CLOUDWATCH_NAMESPACE, as the daemon uses)"
+    )
+    alarms.add_argument("--env", help="the Env dimension the alarms watch (default: JADA_ENV, else dev)")
+    alarms.add_argument(
+        "--prefix", default="jada", help="alarm names are <prefix>-<env>-<alarm> (default: jada)"
+    )
+    alarms.add_argument(
+        "--sns-topic-arn",
+        action="append",
+        default=[],
+        metavar="ARN",
+        help="notify this SNS topic on ALARM and on OK (repeatable); without one the alarms only show in the console",
+    )
+    alarms.set_defaults(func=run_aws_alarms)
+
 
 def run_health(args: argparse.Namespace) -> int:
     import json
@@ -69,3 +93,38 @@ def _watchdog_slack():
             "URL (in the environment file the watchdog's unit or task reads)."
         )
     return slack
+
+
+def run_aws_alarms(args: argparse.Namespace) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from jada_pipelines import settings
+    from jada_pipelines.aws_clients import error_code
+    from jada_pipelines.health.alarms import put_alarms
+    from jada_pipelines.health.cloudwatch import DEFAULT_ENV
+    from jada_pipelines.health.grading import Thresholds
+
+    namespace = args.namespace or settings.env("JADA_CLOUDWATCH_NAMESPACE")
+    if namespace is None:
+        raise settings.ConfigError(
+            "No metrics namespace: pass --namespace or set JADA_CLOUDWATCH_NAMESPACE to the namespace the daemon "
+            "publishes to (for example Jada)."
+        )
+    env = args.env or settings.env("JADA_ENV", DEFAULT_ENV)
+    try:
+        names = put_alarms(
+            namespace,
+            env=env,
+            prefix=args.prefix,
+            actions=args.sns_topic_arn,
+            thresholds=Thresholds.from_env(),
+        )
+    except (ClientError, BotoCoreError) as error:
+        code = error_code(error) or error.__class__.__name__
+        print(f"jada aws alarms: CloudWatch refused the alarms ({code}): {error}", file=sys.stderr)
+        return 1
+    for name in names:
+        print(f"alarm {name}: {namespace} Env={env}")
+    if not args.sns_topic_arn:
+        print("No --sns-topic-arn given: the alarms change state in the console but notify no one.")
+    return 0
