@@ -3,7 +3,9 @@
 Sets up a throwaway instance with N finished runs (half with a failing non-blocking check), then times:
 - one `asset_check_alert_sensor` tick over the whole 24 h backlog (25 runs per status per tick);
 - one `jada health` audit (`build_audit`) over the same instance;
-- 5 posts through the real resource to the local webhook emulator (paced: should take ≥ 4 s).
+- 5 posts through the real resource to the local webhook emulator (paced: should take ≥ 4 s);
+- `jada health --alert` as the watchdog timer runs it (a fresh process: imports, audit, posts), twice: the
+  first run posts the problems (no daemon runs here), the second posts nothing; wall time and peak memory.
 
 Run: `.venv/bin/python bench/alerts_health.py [--runs N]`. Needs no network: the webhook is a local emulator.
 """
@@ -12,8 +14,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
+import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import dagster as dg
 
@@ -70,6 +76,17 @@ def main() -> int:
                 paced.post(message)
             posts = time.perf_counter() - start
             print(f"5 paced posts: {posts:.2f} s (Slack's limit: 1 per second, so at least 4 s)")
+            jada = str(Path(sys.executable).parent / "jada")
+            for run in ("first (posts)", "second (nothing new)"):
+                before = len(webhook.payloads)
+                start = time.perf_counter()
+                subprocess.run([jada, "health", "--alert"], capture_output=True, check=False)
+                wall = time.perf_counter() - start
+                peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+                print(
+                    f"jada health --alert, {run}: {wall:.2f} s wall, {len(webhook.payloads) - before} post(s), "
+                    f"peak RSS so far {peak_mb:.0f} MB"
+                )
             return 0 if posts >= 4.0 else 1
         finally:
             webhook.stop()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import dagster as dg
 import pytest
 
@@ -278,3 +280,64 @@ def test_runs_of_one_status_beyond_a_page_are_not_skipped_by_a_later_run_of_anot
 
     assert [k.split(":")[0] for k in dedup_keys(slack_webhook)] == ["check-failed", "check-recovered"]
     assert dedup_keys(slack_webhook)[1].endswith(recovered.run_id)
+
+
+def test_a_long_retry_after_is_kept_in_the_cursor_and_no_post_goes_out_before_it(slack_webhook, instance):
+    import json
+
+    failed = materialize(instance, sheet_rows)
+    slack_webhook.script(429, "rate_limited", retry_after=3600)
+
+    held = tick(run_failure_alert_sensor, instance)  # not a failed tick: the wait is known and recorded
+    waited = tick(run_failure_alert_sensor, instance, held.cursor)
+
+    assert slack_webhook.requests == 1
+    assert "quiet" in held.skip_reason.skip_message and "Retry-After" in waited.skip_message
+    cursor = json.loads(held.cursor)
+    assert cursor["not_before"] >= time.time() + 3500
+
+    cursor["not_before"] = time.time() - 1  # the hour has passed
+    tick(run_failure_alert_sensor, instance, json.dumps(cursor))
+    assert dedup_keys(slack_webhook) == [f"run-failed:{failed.run_id}"]
+
+
+def test_a_tick_that_fails_half_way_keeps_what_it_delivered_so_nothing_is_posted_twice(
+    slack_webhook, instance
+):
+    first = materialize(instance, sheet_rows)
+    second = materialize(instance, sheet_rows)
+    slack_webhook.script(200, "ok")  # the first post is taken (scripted answers are not recorded)...
+    slack_webhook.fail_next("server_error", times=2)  # ...the second fails through its retry
+
+    partial = tick(run_failure_alert_sensor, instance)
+    tick(run_failure_alert_sensor, instance, partial.cursor)
+
+    assert "Delivered 1 alert(s)" in partial.skip_reason.skip_message
+    assert slack_webhook.requests == 4
+    assert dedup_keys(slack_webhook) == [f"run-failed:{second.run_id}"]  # the first is not sent again
+    assert first.run_id != second.run_id
+
+
+def test_a_tick_stops_posting_at_its_time_budget_and_commits_what_went_out(
+    slack_webhook, instance, monkeypatch
+):
+    monkeypatch.setattr(sensors, "TICK_BUDGET_SECONDS", -1)  # already spent after the first post
+    first = materialize(instance, sheet_rows)
+    second = materialize(instance, sheet_rows)
+
+    cursor = tick(run_failure_alert_sensor, instance).cursor
+    assert dedup_keys(slack_webhook) == [f"run-failed:{first.run_id}"]
+    tick(run_failure_alert_sensor, instance, cursor)
+    assert dedup_keys(slack_webhook) == [f"run-failed:{first.run_id}", f"run-failed:{second.run_id}"]
+
+
+def test_a_webhook_url_that_is_not_https_fails_every_sensor_tick_without_repeating_it(instance, monkeypatch):
+    from jada_pipelines.settings import ConfigError
+
+    monkeypatch.setenv("SLACK_WEBHOOK_URL", "http://hooks.slack.com/services/T0/B0/cleartext-secret")
+    materialize(instance, sheet_rows)
+
+    for sensor in (asset_check_alert_sensor, run_failure_alert_sensor):
+        with pytest.raises(ConfigError) as raised:
+            tick(sensor, instance)
+        assert "cleartext-secret" not in str(raised.value)

@@ -64,12 +64,17 @@ def test_a_429_is_retried_once_after_its_retry_after_then_delivered(slack_webhoo
     assert sleep.calls == [7.0]
 
 
-def test_a_retry_after_longer_than_the_cap_is_cut_so_a_tick_cannot_hang(slack_webhook, sleep):
+def test_a_retry_after_longer_than_a_tick_may_wait_is_handed_back_not_slept_nor_cut_short(
+    slack_webhook, sleep
+):
+    # Cutting it short would post inside Slack's quiet window, which can get the webhook disabled.
     slack_webhook.script(429, "rate_limited", retry_after=3600)
 
-    sender_for(slack_webhook.webhook_url, sleep, max_retry_after=30).send(a_message())
+    with pytest.raises(SlackDeliveryError) as raised:
+        sender_for(slack_webhook.webhook_url, sleep, max_retry_after=30).send(a_message())
 
-    assert sleep.calls == [30]
+    assert raised.value.retry_after == 3600 and not raised.value.permanent
+    assert sleep.calls == [] and slack_webhook.requests == 1
 
 
 def test_a_503_then_200_is_delivered(slack_webhook, sleep):
@@ -173,3 +178,70 @@ def test_the_resource_says_which_variable_to_set_when_the_webhook_is_missing():
     assert not resource.configured()
     with pytest.raises(Exception, match="SLACK_WEBHOOK_URL is not set"):
         resource.post(a_message())
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://hooks.slack.com/services/T0/B0/plain-http-secret",
+        "hooks.slack.com/services/T0/B0/no-scheme-secret",
+        "https:///services/T0/B0/no-host-secret",
+    ],
+)
+def test_a_webhook_url_that_is_not_https_is_refused_in_a_sentence_that_does_not_repeat_it(monkeypatch, url):
+    from jada_pipelines.settings import ConfigError
+
+    monkeypatch.setenv("SLACK_WEBHOOK_URL", url)
+
+    with pytest.raises(ConfigError) as raised:
+        SlackWebhookResource().configured()
+
+    assert "SLACK_WEBHOOK_URL is not an https:// URL" in str(raised.value)
+    assert "secret" not in str(raised.value).replace("is a secret", "")
+    assert "hooks.slack.com/services/T0" not in str(raised.value)
+
+
+def test_an_error_whose_text_quotes_the_url_leaves_the_resource_without_it(slack_webhook, monkeypatch):
+    import traceback
+
+    # A space in the path makes http.client raise InvalidURL with the whole path (the secret) in its text.
+    monkeypatch.setenv("SLACK_WEBHOOK_URL", slack_webhook.webhook_url + " typo-secret")
+
+    with pytest.raises(SlackDeliveryError) as raised:
+        SlackWebhookResource(max_retries=0).post(a_message())
+
+    told = "".join(traceback.format_exception(raised.value))
+    assert "InvalidURL" in told and "withheld" in told
+    assert "emulator-webhook-secret" not in told and "typo-secret" not in told
+    assert raised.value.__cause__ is None and raised.value.__context__ is None
+
+
+def test_text_from_the_sheet_or_the_model_is_escaped_so_slack_shows_it_instead_of_acting_on_it():
+    hostile = "row 7: <!channel> see <https://evil.example|the fix> & more"
+    check = messages.check_failed(
+        messages.FailedCheck("port_sheet_rows", "port_sheet_rows_valid", "WARN", hostile, False),
+        job="port_sheet_sync_job",
+        run_id="run-1",
+        webserver_url="http://ui:3000",
+    )
+    run = messages.run_failed(
+        job="agent_session_job",
+        run_id="run-2",
+        step_failures=[("agent_session", f"The model refused: {hostile}")],
+        failed_checks=[],
+        run_message="",
+        webserver_url="http://ui:3000",
+    )
+
+    for message in (check, run):
+        mrkdwn = [message.text] + [
+            text
+            for block in message.blocks
+            for text in [block.get("text", {}).get("text", "")]
+            + [f["text"] for f in block.get("fields", []) + block.get("elements", []) if "text" in f]
+            if block["type"] in ("section", "context")
+        ]
+        assert any("&lt;!channel&gt;" in text for text in mrkdwn)
+        assert not any("<!channel>" in text or "<https://evil" in text for text in mrkdwn)
+        assert any("&amp; more" in text for text in mrkdwn)
+    assert "*agent_session*:" in str(run.blocks)  # our own formatting still renders

@@ -1,5 +1,6 @@
 """The systemd units that replace jada-agent.service start the webserver and the daemon from the project's
-virtualenv with the environment file, and pass `systemd-analyze verify` with no warning."""
+virtualenv with the environment file; a timer runs the watchdog (`jada health --alert`) every 5 minutes
+whatever the daemon's state; every unit passes `systemd-analyze verify` with no warning."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SYSTEMD = REPO / "deploy" / "systemd"
-UNITS = sorted(SYSTEMD.glob("*.service"))
+SERVICES = [SYSTEMD / "dagster-daemon.service", SYSTEMD / "dagster-webserver.service"]
+WATCHDOG = SYSTEMD / "jada-watchdog.service"
+TIMER = SYSTEMD / "jada-watchdog.timer"
+UNITS = sorted([*SYSTEMD.glob("*.service"), *SYSTEMD.glob("*.timer")])
 # The install location the units and docs/production.md use.
 INSTALL_PREFIX = "/opt/jada-pipelines"
 
@@ -31,11 +35,32 @@ def _env_example() -> dict[str, str]:
     return {key: value for key, value in pairs}
 
 
-def test_there_is_one_unit_for_the_webserver_and_one_for_the_daemon():
-    assert [unit.name for unit in UNITS] == ["dagster-daemon.service", "dagster-webserver.service"]
+def test_there_are_units_for_the_webserver_the_daemon_and_the_watchdog_timer():
+    assert [unit.name for unit in UNITS] == [
+        "dagster-daemon.service",
+        "dagster-webserver.service",
+        "jada-watchdog.service",
+        "jada-watchdog.timer",
+    ]
 
 
-@pytest.mark.parametrize("unit", UNITS, ids=lambda path: path.name)
+def test_the_watchdog_runs_jada_health_alert_every_five_minutes_independent_of_the_daemon():
+    service, timer = _unit(WATCHDOG), _unit(TIMER)
+
+    assert service["Service"]["ExecStart"] == f"{INSTALL_PREFIX}/.venv/bin/jada health --alert"
+    assert service["Service"]["Type"] == "oneshot"
+    assert service["Service"]["EnvironmentFile"] == "/etc/jada/jada.env"
+    assert service["Service"]["User"] == "jada"
+    # An audit at ERROR (exit 1) is the watchdog working; only a post Slack refused (exit 3) fails the unit.
+    assert service["Service"]["SuccessExitStatus"] == "1"
+    for key in ("Requires", "BindsTo", "PartOf", "After", "Requisite"):
+        assert "dagster-daemon" not in service["Unit"].get(key, "")
+    assert timer["Timer"]["Unit"] == WATCHDOG.name
+    assert timer["Timer"]["OnUnitActiveSec"] == "5min" and timer["Timer"]["OnBootSec"] == "2min"
+    assert timer["Install"]["WantedBy"] == "timers.target"
+
+
+@pytest.mark.parametrize("unit", SERVICES, ids=lambda path: path.name)
 def test_each_unit_runs_the_project_venv_with_the_workspace_and_the_environment_file(unit):
     service = _unit(unit)["Service"]
     command = service["ExecStart"].split()
@@ -75,13 +100,18 @@ def test_systemd_analyze_verify_accepts_the_unit(unit, tmp_path):
     assert analyze, (
         "systemd-analyze is not installed, so the systemd units cannot be verified: install systemd."
     )
-    if not (REPO / ".venv" / "bin" / unit.stem).exists():
-        pytest.fail(f".venv/bin/{unit.stem} is missing: run `make test` so the virtualenv is installed.")
+    program = "jada" if unit.stem == WATCHDOG.stem else unit.stem
+    if not (REPO / ".venv" / "bin" / program).exists():
+        pytest.fail(f".venv/bin/{program} is missing: run `make test` so the virtualenv is installed.")
     # verify checks that ExecStart exists, so point the install prefix at this checkout, and nothing else.
-    copy = tmp_path / unit.name
-    copy.write_text(unit.read_text().replace(INSTALL_PREFIX, str(REPO)))
+    # A timer is verified next to the service it starts, which verify also checks.
+    copies = []
+    for path in [unit] + ([WATCHDOG] if unit == TIMER else []):
+        copy = tmp_path / path.name
+        copy.write_text(path.read_text().replace(INSTALL_PREFIX, str(REPO)))
+        copies.append(str(copy))
 
-    result = subprocess.run([analyze, "verify", str(copy)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([analyze, "verify", *copies], capture_output=True, text=True, timeout=60)
 
     # verify exits 0 on unknown keys and bad values too, printing only a warning: any output is a failure.
     assert (result.returncode, result.stdout + result.stderr) == (0, "")

@@ -10,8 +10,9 @@ from dagster._daemon.types import DaemonHeartbeat
 
 from jada_pipelines.agents.queue import open_queue
 from jada_pipelines.health import grading
-from jada_pipelines.health.assets import agent_task_queue, agent_task_queue_schedule
+from jada_pipelines.health.assets import agent_task_queue
 from jada_pipelines.health.audit import daemon_heartbeats
+from jada_pipelines.health.schedules import agent_task_queue_schedule
 from jada_pipelines.settings import ConfigError
 
 DEFAULTS = grading.Thresholds()
@@ -126,7 +127,14 @@ def test_materializing_agent_task_queue_records_its_figures_and_grades_each_chec
     result = dg.materialize([agent_task_queue], instance=instance)
 
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
-    assert set(checks) == {"backlog", "dead_letters", "turn_cap_rate", "daemon_heartbeat", "sandbox"}
+    assert set(checks) == {
+        "backlog",
+        "dead_letters",
+        "turn_cap_rate",
+        "daemon_heartbeat",
+        "sessions_starting",
+        "sandbox",
+    }
     assert checks["backlog"].passed and checks["turn_cap_rate"].passed and checks["sandbox"].passed
     assert (
         not checks["dead_letters"].passed and checks["dead_letters"].severity == dg.AssetCheckSeverity.ERROR

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import dagster as dg
 from pydantic import Field
@@ -15,6 +16,33 @@ if TYPE_CHECKING:
     from jada_pipelines.alerts.webhook import Pacer
 
 WEBHOOK_VARIABLE = "SLACK_WEBHOOK_URL"
+# Plain http is allowed to these hosts only: the local Slack emulator of the tests and `make demo`. Anywhere
+# else the URL (a secret that lets anyone post) would cross the network in clear.
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def webhook_url() -> str | None:
+    """``SLACK_WEBHOOK_URL``, or None when unset; a value that is not an https:// URL is refused.
+
+    The refusal never repeats the value: it is a secret, and a typo in it is still most of the secret.
+    """
+    url = settings.env(WEBHOOK_VARIABLE)
+    if url is None:
+        return None
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        parts, host = None, None
+    secure = parts is not None and parts.scheme == "https"
+    local = parts is not None and parts.scheme == "http" and host in _LOOPBACK_HOSTS
+    if not host or not (secure or local):
+        raise settings.ConfigError(
+            f"{WEBHOOK_VARIABLE} is not an https:// URL with a host, so no alert is sent to it: set it to the "
+            "incoming-webhook URL Slack shows (https://hooks.slack.com/services/…). The value is not repeated "
+            "here because it is a secret."
+        )
+    return url
 
 
 class SlackWebhookResource(dg.ConfigurableResource):
@@ -50,13 +78,19 @@ class SlackWebhookResource(dg.ConfigurableResource):
     )
 
     def configured(self) -> bool:
-        return settings.env(WEBHOOK_VARIABLE) is not None
+        """Whether a webhook is set; raises ``ConfigError`` (without the value) when it is set but not https."""
+        return webhook_url() is not None
 
     def post(self, message: SlackMessage) -> None:
-        """Send ``message``; raises ``SlackDeliveryError`` if Slack did not take it after retries."""
-        from jada_pipelines.alerts.webhook import WebhookSender
+        """Send ``message``; raises ``SlackDeliveryError`` if Slack did not take it after retries.
 
-        url = settings.env(WEBHOOK_VARIABLE)
+        Whatever goes wrong, the error that leaves here cannot carry the URL: an unexpected exception (from
+        slack_sdk, urllib or http.client, whose texts can quote the URL) is replaced by one that names only its
+        class, and it is raised outside the ``except`` so no traceback chains back to the original.
+        """
+        from jada_pipelines.alerts.webhook import SlackDeliveryError, WebhookSender
+
+        url = webhook_url()
         if url is None:
             raise settings.ConfigError(
                 f"{WEBHOOK_VARIABLE} is not set: set it to a Slack incoming-webhook URL."
@@ -68,7 +102,22 @@ class SlackWebhookResource(dg.ConfigurableResource):
             timeout=self.timeout_seconds,
             pacer=_shared_pacer(self.min_interval_seconds),
         )
-        sender.send(message)
+        unexpected = None
+        try:
+            sender.send(message)
+        except SlackDeliveryError:
+            raise
+        except Exception as exc:
+            unexpected = exc.__class__.__name__
+        if unexpected is not None:
+            raise SlackDeliveryError(
+                f"Posting alert [{message.dedup_key}] to the Slack webhook failed with {unexpected}; its text is "
+                f"withheld because it can contain the webhook URL. Check {WEBHOOK_VARIABLE} (a URL Slack gave, "
+                "with no spaces or stray characters); the alert is retried on the next tick.",
+                status=None,
+                body=None,
+                permanent=False,
+            )
 
 
 # One pacer per process and interval: every sensor tick in the daemon shares it, so Slack's

@@ -20,7 +20,10 @@ from urllib.error import URLError
 
 from slack_sdk.http_retry.handler import RetryHandler
 
+from jada_pipelines.alerts.errors import SlackDeliveryError
 from jada_pipelines.alerts.messages import SlackMessage
+
+__all__ = ["Pacer", "SlackContractRetryHandler", "SlackDeliveryError", "WebhookSender"]
 
 log = logging.getLogger(__name__)
 
@@ -32,21 +35,13 @@ _client_log.setLevel(logging.WARNING)
 _CONNECTION_ERRORS = (URLError, ConnectionError, RemoteDisconnected, TimeoutError)
 
 
-class SlackDeliveryError(RuntimeError):
-    """Slack did not take the message. ``permanent`` means retrying the same post cannot help."""
-
-    def __init__(self, message: str, *, status: int | None, body: str | None, permanent: bool):
-        super().__init__(message)
-        self.status = status
-        self.body = body
-        self.permanent = permanent
-
-
 class SlackContractRetryHandler(RetryHandler):
     """One bounded budget of retries for 429 (after Retry-After), 5xx and connection errors.
 
     slack_sdk's built-in handlers sleep with ``time.sleep`` and retry only 500/503; this one retries every
-    5xx, caps a hostile Retry-After so a sensor tick cannot hang, and takes ``sleep`` so tests do not wait.
+    5xx and takes ``sleep`` so tests do not wait. A Retry-After longer than ``max_retry_after`` is not slept
+    (a sensor tick must not hang) and not cut short either (Slack may disable a webhook that posts early):
+    the 429 comes back to the caller, which stores the wait and honours it on a later tick.
     """
 
     def __init__(self, *, max_retries: int, max_retry_after: float, sleep: Callable[[float], None]):
@@ -56,13 +51,15 @@ class SlackContractRetryHandler(RetryHandler):
 
     def _can_retry(self, *, state, request, response=None, error=None) -> bool:
         if response is not None:
-            return response.status_code == 429 or response.status_code >= 500
+            if response.status_code == 429:
+                return _retry_after(response.headers) <= self._max_retry_after
+            return response.status_code >= 500
         return isinstance(error, _CONNECTION_ERRORS)
 
     def prepare_for_next_attempt(self, *, state, request, response=None, error=None) -> None:
         state.next_attempt_requested = True
         if response is not None and response.status_code == 429:
-            delay = min(_retry_after(response.headers), self._max_retry_after)
+            delay = _retry_after(response.headers)
         else:
             # Exponential backoff with jitter: 0.5 s, 1 s, 2 s ... as slack_sdk's own calculator does.
             delay = 0.5 * 2**state.current_attempt * (0.5 + random.random() / 2)
@@ -71,12 +68,13 @@ class SlackContractRetryHandler(RetryHandler):
         state.increment_current_attempt()
 
 
-def _retry_after(headers: dict[str, list[str]]) -> float:
+def _retry_after(headers: dict) -> float:
+    # The retry handler sees header values as lists; a finished WebhookResponse has them as strings.
     for name, values in headers.items():
         if name.lower() == "retry-after":
             try:
-                return float(values[0])
-            except (ValueError, IndexError):
+                return float(values if isinstance(values, str) else values[0])
+            except (ValueError, IndexError, TypeError):
                 break
     return 1.0
 
@@ -145,6 +143,16 @@ class WebhookSender:
             response = self._post(message.text, None, message.dedup_key)
         if response.status_code == 200:
             return
+        if response.status_code == 429:
+            wait = _retry_after(response.headers)
+            raise SlackDeliveryError(
+                f"Slack webhook answered HTTP 429 for alert [{message.dedup_key}] and asked for {wait:.0f} s of quiet"
+                " (Retry-After); nothing is posted before then, and the alert goes out after it.",
+                status=429,
+                body=response.body,
+                permanent=False,
+                retry_after=wait,
+            )
         permanent = 400 <= response.status_code < 500 and response.status_code != 429
         error = SlackDeliveryError(
             _explain(response.status_code, response.body, message.dedup_key),
@@ -185,8 +193,6 @@ _FIXES = {
 
 def _explain(status: int, body: str, dedup_key: str) -> str:
     what = f"Slack webhook answered HTTP {status} {body!r} for alert [{dedup_key}]"
-    if status == 429:
-        return f"{what}: still rate limited after retries; it will be retried on the next sensor tick."
     if status >= 500:
         return f"{what}: Slack is failing; it will be retried on the next sensor tick."
     fix = _FIXES.get(body, "check SLACK_WEBHOOK_URL and the webhook's settings in Slack.")

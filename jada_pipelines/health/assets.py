@@ -1,4 +1,4 @@
-"""The ``agent_task_queue`` health asset, its checks and its schedule."""
+"""The ``agent_task_queue`` health asset and its checks (its schedule is in ``schedules.py``)."""
 
 import time
 
@@ -14,6 +14,8 @@ CHECK_DESCRIPTIONS = {
     "turn_cap_rate": "Share of sessions in the last 24 h that stopped at the turn cap.",
     "daemon_heartbeat": "Every daemon the instance needs (scheduler, sensors, run queue...) beat recently.",
     "sandbox": "Agent sessions can run sandboxed (bubblewrap usable): ERROR when none can, WARN when unconfined.",
+    "sessions_starting": "Waiting tasks get sessions while slots are free, and every claim's run begins its "
+    "session: ERROR names the likely cause (the daemon, the tag slots, a run started with no worker).",
 }
 
 
@@ -32,17 +34,21 @@ def agent_task_queue(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     """
     from jada_pipelines.agents.queue import open_queue
     from jada_pipelines.agents.sandbox import sandbox_status
+    from jada_pipelines.health import dispatch
     from jada_pipelines.health.audit import daemon_heartbeats
 
     now = time.time()
     thresholds = grading.Thresholds.from_env()
     queue = open_queue()
     stats = queue.stats(now=now)
+    heartbeats = daemon_heartbeats(context.instance)
+    stale = dispatch.stale_daemons(heartbeats, now=now, thresholds=thresholds)
     findings = [
         grading.grade_backlog(stats, thresholds),
         grading.grade_dead_letters(stats),
         grading.grade_turn_cap(queue.attempts(since=now - DAY_SECONDS), thresholds),
-        grading.grade_daemon(daemon_heartbeats(context.instance), now=now, thresholds=thresholds),
+        grading.grade_daemon(heartbeats, now=now, thresholds=thresholds),
+        dispatch.grade(dispatch.gather(queue, context.instance, now=now, stale_daemons=stale), thresholds),
         grading.grade_sandbox(sandbox_status()),
     ]
     return dg.MaterializeResult(
@@ -64,12 +70,3 @@ def _check_result(finding: grading.Finding) -> dg.AssetCheckResult:
         description=finding.description,
         metadata=finding.metadata,
     )
-
-
-agent_task_queue_schedule = dg.ScheduleDefinition(
-    name="agent_task_queue_schedule",
-    target=agent_task_queue,
-    cron_schedule="*/5 * * * *",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Grades the agent task queue every 5 minutes, so a backlog or a dead letter is seen within minutes.",
-)

@@ -54,7 +54,9 @@ def build_audit(instance: dg.DagsterInstance, *, now: float) -> dict:
         ),
         "runs_24h": lambda: _runs_section(instance, now),
         "recent_failures": lambda: _failures_section(instance, now),
+        "automation": lambda: _automation_section(instance),
         "queue": lambda: _queue_section(now, thresholds),
+        "dispatch": lambda: _dispatch_section(instance, now, thresholds),
         "sessions": lambda: _sessions_section(now, thresholds),
         "cost_24h": lambda: _cost_section(now),
         "sandbox": lambda: _finding_section(grading.grade_sandbox(sandbox_status())),
@@ -146,6 +148,31 @@ def _queue_section(now: float, thresholds: grading.Thresholds) -> Section:
             "dead_letters": stats.dead_letters,
             "dead_letter_tasks": dead_tasks,
         },
+    )
+
+
+def _automation_section(instance: dg.DagsterInstance) -> Section:
+    from jada_pipelines.health.automation import running_by_default, stopped
+
+    expected = running_by_default()
+    off = stopped(instance, expected)
+    if not off:
+        return Section("OK", f"All {len(expected)} schedules and sensors are on.", {"stopped": []})
+    return Section(
+        "ERROR",
+        f"Turned off: {', '.join(off)}. While off, nothing it does happens and nothing else says so "
+        "(a stopped port_sheet_sync_schedule looks like a quiet sheet): turn it back on in the UI (Automation).",
+        {"stopped": off},
+    )
+
+
+def _dispatch_section(instance: dg.DagsterInstance, now: float, thresholds: grading.Thresholds) -> Section:
+    from jada_pipelines.agents.queue import open_queue
+    from jada_pipelines.health import dispatch
+
+    stale = dispatch.stale_daemons(daemon_heartbeats(instance), now=now, thresholds=thresholds)
+    return _finding_section(
+        dispatch.grade(dispatch.gather(open_queue(), instance, now=now, stale_daemons=stale), thresholds)
     )
 
 

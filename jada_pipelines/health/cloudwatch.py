@@ -6,7 +6,7 @@ work. Each datum carries an ``Env`` dimension (``JADA_ENV``, default ``dev``) so
 stay apart.
 
 Plain Python apart from reading one check result from the Dagster instance; the sensor in
-``metrics_definitions.py`` calls :func:`publish_health_metrics` every minute. No figure costs a Google request.
+``sensors.py`` calls :func:`publish_health_metrics` every minute. No figure costs a Google request.
 """
 
 from __future__ import annotations

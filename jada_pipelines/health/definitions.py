@@ -2,10 +2,12 @@
 
 import dagster as dg
 
-from jada_pipelines.health.assets import agent_task_queue, agent_task_queue_schedule
-from jada_pipelines.health.metrics_definitions import defs as metrics_defs
+from jada_pipelines.health.assets import agent_task_queue
+from jada_pipelines.health.schedules import agent_task_queue_schedule
+from jada_pipelines.health.sensors import cloudwatch_metrics_sensor
 
-defs = dg.Definitions.merge(
-    dg.Definitions(assets=[agent_task_queue], schedules=[agent_task_queue_schedule]),
-    metrics_defs,
+defs = dg.Definitions(
+    assets=[agent_task_queue],
+    schedules=[agent_task_queue_schedule],
+    sensors=[cloudwatch_metrics_sensor],
 )

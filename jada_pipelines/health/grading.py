@@ -39,6 +39,10 @@ class Thresholds:
     turn_cap_warn_percent: int = 30
     turn_cap_error_percent: int = 60
     daemon_stale_seconds: int = 300
+    # A due task waiting this long while a session slot is free, or a claim whose run has not begun its
+    # session this long (a run worker starts in seconds, tens on a loaded box), means sessions are not starting.
+    dispatch_wait_seconds: int = 300
+    dispatch_start_seconds: int = 180
 
     @classmethod
     def from_env(cls) -> Thresholds:

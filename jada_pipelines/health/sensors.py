@@ -1,4 +1,4 @@
-"""The CloudWatch metrics sensor. Merge ``defs`` into the code location with the other domains' definitions."""
+"""The CloudWatch metrics sensor."""
 
 from __future__ import annotations
 
@@ -35,6 +35,3 @@ def cloudwatch_metrics_sensor(context: dg.SensorEvaluationContext):
     return dg.SensorResult(
         skip_reason=f"Published to CloudWatch namespace {namespace}: {sent}.", cursor=str(now)
     )
-
-
-defs = dg.Definitions(sensors=[cloudwatch_metrics_sensor])
