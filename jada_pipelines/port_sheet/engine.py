@@ -53,6 +53,10 @@ def _as_string(value: Any) -> str:
     return key_text(value) or str(value)
 
 
+def _as_key(value: Any) -> str | None:
+    return key_text(value)
+
+
 def _as_integer(value: Any) -> int:
     if isinstance(value, bool):
         raise CellTypeError(f"{value!r} is not a whole number")
@@ -142,8 +146,12 @@ def build_snapshot(
         return PortSheetSnapshot(
             header, key_column, _frame([], columns, column_types), [], pulled_at, problems
         )
+    column_types = {**column_types, key_column: "string"}
     positions = {name: index for index, name in enumerate(header) if name}
     converters = {name: COLUMN_TYPES[column_types.get(name, "string")][0] for name in columns}
+    # The key is one normalised text whatever its cells hold (and whatever type the column was given):
+    # the push locates rows with the same function, so 101, 101.0 and "101" are one key on both sides.
+    converters[key_column] = _as_key
     records, quarantined = [], []
     for offset, cells in enumerate(values[1:]):
         row_number = offset + 2

@@ -226,12 +226,17 @@ def _changed(sheet_cells: np.ndarray, wanted_cells: np.ndarray) -> np.ndarray:
 
 
 def _key_texts(cells: Sequence[Any]) -> pd.Series:
-    """``key_text`` of every cell; strings (nearly every key) take the vectorised path."""
+    """``key_text`` of every cell; a column of strings (nearly every sheet) takes the vectorised path.
+
+    pandas' ``.str`` accessor refuses a column holding no string at all (ids typed as numbers, which
+    ``UNFORMATTED_VALUE`` returns as JSON numbers), so any other column goes cell by cell through
+    ``key_text``, the one definition of a key shared with the pull.
+    """
     raw = pd.Series(cells, dtype=object)
+    if infer_dtype(raw, skipna=True) != "string":
+        return raw.map(key_text).astype(object)
     texts = raw.str.strip().astype(object)
-    others = texts.isna()
-    texts[others] = [key_text(value) for value in raw[others]]
-    return texts.where(texts != "", None)
+    return texts.where(texts.notna() & (texts != ""), None)
 
 
 def _coalesce(
