@@ -39,6 +39,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
@@ -61,6 +62,11 @@ ACCESS_TOKEN_SECONDS = 3599
 DEFAULT_ROWS, DEFAULT_COLUMNS = 1000, 26
 
 RENDER_OPTIONS = ("FORMATTED_VALUE", "UNFORMATTED_VALUE", "FORMULA")
+# https://developers.google.com/sheets/api/reference/rest/v4/DateTimeRenderOption
+DATE_TIME_RENDER_OPTIONS = ("SERIAL_NUMBER", "FORMATTED_STRING")
+# NumberFormatType values whose cells are "date, time, datetime, and duration fields" for dateTimeRenderOption
+# (https://developers.google.com/sheets/api/reference/rest/v4/spreadsheets/cells#NumberFormatType).
+DATE_TIME_TYPES = ("DATE", "TIME", "DATE_TIME")
 
 # Token-endpoint faults: (HTTP status, body). Bodies are those Google's endpoint returns.
 TOKEN_FAULTS: dict[str, tuple[int, Any]] = {
@@ -126,6 +132,21 @@ class Formula:
     value: Any = None
 
 
+@dataclass(frozen=True)
+class Formatted:
+    """A number with a number format, as Google stores a typed date, time, duration, percent or amount.
+
+    ``value`` is what ``UNFORMATTED_VALUE`` returns: for dates and times the serial number (days since
+    1899-12-30, the day's fraction for the time; "Date & number formats" guide,
+    https://developers.google.com/sheets/api/guides/formats). ``kind`` is the NumberFormatType and
+    ``pattern`` the format pattern the sheet shows it with.
+    """
+
+    value: int | float
+    kind: str
+    pattern: str
+
+
 @dataclass
 class _Tab:
     title: str
@@ -140,6 +161,7 @@ class _Spreadsheet:
     spreadsheet_id: str
     title: str
     tabs: list[_Tab] = field(default_factory=list)
+    time_zone: str = "Etc/GMT"
 
 
 class SheetsError(Exception):
@@ -201,6 +223,11 @@ def parse_a1(a1: str) -> GridRange:
     c1, r1 = _parse_cell(end or start, a1)
     if not end and (c0 is None or r0 is None):
         raise _invalid(f"Unable to parse range: {a1}")
+    # Google accepts the corners in either order ("B5:A1" is A1:B5) and answers with the normalised range.
+    if c0 is not None and c1 is not None and c1 < c0:
+        c0, c1 = c1, c0
+    if r0 is not None and r1 is not None and r1 < r0:
+        r0, r1 = r1, r0
     return GridRange(
         tab,
         row_start=(r0 or 1) - 1,
@@ -248,14 +275,26 @@ def format_a1(title: str, row_start: int, row_end: int, col_start: int, col_end:
 # ------------------------------------------------------------------------------------------ cell values
 
 
-def render(cell: Any, option: str) -> Any:
-    """One cell as Google returns it for ``valueRenderOption=option``."""
+def render(cell: Any, option: str, date_time_option: str = "SERIAL_NUMBER") -> Any:
+    """One cell as Google returns it for ``valueRenderOption=option`` and ``dateTimeRenderOption``.
+
+    Per the ValueRenderOption and DateTimeRenderOption references: FORMATTED_VALUE shows every cell as its
+    format displays it (and ignores dateTimeRenderOption); otherwise a date, time, date-time or duration is
+    its serial number, or its formatted string with FORMATTED_STRING, and every other number (percent,
+    currency included) stays a number.
+    """
     if isinstance(cell, Formula):
         if option == "FORMULA":
             return cell.formula
         cell = cell.value
     if cell is None:
         return ""
+    if isinstance(cell, Formatted):
+        if option == "FORMATTED_VALUE" or (
+            cell.kind in DATE_TIME_TYPES and date_time_option == "FORMATTED_STRING"
+        ):
+            return format_number(cell.value, cell.pattern)
+        cell = cell.value
     if isinstance(cell, bool):
         return ("TRUE" if cell else "FALSE") if option == "FORMATTED_VALUE" else cell
     if isinstance(cell, float) and cell.is_integer():
@@ -268,8 +307,111 @@ def render(cell: Any, option: str) -> Any:
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
+_SHEETS_EPOCH = datetime(1899, 12, 30)
+_ISO_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})$")
+_US_DATE = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$")
+_TIME = re.compile(r"^(\d{1,3}):(\d{2})(?::(\d{2}))?(?:\s*([AaPp][Mm]))?$")
+_PERCENT = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+))%$")
+_CURRENCY = re.compile(r"^(-?)\$((?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?)$")
+_THOUSANDS = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
+
+
+def serial_number(moment: datetime) -> int | float:
+    """A wall-clock date-time as a Sheets serial number (whole days are ints, as Google returns them)."""
+    days = (moment - _SHEETS_EPOCH).total_seconds() / 86400
+    return int(days) if days.is_integer() else round(days, 10)
+
+
+def from_serial(serial: float) -> datetime:
+    return _SHEETS_EPOCH + timedelta(seconds=round(serial * 86400))
+
+
+def format_number(value: float, pattern: str) -> str:
+    """``value`` shown with one of the patterns ``parse_user_entered`` gives (the en_US locale's)."""
+    if pattern in ("yyyy-mm-dd", "M/d/yyyy", "yyyy-mm-dd H:mm:ss", "M/d/yyyy H:mm:ss"):
+        moment = from_serial(value)
+        date = (
+            f"{moment:%Y-%m-%d}"
+            if pattern.startswith("yyyy")
+            else f"{moment.month}/{moment.day}/{moment.year}"
+        )
+        return date if " " not in pattern else f"{date} {moment.hour}:{moment:%M:%S}"
+    if pattern in ("H:mm:ss", "h:mm:ss am/pm"):
+        moment = from_serial(value % 1)
+        if pattern == "H:mm:ss":
+            return f"{moment.hour}:{moment:%M:%S}"
+        return f"{(moment.hour - 1) % 12 + 1}:{moment:%M:%S} {'AM' if moment.hour < 12 else 'PM'}"
+    if pattern == "[h]:mm:ss":
+        seconds = round(value * 86400)
+        return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+    if pattern.endswith("%"):
+        decimals = len(pattern.partition(".")[2]) - 1 if "." in pattern else 0
+        return f"{value * 100:.{decimals}f}%"
+    if pattern.startswith("$"):
+        return ("-" if value < 0 else "") + f"${abs(value):,.2f}"
+    if pattern.startswith("#,##0"):
+        decimals = len(pattern.partition(".")[2])
+        return f"{value:,.{decimals}f}"
+    raise ValueError(f"no formatting for pattern {pattern!r} in the local Google emulator")
+
+
+def _parse_typed_number(text: str) -> Formatted | None:
+    """Dates, times, durations, percents, amounts and thousands separators as Google's en_US locale reads
+    them when typed ("Date & number formats": https://developers.google.com/sheets/api/guides/formats)."""
+    date_part, _, time_part = text.replace("T", " ", 1).partition(" ") if text[:1].isdigit() else (text, "", "")
+    for regex, order, pattern in ((_ISO_DATE, (0, 1, 2), "yyyy-mm-dd"), (_US_DATE, (2, 0, 1), "M/d/yyyy")):
+        match = regex.match(date_part)
+        if match is None:
+            continue
+        year, month, day = (int(match.group(i + 1)) for i in order)
+        try:
+            moment = datetime(year, month, day)
+        except ValueError:
+            return None  # "2026-02-30" is text to Google
+        if not time_part:
+            return Formatted(serial_number(moment), "DATE", pattern)
+        clock = _clock(time_part.strip())
+        if clock is None or clock >= timedelta(days=1):
+            return None
+        return Formatted(serial_number(moment + clock), "DATE_TIME", pattern + " H:mm:ss")
+    if (clock := _clock(text)) is not None:
+        serial = clock.total_seconds() / 86400
+        serial = int(serial) if serial.is_integer() else round(serial, 10)
+        if clock >= timedelta(days=1):
+            return Formatted(serial, "TIME", "[h]:mm:ss")  # a duration: "36:00:00"
+        return Formatted(serial, "TIME", "h:mm:ss am/pm" if text[-1:].lower() == "m" else "H:mm:ss")
+    if match := _PERCENT.match(text):
+        number = float(match.group(1)) / 100
+        return Formatted(round(number, 12), "PERCENT", "0.00%" if "." in match.group(1) else "0%")
+    if match := _CURRENCY.match(text):
+        number = float(match.group(2).replace(",", "")) * (-1 if match.group(1) else 1)
+        return Formatted(int(number) if number.is_integer() else number, "CURRENCY", "$#,##0.00")
+    if _THOUSANDS.match(text):
+        number = float(text.replace(",", ""))
+        decimals = len(text.partition(".")[2])
+        pattern = "#,##0" + ("." + "0" * decimals if decimals else "")
+        return Formatted(int(number) if number.is_integer() else number, "NUMBER", pattern)
+    return None
+
+
+def _clock(text: str) -> timedelta | None:
+    match = _TIME.match(text)
+    if match is None:
+        return None
+    hours, minutes, seconds, half = match.groups()
+    hours, minutes, seconds = int(hours), int(minutes), int(seconds or 0)
+    if minutes > 59 or seconds > 59:
+        return None
+    if half:
+        if not 1 <= hours <= 12:
+            return None
+        hours = hours % 12 + (12 if half.lower() == "pm" else 0)
+    return timedelta(hours=hours, minutes=minutes, seconds=seconds)
+
+
 def parse_user_entered(value: Any) -> Any:
-    """A value as if a person typed it: numbers, booleans and formulas are parsed (``"007"`` becomes 7)."""
+    """A value as if a person typed it: numbers, booleans and formulas are parsed (``"007"`` becomes 7),
+    and dates, times, durations, percents, amounts and thousands separators become formatted numbers."""
     if not isinstance(value, str):
         return value
     text = value.strip()
@@ -279,6 +421,8 @@ def parse_user_entered(value: Any) -> Any:
         return Formula(text)
     if text.upper() in ("TRUE", "FALSE"):
         return text.upper() == "TRUE"
+    if (typed := _parse_typed_number(text)) is not None:
+        return typed
     if _NUMBER.match(text):
         number = float(text)
         return int(number) if number.is_integer() and "e" not in text.lower() and "." not in text else number
@@ -500,12 +644,26 @@ class GoogleEmulator(LocalServer):
             self._spreadsheets.pop(spreadsheet_id, None)
 
     def sheet_values(
-        self, spreadsheet_id: str, tab: str, *, render_option: str = "UNFORMATTED_VALUE"
+        self,
+        spreadsheet_id: str,
+        tab: str,
+        *,
+        render_option: str = "UNFORMATTED_VALUE",
+        date_time_option: str = "SERIAL_NUMBER",
     ) -> list[list]:
         """The tab's values as ``values.get`` would return them (trailing empties dropped)."""
         with self._lock:
             grid = self._tab(spreadsheet_id, tab)
-            return _read(grid, GridRange(tab), render_option)[1]
+            return _read(grid, GridRange(tab), render_option, date_time_option)[1]
+
+    def set_time_zone(self, spreadsheet_id: str, time_zone: str) -> None:
+        """File > Settings > Time zone: the zone the sheet's dates and times are wall-clock times of."""
+        with self._lock:
+            self._book(spreadsheet_id).time_zone = time_zone
+
+    def enter(self, spreadsheet_id: str, tab: str, a1: str, text: str) -> None:
+        """A person types ``text`` into the cell at ``a1``: parsed as the sheet's UI (and USER_ENTERED) does."""
+        self.set_cell(spreadsheet_id, tab, a1, parse_user_entered(text))
 
     def cell(self, spreadsheet_id: str, tab: str, a1: str) -> Any:
         """The stored cell at ``a1`` (a typed value, a :class:`Formula`, or ``None``)."""
@@ -734,7 +892,7 @@ class GoogleEmulator(LocalServer):
     def _metadata(book: _Spreadsheet) -> dict:
         return {
             "spreadsheetId": book.spreadsheet_id,
-            "properties": {"title": book.title, "locale": "en_US", "timeZone": "Etc/GMT"},
+            "properties": {"title": book.title, "locale": "en_US", "timeZone": book.time_zone},
             "sheets": [
                 {
                     "properties": {
@@ -751,13 +909,23 @@ class GoogleEmulator(LocalServer):
         }
 
     def _values_get(self, book: _Spreadsheet, a1: str, query: dict) -> dict:
+        # https://developers.google.com/sheets/api/reference/rest/v4/spreadsheets.values/get: the query's
+        # valueRenderOption, dateTimeRenderOption (default SERIAL_NUMBER) and majorDimension (default ROWS).
         option = _single(query.get("valueRenderOption")) or "FORMATTED_VALUE"
         if option not in RENDER_OPTIONS:
             raise _invalid(f"Invalid value at 'value_render_option' ({option})")
+        date_option = _single(query.get("dateTimeRenderOption")) or "SERIAL_NUMBER"
+        if date_option not in DATE_TIME_RENDER_OPTIONS:
+            raise _invalid(f"Invalid value at 'date_time_render_option' ({date_option})")
+        dimension = _single(query.get("majorDimension")) or "ROWS"
+        if dimension not in ("ROWS", "COLUMNS"):
+            raise _invalid(f"Invalid value at 'major_dimension' ({dimension})")
         grid_range = parse_a1(a1)
         tab = self._tab(book.spreadsheet_id, grid_range.tab)
-        label, values = _read(tab, grid_range, option)
-        response: dict[str, Any] = {"range": label, "majorDimension": "ROWS"}
+        label, values = _read(tab, grid_range, option, date_option)
+        if dimension == "COLUMNS":
+            values = _columns_of(values)
+        response: dict[str, Any] = {"range": label, "majorDimension": dimension}
         if values:
             response["values"] = values
         return response
@@ -922,7 +1090,18 @@ def _put(tab: _Tab, row: int, col: int, value: Any) -> None:
     cells[col] = value
 
 
-def _read(tab: _Tab, grid_range: GridRange, option: str) -> tuple[str, list[list[Any]]]:
+def _columns_of(rows: list[list[Any]]) -> list[list[Any]]:
+    """ROWS-major values as COLUMNS-major, trailing empties of each column dropped as Google does."""
+    width = max((len(row) for row in rows), default=0)
+    columns = [_trim([row[c] if c < len(row) else "" for row in rows]) for c in range(width)]
+    while columns and not columns[-1]:
+        columns.pop()
+    return columns
+
+
+def _read(
+    tab: _Tab, grid_range: GridRange, option: str, date_option: str = "SERIAL_NUMBER"
+) -> tuple[str, list[list[Any]]]:
     row_end = tab.row_count if grid_range.row_end is None else grid_range.row_end
     col_end = tab.column_count if grid_range.col_end is None else grid_range.col_end
     _check_bounds(
@@ -934,7 +1113,7 @@ def _read(tab: _Tab, grid_range: GridRange, option: str) -> tuple[str, list[list
     c0 = grid_range.col_start
     values = []
     for row in tab.rows[grid_range.row_start : row_end]:
-        values.append(_trim([render(cell, option) for cell in row[c0:col_end]]))
+        values.append(_trim([render(cell, option, date_option) for cell in row[c0:col_end]]))
     while values and not values[-1]:
         values.pop()
     return format_a1(tab.title, grid_range.row_start, row_end, c0, col_end), values
