@@ -85,7 +85,9 @@ def test_a_pull_refreshes_once_reads_once_and_stores_a_typed_snapshot(sheet):
     result = _pull()
 
     assert result.success
-    assert (sheet.calls["token"], sheet.sheets_calls(), sheet.calls["batch_get"]) == (1, 1, 1)
+    # One metadata call for the sheet's time zone, one read of the values.
+    assert (sheet.calls["token"], sheet.calls["metadata"], sheet.calls["batch_get"]) == (1, 1, 1)
+    assert sheet.sheets_calls() == 2
     metadata = _metadata(result)
     assert (metadata["row_count"], metadata["quarantined_count"], metadata["google_api_calls"]) == (3, 0, 1)
     assert metadata["keys_added"] == 3

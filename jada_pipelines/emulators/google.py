@@ -358,7 +358,9 @@ def format_number(value: float, pattern: str) -> str:
 def _parse_typed_number(text: str) -> Formatted | None:
     """Dates, times, durations, percents, amounts and thousands separators as Google's en_US locale reads
     them when typed ("Date & number formats": https://developers.google.com/sheets/api/guides/formats)."""
-    date_part, _, time_part = text.replace("T", " ", 1).partition(" ") if text[:1].isdigit() else (text, "", "")
+    date_part, _, time_part = (
+        text.replace("T", " ", 1).partition(" ") if text[:1].isdigit() else (text, "", "")
+    )
     for regex, order, pattern in ((_ISO_DATE, (0, 1, 2), "yyyy-mm-dd"), (_US_DATE, (2, 0, 1), "M/d/yyyy")):
         match = regex.match(date_part)
         if match is None:

@@ -57,10 +57,17 @@ class SheetsSession:
         )
 
     def values_batch_get(
-        self, spreadsheet_id: str, ranges: Sequence[str], *, value_render_option: str = "UNFORMATTED_VALUE"
+        self,
+        spreadsheet_id: str,
+        ranges: Sequence[str],
+        *,
+        value_render_option: str = "UNFORMATTED_VALUE",
+        date_time_render_option: str | None = None,
     ) -> dict[str, Any]:
         """``values:batchGet``: every range in one call."""
         params = {"valueRenderOption": value_render_option}
+        if date_time_render_option is not None:
+            params["dateTimeRenderOption"] = date_time_render_option
         return self._call(
             lambda http: http.values_batch_get(spreadsheet_id, list(ranges), params=dict(params)),
             spreadsheet_id,
