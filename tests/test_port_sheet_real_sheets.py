@@ -37,7 +37,7 @@ def rows(emulator) -> list[list]:
 def cell(emulator, key, name):
     table = rows(emulator)
     header = table[0]
-    (row,) = [row for row in table[1:] if row[0] == key]
+    (row,) = [row for row in table[1:] if row[header.index("id")] == key]
     return row[header.index(name)]
 
 
@@ -117,3 +117,108 @@ def test_dates_times_and_date_times_come_through_as_people_see_them_in_a_non_utc
     # A time with no date in a datetime column would be a different instant on every pull: quarantined.
     (quarantined,) = snapshot.quarantined
     assert quarantined.key == "c" and "time without a date" in quarantined.reason
+
+
+# ------------------------------------------------------------------ people's edits between the read and the write
+
+FAST = {"resources": {"google": {"config": {"retry_base_delay_s": 0.01}}}}
+
+
+@pytest.fixture
+def ports(google_emulator, google_token_file):
+    google_emulator.set_sheet(
+        PORT_SHEET_ID,
+        PORT_SHEET_TAB,
+        [HEADER, ["a", "Lisbon", "do a"], ["b", "Porto", "do b"], ["c", "Faro"]],
+    )
+    return google_emulator
+
+
+def sync_with(emulator, edit, *, before: str = "values_batch_update_by_data_filter"):
+    """One run, with ``edit`` made by a person just before Google serves the push's write."""
+    emulator.before(before, edit)
+    result = defs.resolve_job_def("port_sheet_sync_job").execute_in_process(
+        run_config=FAST, raise_on_error=False
+    )
+    assert result.success, [event.message for event in result.all_events if event.is_failure]
+    return materializations(result)["port_sheet_status"]
+
+
+def column_values(emulator, letter: str) -> list:
+    index = ord(letter) - ord("A")
+    return [row[index] if index < len(row) else "" for row in rows(emulator)]
+
+
+@pytest.mark.parametrize(
+    ("letter", "what"),
+    [("D", "before the owned columns"), ("C", "before the task column"), ("A", "before every column")],
+)
+def test_a_column_inserted_between_the_push_read_and_its_write_receives_nothing(ports, letter, what):
+    metadata = sync_with(
+        ports, lambda emulator: emulator.insert_column(PORT_SHEET_ID, PORT_SHEET_TAB, letter)
+    )
+    assert column_values(ports, letter) == [""] * 4, f"a column inserted {what} got pipeline values"
+    assert cell(ports, "a", "agent_status") == "queued"
+    assert cell(ports, "b", "agent_status") == "queued"
+    assert cell(ports, "a", "task") == "do a", "the prompt is untouched"
+    assert cell(ports, "c", "sync_issue") == ""
+    assert metadata["row_check"].value == "every written row held its key when Google applied the write"
+    # The next pull does not enqueue a task whose prompt is a status.
+    assert materializations(run_sync())["port_sheet_tasks"]["enqueued"].value == 0
+
+
+def test_an_owned_column_moved_between_the_read_and_the_write_still_gets_its_values(ports):
+    def move(emulator):
+        emulator.move_column(PORT_SHEET_ID, PORT_SHEET_TAB, "D", before="B")  # agent_status next to id
+
+    sync_with(ports, move)
+    header = rows(ports)[0]
+    assert header[:3] == ["id", "agent_status", "port"]
+    assert cell(ports, "a", "agent_status") == "queued"
+    assert cell(ports, "a", "port") == "Lisbon" and cell(ports, "a", "task") == "do a"
+    assert cell(ports, "b", "agent_turns") == 0
+
+
+def test_a_column_deleted_between_the_read_and_the_write_takes_nothing_with_it(ports):
+    def delete(emulator):
+        emulator.delete_column(PORT_SHEET_ID, PORT_SHEET_TAB, "B")  # port
+
+    sync_with(ports, delete)
+    assert rows(ports)[0][:3] == ["id", "task", "agent_status"]
+    assert cell(ports, "a", "task") == "do a"
+    assert cell(ports, "a", "agent_status") == "queued"
+
+
+def test_a_sort_and_a_row_insert_between_the_read_and_the_write_are_corrected_in_the_same_run(ports):
+    def sort_and_insert(emulator):
+        emulator.sort_rows(PORT_SHEET_ID, PORT_SHEET_TAB, column=1)  # by port: Faro, Lisbon, Porto
+        emulator.insert_row(PORT_SHEET_ID, PORT_SHEET_TAB, 2, ["new", "Sines", "typed by a person"])
+
+    metadata = sync_with(ports, sort_and_insert)
+    assert [row[0] for row in rows(ports)[1:]] == ["new", "c", "a", "b"]
+    assert cell(ports, "a", "agent_status") == "queued"
+    assert cell(ports, "b", "agent_status") == "queued"
+    # c has no task: whatever landed on its row in the window was put back.
+    assert cell(ports, "c", "agent_status") == "" and cell(ports, "c", "agent_turns") == ""
+    assert cell(ports, "new", "agent_status") == ""
+    assert rows(ports)[1][:3] == ["new", "Sines", "typed by a person"]
+    assert "put right in this run" in metadata["row_check"].value
+
+
+def test_a_failed_write_followed_by_a_structural_edit_is_planned_again_not_re_sent(ports):
+    def insert_then_fail(emulator):
+        emulator.insert_column(PORT_SHEET_ID, PORT_SHEET_TAB, "D")
+        emulator.fail_sheets(503, kinds=["values_batch_update_by_data_filter"], times=1)
+
+    sync_with(ports, insert_then_fail)
+    assert column_values(ports, "D") == [""] * 4
+    assert cell(ports, "a", "agent_status") == "queued"
+
+
+def test_the_re_plan_after_a_failed_write_reads_the_sheet_again(ports):
+    ports.fail_sheets(503, kinds=["values_batch_update_by_data_filter"], times=1)
+    metadata = sync_with(ports, lambda emulator: None, before="metadata")
+    assert metadata["replans"].value == 1
+    assert ports.calls["values_batch_update_by_data_filter"] == 2
+    # The initial read, the setup's checking read, and the read of the re-plan.
+    assert ports.calls["batch_get_by_data_filter"] == 3

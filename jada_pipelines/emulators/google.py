@@ -121,7 +121,11 @@ SHEETS_KINDS = (
     "values_update",
     "values_batch_update",
     "batch_update",
+    "batch_get_by_data_filter",
+    "values_batch_update_by_data_filter",
 )
+# Developer metadata: https://developers.google.com/sheets/api/guides/metadata
+_LOOKUP_FIELDS = ("metadataId", "metadataKey", "metadataValue", "locationType", "visibility")
 
 
 @dataclass(frozen=True)
@@ -162,6 +166,9 @@ class _Spreadsheet:
     title: str
     tabs: list[_Tab] = field(default_factory=list)
     time_zone: str = "Etc/GMT"
+    # DeveloperMetadata resources; a dimensionRange location moves with the rows or columns it is on.
+    developer_metadata: list[dict] = field(default_factory=list)
+    next_metadata_id: int = 1
 
 
 class SheetsError(Exception):
@@ -689,6 +696,54 @@ class GoogleEmulator(LocalServer):
             _pad_rows(grid, row_number - 1)
             grid.rows.insert(row_number - 1, list(values))
             grid.row_count += 1
+            start = row_number - 1
+            _remap_metadata(
+                self._book(spreadsheet_id), grid.sheet_id, "ROWS", lambda i: i if i < start else i + 1
+            )
+
+    def insert_column(self, spreadsheet_id: str, tab: str, column: str) -> None:
+        """Insert an empty column so that it becomes column ``column`` (a letter); the columns from there
+        move right, with their developer metadata (Insert > Column left)."""
+        self._edit_dimension(spreadsheet_id, tab, "insertDimension", "COLUMNS", column_index(column), 1)
+
+    def delete_column(self, spreadsheet_id: str, tab: str, column: str) -> None:
+        """Delete column ``column`` (a letter) and its developer metadata; the columns after it move left."""
+        self._edit_dimension(spreadsheet_id, tab, "deleteDimension", "COLUMNS", column_index(column), 1)
+
+    def move_column(self, spreadsheet_id: str, tab: str, column: str, *, before: str) -> None:
+        """Drag column ``column`` so that it sits just before column ``before`` (letters as they are now)."""
+        with self._lock:
+            book = self._book(spreadsheet_id)
+            sheet_id = self._tab(spreadsheet_id, tab).sheet_id
+            start = column_index(column)
+            spec = {
+                "source": {
+                    "sheetId": sheet_id,
+                    "dimension": "COLUMNS",
+                    "startIndex": start,
+                    "endIndex": start + 1,
+                },
+                "destinationIndex": column_index(before),
+            }
+            self._move_dimension(book, spec, "move_column")
+
+    def _edit_dimension(
+        self, spreadsheet_id: str, tab: str, request: str, dimension: str, start: int, count: int
+    ) -> None:
+        with self._lock:
+            book = self._book(spreadsheet_id)
+            span = {
+                "sheetId": self._tab(spreadsheet_id, tab).sheet_id,
+                "dimension": dimension,
+                "startIndex": start,
+                "endIndex": start + count,
+            }
+            _BATCH_REQUESTS[request](self, book, {"range": span}, request)
+
+    def developer_metadata(self, spreadsheet_id: str) -> list[dict]:
+        """Every developer metadata entry of the spreadsheet, with its current location."""
+        with self._lock:
+            return copy.deepcopy(self._book(spreadsheet_id).developer_metadata)
 
     def append_row(self, spreadsheet_id: str, tab: str, values: Sequence[Any]) -> None:
         with self._lock:
@@ -702,6 +757,14 @@ class GoogleEmulator(LocalServer):
             if row_number - 1 < len(grid.rows):
                 del grid.rows[row_number - 1]
             grid.row_count -= 1
+            gone = row_number - 1
+            _remap_metadata(
+                self._book(spreadsheet_id),
+                grid.sheet_id,
+                "ROWS",
+                lambda i: i if i < gone else i - 1,
+                deleted=range(gone, gone + 1),
+            )
 
     def sort_rows(
         self,
@@ -856,7 +919,8 @@ class GoogleEmulator(LocalServer):
                 "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie "
                 "or other valid authentication credential.",
             )
-        needed = _READ_SCOPES if kind in ("metadata", "values_get", "batch_get") else _WRITE_SCOPES
+        reads = ("metadata", "values_get", "batch_get", "batch_get_by_data_filter")
+        needed = _READ_SCOPES if kind in reads else _WRITE_SCOPES
         if not needed & set(scopes):
             raise SheetsError(
                 403,
@@ -888,6 +952,10 @@ class GoogleEmulator(LocalServer):
             if kind == "values_batch_update":
                 body = body or {}
                 return self._values_write(book, body.get("data", []), body.get("valueInputOption"))
+            if kind == "batch_get_by_data_filter":
+                return self._batch_get_by_data_filter(book, body or {})
+            if kind == "values_batch_update_by_data_filter":
+                return self._values_write_by_data_filter(book, body or {})
             return self._batch_update(book, (body or {}).get("requests", []))
 
     @staticmethod
@@ -924,31 +992,169 @@ class GoogleEmulator(LocalServer):
             raise _invalid(f"Invalid value at 'major_dimension' ({dimension})")
         grid_range = parse_a1(a1)
         tab = self._tab(book.spreadsheet_id, grid_range.tab)
-        label, values = _read(tab, grid_range, option, date_option)
-        if dimension == "COLUMNS":
-            values = _columns_of(values)
-        response: dict[str, Any] = {"range": label, "majorDimension": dimension}
-        if values:
-            response["values"] = values
-        return response
+        return _value_range(tab, grid_range, option, date_option, dimension)
+
+    # -- data filters and developer metadata (https://developers.google.com/sheets/api/guides/metadata,
+    # https://developers.google.com/sheets/api/reference/rest/v4/DataFilter) -----------------------------
+
+    def _resolve(self, book: _Spreadsheet, data_filter: dict, where: str) -> list[tuple[_Tab, GridRange]]:
+        """Where a DataFilter points now: an A1 range, a grid range, or the location of each metadata match
+        (a whole column or row for a dimensionRange location: the metadata has moved with it)."""
+        if not isinstance(data_filter, dict) or len(data_filter) != 1:
+            raise _invalid(f"Invalid {where}: exactly one of a1Range, gridRange, developerMetadataLookup.")
+        ((kind, spec),) = data_filter.items()
+        if kind == "a1Range":
+            grid_range = parse_a1(spec)
+            return [(self._tab(book.spreadsheet_id, grid_range.tab), grid_range)]
+        if kind == "gridRange":
+            tab = self._tab_by_id(book, spec.get("sheetId", 0), where)
+            return [
+                (
+                    tab,
+                    GridRange(
+                        tab.title,
+                        spec.get("startRowIndex", 0),
+                        spec.get("endRowIndex"),
+                        spec.get("startColumnIndex", 0),
+                        spec.get("endColumnIndex"),
+                    ),
+                )
+            ]
+        if kind != "developerMetadataLookup":
+            raise _invalid(f"Invalid {where}: unknown data filter {kind}.")
+        resolved = []
+        for entry in self._lookup(book, spec, where):
+            span = entry["location"]["dimensionRange"]
+            tab = self._tab_by_id(book, span["sheetId"], where)
+            if span["dimension"] == "COLUMNS":
+                grid_range = GridRange(tab.title, col_start=span["startIndex"], col_end=span["endIndex"])
+            else:
+                grid_range = GridRange(tab.title, row_start=span["startIndex"], row_end=span["endIndex"])
+            resolved.append((tab, grid_range))
+        return resolved
+
+    @staticmethod
+    def _lookup(book: _Spreadsheet, lookup: dict, where: str) -> list[dict]:
+        if "metadataLocation" in lookup or "locationMatchingStrategy" in lookup:
+            raise _invalid(
+                f"Invalid {where}: metadataLocation is not supported by the local Google emulator."
+            )
+        wanted = {name: lookup[name] for name in _LOOKUP_FIELDS if name in lookup}
+        if not wanted:
+            raise _invalid(f"Invalid {where}: a developerMetadataLookup needs at least one field.")
+        return [
+            entry
+            for entry in book.developer_metadata
+            if all(
+                (entry["location"]["locationType"] if name == "locationType" else entry.get(name)) == value
+                for name, value in wanted.items()
+            )
+        ]
+
+    def _batch_get_by_data_filter(self, book: _Spreadsheet, body: dict) -> dict:
+        # https://developers.google.com/sheets/api/reference/rest/v4/spreadsheets.values/batchGetByDataFilter:
+        # the options are body fields here; each matched range comes with the filter that matched it.
+        option = body.get("valueRenderOption") or "FORMATTED_VALUE"
+        date_option = body.get("dateTimeRenderOption") or "SERIAL_NUMBER"
+        dimension = body.get("majorDimension") or "ROWS"
+        if option not in RENDER_OPTIONS or date_option not in DATE_TIME_RENDER_OPTIONS:
+            raise _invalid("Invalid value at 'value_render_option' or 'date_time_render_option'")
+        matched = []
+        for index, data_filter in enumerate(body.get("dataFilters") or []):
+            for tab, grid_range in self._resolve(book, data_filter, f"data_filters[{index}]"):
+                matched.append(
+                    {
+                        "valueRange": _value_range(tab, grid_range, option, date_option, dimension),
+                        "dataFilters": [data_filter],
+                    }
+                )
+        return {"spreadsheetId": book.spreadsheet_id, "valueRanges": matched}
+
+    def _values_write_by_data_filter(self, book: _Spreadsheet, body: dict) -> dict:
+        # https://developers.google.com/sheets/api/reference/rest/v4/spreadsheets.values/batchUpdateByDataFilter
+        # and DataFilterValueRange: values are written from the matched range's top-left corner; values
+        # beyond the matched range fail the request; fewer values leave the rest of the range as it is.
+        planned = []
+        for index, item in enumerate(body.get("data") or []):
+            where = f"data[{index}]"
+            for tab, grid_range in self._resolve(book, item.get("dataFilter"), where):
+                planned.append(self._plan_write(tab, grid_range, item, where, limit=True))
+        reply = self._write_planned(book, planned, body.get("valueInputOption"))
+        if body.get("includeValuesInResponse"):
+            # "If the range to write was larger than the range actually written, the response includes
+            # all values in the requested range" (BatchUpdateValuesByDataFilterRequest.includeValuesInResponse).
+            option = body.get("responseValueRenderOption") or "FORMATTED_VALUE"
+            date_option = body.get("responseDateTimeRenderOption") or "SERIAL_NUMBER"
+            for response, (tab, grid_range, *_rest) in zip(reply["responses"], planned, strict=True):
+                response["updatedData"] = _value_range(tab, grid_range, option, date_option, "ROWS")
+        for response, entry in zip(reply["responses"], planned, strict=True):
+            response["dataFilter"] = entry[-1]
+        return reply
+
+    def _create_developer_metadata(self, book: _Spreadsheet, spec: dict, where: str) -> dict:
+        metadata = copy.deepcopy(spec.get("developerMetadata") or {})
+        location = metadata.get("location") or {}
+        span = location.get("dimensionRange")
+        if not metadata.get("metadataKey") or span is None:
+            raise _invalid(
+                f"Invalid {where}: metadataKey and a dimensionRange location are required by the local emulator."
+            )
+        tab = self._tab_by_id(book, span.get("sheetId", 0), where)
+        limit = tab.column_count if span.get("dimension") == "COLUMNS" else tab.row_count
+        if not 0 <= span.get("startIndex", -1) < span.get("endIndex", -1) <= limit:
+            raise _invalid(f"Invalid {where}: the dimensionRange is outside the grid.")
+        if "metadataId" in metadata and any(
+            m["metadataId"] == metadata["metadataId"] for m in book.developer_metadata
+        ):
+            raise _invalid(f"Invalid {where}: metadataId {metadata['metadataId']} is already in use.")
+        metadata.setdefault("metadataId", book.next_metadata_id)
+        book.next_metadata_id = max(book.next_metadata_id, metadata["metadataId"]) + 1
+        metadata.setdefault("visibility", "DOCUMENT")
+        location["locationType"] = "COLUMN" if span["dimension"] == "COLUMNS" else "ROW"
+        metadata["location"] = location
+        book.developer_metadata.append(metadata)
+        return {"createDeveloperMetadata": {"developerMetadata": copy.deepcopy(metadata)}}
+
+    def _delete_developer_metadata(self, book: _Spreadsheet, spec: dict, where: str) -> dict:
+        lookup = (spec.get("dataFilter") or {}).get("developerMetadataLookup")
+        if lookup is None:
+            raise _invalid(f"Invalid {where}: the local emulator deletes by developerMetadataLookup only.")
+        doomed = self._lookup(book, lookup, where)
+        book.developer_metadata = [m for m in book.developer_metadata if m not in doomed]
+        return {"deleteDeveloperMetadata": {"deletedDeveloperMetadata": copy.deepcopy(doomed)}}
 
     def _values_write(self, book: _Spreadsheet, data: list[dict], option: str | None) -> dict:
-        if option not in ("RAW", "USER_ENTERED"):
-            raise _invalid("'valueInputOption' is required but not specified")
         planned = []
         for item in data:
             grid_range = parse_a1(item.get("range", ""))
             tab = self._tab(book.spreadsheet_id, grid_range.tab)
-            values = item.get("values") or []
-            if item.get("majorDimension", "ROWS") == "COLUMNS":
-                values = [list(col) for col in zip(*values, strict=False)]
-            width = max((len(row) for row in values), default=0)
-            row_end = grid_range.row_start + len(values)
-            col_end = grid_range.col_start + width
-            _check_bounds(tab, row_end, col_end, item.get("range", ""))
-            planned.append((tab, grid_range, values, row_end, col_end))
+            planned.append(self._plan_write(tab, grid_range, item, item.get("range", "")))
+        return self._write_planned(book, planned, option)
+
+    @staticmethod
+    def _plan_write(
+        tab: _Tab, grid_range: GridRange, item: dict, where: str, *, limit: bool = False
+    ) -> tuple:
+        values = item.get("values") or []
+        if item.get("majorDimension", "ROWS") == "COLUMNS":
+            width = max((len(col) for col in values), default=0)
+            values = [[col[r] if r < len(col) else None for col in values] for r in range(width)]
+        width = max((len(row) for row in values), default=0)
+        row_end = grid_range.row_start + len(values)
+        col_end = grid_range.col_start + width
+        if limit and (
+            (grid_range.row_end is not None and row_end > grid_range.row_end)
+            or (grid_range.col_end is not None and col_end > grid_range.col_end)
+        ):
+            raise _invalid(f"Invalid {where}: the values exceed the range matched by the data filter.")
+        _check_bounds(tab, row_end, col_end, where)
+        return (tab, grid_range, values, row_end, col_end, item.get("dataFilter"))
+
+    def _write_planned(self, book: _Spreadsheet, planned: list[tuple], option: str | None) -> dict:
+        if option not in ("RAW", "USER_ENTERED"):
+            raise _invalid("'valueInputOption' is required but not specified")
         responses, cells = [], 0
-        for tab, grid_range, values, row_end, col_end in planned:
+        for tab, grid_range, values, row_end, col_end, _filter in planned:
             for r, row in enumerate(values):
                 for c, value in enumerate(row):
                     if value is None:  # Google: "Null values will be skipped."
@@ -990,6 +1196,8 @@ class GoogleEmulator(LocalServer):
         staged.tabs = [copy.copy(tab) for tab in book.tabs]
         for tab in staged.tabs:
             tab.rows = list(tab.rows)
+        staged.developer_metadata = copy.deepcopy(book.developer_metadata)
+        replies = []
         for index, request in enumerate(requests):
             if len(request) != 1:
                 raise _invalid(f"Invalid requests[{index}]: exactly one kind of request must be set.")
@@ -999,9 +1207,10 @@ class GoogleEmulator(LocalServer):
                 raise _invalid(
                     f"Invalid requests[{index}]: {name} is not supported by the local Google emulator."
                 )
-            apply(self, staged, spec, f"requests[{index}].{name}")
-        book.tabs = staged.tabs
-        return {"spreadsheetId": book.spreadsheet_id, "replies": [{} for _ in requests]}
+            replies.append(apply(self, staged, spec, f"requests[{index}].{name}") or {})
+        book.tabs, book.developer_metadata = staged.tabs, staged.developer_metadata
+        book.next_metadata_id = staged.next_metadata_id
+        return {"spreadsheetId": book.spreadsheet_id, "replies": replies}
 
     def _update_cells(self, book: _Spreadsheet, spec: dict, where: str) -> None:
         if "start" in spec:
@@ -1030,34 +1239,96 @@ class GoogleEmulator(LocalServer):
             tab.row_count += int(spec.get("length", 0))
 
     def _insert_dimension(self, book: _Spreadsheet, spec: dict, where: str) -> None:
-        tab, start, end = self._dimension_rows(book, spec, where)
-        _pad_rows(tab, start)
-        tab.rows[start:start] = [[] for _ in range(end - start)]
-        tab.row_count += end - start
+        tab, dimension, start, end = self._dimension_span(book, spec.get("range", {}), where)
+        count = end - start
+        if dimension == "ROWS":
+            _pad_rows(tab, start)
+            tab.rows[start:start] = [[] for _ in range(count)]
+            tab.row_count += count
+        else:
+            tab.rows = [
+                row[:start] + [None] * count + row[start:] if len(row) > start else row for row in tab.rows
+            ]
+            tab.column_count += count
+        _remap_metadata(book, tab.sheet_id, dimension, lambda i: i if i < start else i + count)
 
     def _delete_dimension(self, book: _Spreadsheet, spec: dict, where: str) -> None:
-        tab, start, end = self._dimension_rows(book, spec, where)
-        if end > tab.row_count:
+        tab, dimension, start, end = self._dimension_span(book, spec.get("range", {}), where)
+        limit = tab.row_count if dimension == "ROWS" else tab.column_count
+        if end > limit:
             raise _invalid(
-                f"Invalid {where}: Range ({start}:{end}) exceeds grid limits. Max rows: {tab.row_count}"
+                f"Invalid {where}: Range ({start}:{end}) exceeds grid limits. Max {dimension.lower()}: {limit}"
             )
-        del tab.rows[start:end]
-        tab.row_count -= end - start
+        count = end - start
+        if dimension == "ROWS":
+            del tab.rows[start:end]
+            tab.row_count -= count
+        else:
+            tab.rows = [row[:start] + row[end:] for row in tab.rows]
+            tab.column_count -= count
+        _remap_metadata(
+            book, tab.sheet_id, dimension, lambda i: i if i < start else i - count, deleted=range(start, end)
+        )
 
-    def _dimension_rows(self, book: _Spreadsheet, spec: dict, where: str) -> tuple[_Tab, int, int]:
-        span = spec.get("range", {})
-        if span.get("dimension") != "ROWS":
-            raise _invalid(f"Invalid {where}: only ROWS is supported by the local Google emulator.")
+    def _move_dimension(self, book: _Spreadsheet, spec: dict, where: str) -> None:
+        """MoveDimensionRequest: ``destinationIndex`` counts positions before the source is taken out."""
+        tab, dimension, start, end = self._dimension_span(book, spec.get("source", {}), where)
+        destination = int(spec.get("destinationIndex", 0))
+        size = tab.row_count if dimension == "ROWS" else tab.column_count
+        order = list(range(size))
+        moved, rest = order[start:end], order[:start] + order[end:]
+        at = destination if destination <= start else destination - (end - start)
+        order = rest[:at] + moved + rest[at:]
+        position = {old: new for new, old in enumerate(order)}
+        if dimension == "ROWS":
+            _pad_rows(tab, size)
+            tab.rows = [tab.rows[old] for old in order]
+        else:
+            tab.rows = [[row[old] if old < len(row) else None for old in order] for row in tab.rows]
+        _remap_metadata(book, tab.sheet_id, dimension, lambda i: position.get(i, i))
+
+    def _dimension_span(self, book: _Spreadsheet, span: dict, where: str) -> tuple[_Tab, str, int, int]:
+        dimension = span.get("dimension")
+        if dimension not in ("ROWS", "COLUMNS"):
+            raise _invalid(f"Invalid {where}: dimension must be ROWS or COLUMNS.")
         tab = self._tab_by_id(book, span.get("sheetId", 0), where)
-        return tab, int(span.get("startIndex", 0)), int(span.get("endIndex", 0))
+        return tab, dimension, int(span.get("startIndex", 0)), int(span.get("endIndex", 0))
 
 
-_BATCH_REQUESTS: dict[str, Callable[[GoogleEmulator, _Spreadsheet, dict, str], None]] = {
+_BATCH_REQUESTS: dict[str, Callable[[GoogleEmulator, _Spreadsheet, dict, str], dict | None]] = {
     "updateCells": GoogleEmulator._update_cells,
     "appendDimension": GoogleEmulator._append_dimension,
     "insertDimension": GoogleEmulator._insert_dimension,
     "deleteDimension": GoogleEmulator._delete_dimension,
+    "moveDimension": GoogleEmulator._move_dimension,
+    "createDeveloperMetadata": GoogleEmulator._create_developer_metadata,
+    "deleteDeveloperMetadata": GoogleEmulator._delete_developer_metadata,
 }
+
+
+def _remap_metadata(
+    book: _Spreadsheet,
+    sheet_id: int,
+    dimension: str,
+    new_index: Callable[[int], int],
+    *,
+    deleted: range = range(0),
+) -> None:
+    """Move developer metadata with the rows or columns it is on ("Read & write developer metadata": a
+    location's metadata follows it as people insert, delete and move rows and columns; a span that rows or
+    columns are inserted into grows). Metadata whose rows or columns were all deleted goes with them."""
+    kept = []
+    for entry in book.developer_metadata:
+        span = entry["location"]["dimensionRange"]
+        if span["sheetId"] != sheet_id or span["dimension"] != dimension:
+            kept.append(entry)
+            continue
+        survivors = [new_index(i) for i in range(span["startIndex"], span["endIndex"]) if i not in deleted]
+        if not survivors:
+            continue
+        span["startIndex"], span["endIndex"] = min(survivors), max(survivors) + 1
+        kept.append(entry)
+    book.developer_metadata = kept
 
 
 def _single(value: Any) -> Any:
@@ -1092,6 +1363,16 @@ def _put(tab: _Tab, row: int, col: int, value: Any) -> None:
     cells[col] = value
 
 
+def _value_range(tab: _Tab, grid_range: GridRange, option: str, date_option: str, dimension: str) -> dict:
+    label, values = _read(tab, grid_range, option, date_option)
+    if dimension == "COLUMNS":
+        values = _columns_of(values)
+    response: dict[str, Any] = {"range": label, "majorDimension": dimension}
+    if values:
+        response["values"] = values
+    return response
+
+
 def _columns_of(rows: list[list[Any]]) -> list[list[Any]]:
     """ROWS-major values as COLUMNS-major, trailing empties of each column dropped as Google does."""
     width = max((len(row) for row in rows), default=0)
@@ -1124,7 +1405,8 @@ def _read(
 # ------------------------------------------------------------------------------------------ HTTP layer
 
 _SHEETS_PATH = re.compile(
-    r"^/v4/spreadsheets/([^/:]+)(?::batchUpdate|/values(?::batchGet|:batchUpdate|/(.+))?)?$"
+    r"^/v4/spreadsheets/([^/:]+)(?::batchUpdate|/values(?::batchGetByDataFilter|:batchUpdateByDataFilter"
+    r"|:batchGet|:batchUpdate|/(.+))?)?$"
 )
 
 
@@ -1133,6 +1415,10 @@ def _sheets_kind(method: str, path: str) -> tuple[str, str, str | None] | None:
     if not match:
         return None
     spreadsheet_id, a1 = unquote(match.group(1)), match.group(2)
+    if path.endswith(":batchGetByDataFilter"):
+        return "batch_get_by_data_filter", spreadsheet_id, None
+    if path.endswith(":batchUpdateByDataFilter"):
+        return "values_batch_update_by_data_filter", spreadsheet_id, None
     if path.endswith(":batchGet"):
         return "batch_get", spreadsheet_id, None
     if path.endswith("/values:batchUpdate"):

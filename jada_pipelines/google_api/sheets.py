@@ -49,6 +49,11 @@ class SheetsSession:
         self._client.set_timeout(config.timeout)
         self._library_errors = _library_errors()
 
+    @property
+    def retry_policy(self) -> Any:
+        """The bounded retry of transient failures, for callers that re-plan instead of re-sending."""
+        return self._retry
+
     def metadata(self, spreadsheet_id: str) -> dict[str, Any]:
         """Spreadsheet properties and each tab's properties (no cell data)."""
         params = {"includeGridData": "false", "fields": "spreadsheetId,properties,sheets.properties"}
@@ -76,6 +81,25 @@ class SheetsSession:
     def values_batch_update(self, spreadsheet_id: str, body: dict[str, Any]) -> dict[str, Any]:
         """``values:batchUpdate`` with ``body`` as given (its ``valueInputOption`` decides RAW or USER_ENTERED)."""
         return self._call(lambda http: http.values_batch_update(spreadsheet_id, body), spreadsheet_id)
+
+    def values_batch_get_by_data_filter(self, spreadsheet_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """``values:batchGetByDataFilter``: ranges found by Google when it serves the read (a read: retried)."""
+        url = f"{_VALUES_URL % spreadsheet_id}:batchGetByDataFilter"
+        return self._call(lambda http: http.request("post", url, json=body).json(), spreadsheet_id)
+
+    def values_batch_update_by_data_filter(self, spreadsheet_id: str, body: bytes) -> dict[str, Any]:
+        """``values:batchUpdateByDataFilter`` with ``body`` already serialised (compact JSON).
+
+        Never retried here: a write planned from a read must not be re-sent after the sheet may have
+        changed; the caller re-reads and re-plans instead.
+        """
+        url = f"{_VALUES_URL % spreadsheet_id}:batchUpdateByDataFilter"
+        headers = {"Content-Type": "application/json"}
+        return self._call(
+            lambda http: http.request("post", url, data=body, headers=headers).json(),
+            spreadsheet_id,
+            retry=False,
+        )
 
     def batch_update(self, spreadsheet_id: str, body: dict[str, Any]) -> dict[str, Any]:
         """``spreadsheets:batchUpdate``: structural and cell requests, applied atomically by Google.
@@ -120,6 +144,9 @@ class SheetsSession:
             "out)."
             + endpoint_hint(self._sheets_api_url, settings.DEFAULT_SHEETS_API_URL, "JADA_SHEETS_API_URL")
         )
+
+
+_VALUES_URL = settings.DEFAULT_SHEETS_API_URL + "/v4/spreadsheets/%s/values"
 
 
 def _library_errors() -> tuple[type[Exception], ...]:

@@ -1,8 +1,7 @@
 """The keyed sync engine: which pipeline-owned cells differ from the sheet, as one ``values:batchUpdate`` body.
 
-Plain pandas and Python; no Dagster, no HTTP. The push reads the header row, the key column and the owned
-columns (``read_ranges``) with ``valueRenderOption=UNFORMATTED_VALUE``, turns that read into
-``SheetColumns`` (``parse_read``) and asks ``plan_push`` for the write.
+Plain pandas and Python; no Dagster, no HTTP. The push reads the key column and the owned columns where
+Google finds them now (``columns.py``), as ``SheetColumns``, and asks ``plan_push`` which cells to write.
 
 Why keyed: people insert, delete and sort rows at any time, so a row's position at the pull means nothing at
 the push. Every write is addressed by where the row's key is *now*, in a read made just before the write.
@@ -23,10 +22,6 @@ from pandas.api.types import infer_dtype
 _NO_BOOLS = {"string", "integer", "floating", "mixed-integer-float", "empty"}
 
 
-class SheetChangedError(RuntimeError):
-    """The header row moved between the pull and the push, so the columns read are not the ones expected."""
-
-
 @dataclass(frozen=True)
 class SheetColumns:
     """A fresh read of some columns: the whole header row and, per column read, the cells below it.
@@ -44,6 +39,16 @@ class SheetColumns:
 
 
 @dataclass(frozen=True)
+class CellWrite:
+    """One owned cell to write: its column's name, its 1-based sheet row, the key read on that row, a value."""
+
+    column: str
+    row: int
+    key: str
+    value: Any
+
+
+@dataclass(frozen=True)
 class PushPlan:
     """What one push will write, and what it could not.
 
@@ -57,6 +62,8 @@ class PushPlan:
     missing_columns: list[str] = field(default_factory=list)
     missing_keys: list[str] = field(default_factory=list)
     duplicate_keys: list[str] = field(default_factory=list)
+    # Every changed cell, for a write addressed by column metadata instead of A1 ranges.
+    writes: list[CellWrite] = field(default_factory=list)
 
 
 def column_letter(index: int) -> str:
@@ -100,47 +107,6 @@ def column_runs(indices: Sequence[int]) -> list[list[int]]:
     return runs
 
 
-def read_ranges(tab: str, header: Sequence[str], columns: Sequence[str]) -> list[str]:
-    """The ranges of the push's one ``values:batchGet``: the header row, then each run of adjacent columns.
-
-    Positions come from the header the pull saw; ``parse_read`` checks them against the header read now.
-    Columns absent from that header are left out (``plan_push`` reports them).
-    """
-    indices = sorted({header.index(name) for name in columns if name in header})
-    ranges = [f"{quote_tab(tab)}!1:1"]
-    for run in column_runs(indices):
-        ranges.append(f"{quote_tab(tab)}!{column_letter(run[0])}:{column_letter(run[-1])}")
-    return ranges
-
-
-def parse_read(
-    value_ranges: Sequence[dict[str, Any]], *, expected_header: Sequence[str], columns: Sequence[str]
-) -> SheetColumns:
-    """Turn the ``valueRanges`` of a ``read_ranges`` batchGet into ``SheetColumns``.
-
-    Raises ``SheetChangedError`` when a column read is no longer at the position it had at the pull (a
-    column was inserted, deleted or renamed meanwhile): writing then would hit people's columns.
-    """
-    header = [key_text(cell) or "" for cell in value_ranges[0].get("values", [[]])[0]] if value_ranges else []
-    indices = sorted({expected_header.index(name) for name in columns if name in expected_header})
-    for index in indices:
-        now = header[index] if index < len(header) else ""
-        if now != expected_header[index]:
-            raise SheetChangedError(
-                f"column {column_letter(index)} was {expected_header[index]!r} at the pull and is {now!r} now: "
-                "the header row changed during the sync. Nothing was written; the next sync reads the new layout."
-            )
-    cells: dict[str, list[Any]] = {}
-    for run, value_range in zip(column_runs(indices), value_ranges[1:], strict=True):
-        rows = value_range.get("values", [])[1:]  # row 1 is the header
-        for offset, index in enumerate(run):
-            cells[expected_header[index]] = [row[offset] if offset < len(row) else "" for row in rows]
-    length = max((len(column) for column in cells.values()), default=0)
-    return SheetColumns(
-        header=header, cells={name: column + [""] * (length - len(column)) for name, column in cells.items()}
-    )
-
-
 def plan_push(
     wanted: pd.DataFrame,
     sheet: SheetColumns,
@@ -148,6 +114,7 @@ def plan_push(
     tab: str,
     key_column: str,
     every_row_columns: Sequence[str] = (),
+    a1_body: bool = True,
 ) -> PushPlan:
     """Plan one RAW, typed write of the wanted cells that differ from the sheet, each on its key's current row.
 
@@ -192,8 +159,17 @@ def plan_push(
 
     # Sheet row numbers: 1-based, and row 1 is the header.
     row_numbers = sheet_offsets + 2
-    data = _coalesce(changed, wanted_cells, row_numbers, [sheet.header.index(n) for n in columns], tab)
+    if a1_body:
+        data = _coalesce(changed, wanted_cells, row_numbers, [sheet.header.index(n) for n in columns], tab)
+    else:
+        data = []
     unlocated = wanted.index[~found]
+    at, where = np.nonzero(changed)
+    row_keys = wanted.index.to_numpy()[wanted_rows]
+    writes = [
+        CellWrite(columns[p], int(row_numbers[i]), row_keys[i], wanted_cells[i, p])
+        for i, p in zip(at.tolist(), where.tolist(), strict=True)
+    ]
     return PushPlan(
         body={"valueInputOption": "RAW", "data": data} if data else None,
         changed_cells=int(changed.sum()),
@@ -202,6 +178,7 @@ def plan_push(
         missing_columns=missing_columns,
         missing_keys=[str(key) for key in unlocated if key not in duplicated],
         duplicate_keys=[str(key) for key in unlocated if key in duplicated],
+        writes=writes,
     )
 
 
