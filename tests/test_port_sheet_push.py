@@ -173,3 +173,33 @@ def test_an_owned_column_missing_from_the_header_is_reported_and_the_others_stil
     result = push(sheets, {"a": {"agent_status": "done", "sync_issue": "bad"}})
     assert result.plan.missing_columns == ["sync_issue"]
     assert sheet.sheet_values(PORT_SHEET_ID, PORT_SHEET_TAB) == [header, ["a", "Lisbon", "", "", "done"]]
+
+
+def test_a_write_over_the_size_limit_goes_out_in_several_requests_each_under_it(
+    sheets, google_emulator, google_token_file
+):
+    rows = [HEADER] + [[f"P{i:05d}", f"port {i}"] for i in range(5_000)]
+    google_emulator.set_sheet(PORT_SHEET_ID, PORT_SHEET_TAB, rows)
+    status = {
+        f"P{i:05d}": {"agent_status": "done", "agent_summary": f"ported {i} " + "x" * 40}
+        for i in range(5_000)
+    }
+    google_emulator.reset_counters()
+    # The limit is Google's 2 MB in production; a small one here makes the same split on a small sheet.
+    result = push_status(
+        sheets,
+        spreadsheet_id=PORT_SHEET_ID,
+        tab=PORT_SHEET_TAB,
+        key_column="id",
+        wanted=wanted(status),
+        max_bytes=100_000,
+    )
+    writes = [r for r in google_emulator.requests if r["kind"] == "values_batch_update_by_data_filter"]
+    assert len(writes) >= 3 and all(r["status"] == 200 for r in writes)
+    assert max(r["bytes"] for r in writes) <= 100_000
+    assert result.write_calls == len(writes) and result.unverified_cells == 0
+    assert cells(row_of(google_emulator, "P04999"), "agent_status", "agent_summary") == [
+        "done",
+        "ported 4999 " + "x" * 40,
+    ]
+    assert all(row[4] == "done" for row in google_emulator.sheet_values(PORT_SHEET_ID, PORT_SHEET_TAB)[1:])

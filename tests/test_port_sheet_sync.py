@@ -252,6 +252,25 @@ def test_a_write_over_the_size_limit_is_split_into_requests_under_it():
     assert second[: first_row - 1] == [[]] * (first_row - 1)
 
 
+def test_a_full_change_of_a_hundred_thousand_rows_is_split_into_requests_under_two_megabytes():
+    owned = {"agent_status": "done", "agent_turns": 7, "agent_summary": "ported, see the log " + "x" * 60}
+    cells = [
+        CellWrite(name, row, f"P{row:06d}", value)
+        for row in range(2, 100_002)
+        for name, value in owned.items()
+    ]
+    bodies = write_bodies(cells, key_column="id")
+    assert len(bodies) >= 5
+    assert all(len(body) <= MAX_REQUEST_BYTES for body, _ in bodies)
+    written = sorted((c.column, c.row) for _, part in bodies for c in part)
+    assert written == sorted((c.column, c.row) for c in cells)
+    # A later piece still lands on its rows: values start at row 1, the rows before it are left alone.
+    for body, part in bodies[-1:]:
+        first = min(c.row for c in part)
+        for item in json.loads(body)["data"][:-1]:
+            assert item["values"][: first - 1] == [[]] * (first - 1)
+
+
 def test_the_write_answer_tells_which_cells_landed_on_another_keys_row():
     response = {
         "responses": [

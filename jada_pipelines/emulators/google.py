@@ -1455,7 +1455,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif url.path == "/o/oauth2/auth" and method == "GET":
             self._redirect(self.emulator.handle_consent(query))
         elif (route := _sheets_kind(method, url.path)) is not None:
-            self._serve(route[0], url.path, *self._sheets(route, query, body))
+            self._serve(route[0], url.path, *self._sheets(route, query, body), sent=len(body))
         else:
             self._serve("unknown", url.path, 404, _sheets_error(404, "NOT_FOUND", f"No route for {url.path}"))
 
@@ -1486,12 +1486,14 @@ class _Handler(BaseHTTPRequestHandler):
         except json.JSONDecodeError:
             return 400, _sheets_error(400, "INVALID_ARGUMENT", "Invalid JSON payload received.")
 
-    def _serve(self, kind: str, path: str, status: int, body: Any) -> None:
+    def _serve(self, kind: str, path: str, status: int, body: Any, *, sent: int = 0) -> None:
         emulator = self.emulator
         with emulator._lock:
             emulator.calls[kind] += 1
-            # Only the route and outcome: never headers, tokens, codes or form fields.
-            emulator.requests.append({"method": self.command, "path": path, "kind": kind, "status": status})
+            # Only the route, the request body's size and the outcome: never headers, tokens, codes or forms.
+            emulator.requests.append(
+                {"method": self.command, "path": path, "kind": kind, "status": status, "bytes": sent}
+            )
         if isinstance(body, str):
             payload, content_type = body.encode(), "text/html; charset=UTF-8"
         else:

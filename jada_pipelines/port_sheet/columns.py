@@ -19,9 +19,10 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring as _encode_string
 from typing import Any
 
-from jada_pipelines.port_sheet.sync import CellWrite, SheetColumns, key_text, quote_tab
+from jada_pipelines.port_sheet.sync import CellWrite, SheetColumns, key_text, key_texts, quote_tab
 
 METADATA_KEY = "jada_pipelines.port_sheet.column"
 # Google recommends payloads of at most 2 MB ("Usage limits", https://developers.google.com/sheets/api/limits).
@@ -190,7 +191,7 @@ def _pieces(column: list[CellWrite], budget: int) -> list[tuple[str, list[CellWr
     cells: list[CellWrite] = []
     row, size = 1, 2
     for cell in column:
-        value = json.dumps([cell.value], separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+        value = "[" + _json_value(cell.value) + "]"
         cost = 3 * (cell.row - row) + len(value.encode()) + 1
         if entries and size + cost > budget:
             pieces.append(("[" + ",".join(entries) + "]", cells))
@@ -203,6 +204,18 @@ def _pieces(column: list[CellWrite], budget: int) -> list[tuple[str, list[CellWr
     if entries:
         pieces.append(("[" + ",".join(entries) + "]", cells))
     return pieces
+
+
+def _json_value(value: Any) -> str:
+    """One cell value as compact JSON; the common types without the cost of ``json.dumps`` per cell."""
+    kind = type(value)
+    if kind is str:
+        return _encode_string(value)
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is int:
+        return str(value)
+    return json.dumps(value, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
 
 
 def _item(name: str, values_json: str) -> str:
@@ -231,7 +244,7 @@ def keys_at_write(response: dict[str, Any], key_column: str) -> list[str | None]
             column = values[0] if values else []
         else:
             column = [row[0] if row else "" for row in values]
-        return [key_text(cell) for cell in column]
+        return key_texts(column).tolist()
     return None
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -38,9 +38,11 @@ class SheetColumns:
         return max((len(column) for column in self.cells.values()), default=0)
 
 
-@dataclass(frozen=True)
-class CellWrite:
-    """One owned cell to write: its column's name, its 1-based sheet row, the key read on that row, a value."""
+class CellWrite(NamedTuple):
+    """One owned cell to write: its column's name, its 1-based sheet row, the key read on that row, a value.
+
+    A named tuple, not a dataclass: a full change of a big sheet makes hundreds of thousands of them.
+    """
 
     column: str
     row: int
@@ -129,7 +131,7 @@ def plan_push(
         (name for name in wanted.columns if name in sheet.cells and name != key_column),
         key=sheet.header.index,
     )
-    keys = _key_texts(sheet.cells.get(key_column, []))
+    keys = key_texts(sheet.cells.get(key_column, []))
     counts = keys.value_counts()
     duplicated = set(counts.index[counts > 1])
     unique = keys[keys.notna() & ~keys.isin(duplicated)]
@@ -202,7 +204,7 @@ def _changed(sheet_cells: np.ndarray, wanted_cells: np.ndarray) -> np.ndarray:
     return ~keep & ~equal
 
 
-def _key_texts(cells: Sequence[Any]) -> pd.Series:
+def key_texts(cells: Sequence[Any]) -> pd.Series:
     """``key_text`` of every cell; a column of strings (nearly every sheet) takes the vectorised path.
 
     pandas' ``.str`` accessor refuses a column holding no string at all (ids typed as numbers, which
