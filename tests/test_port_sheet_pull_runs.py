@@ -201,6 +201,7 @@ FAILURES = {
     "missing-fields": ('{"client_id": "x"}', "missing_fields", "client_secret, refresh_token"),
     "invalid_grant": ("invalid_grant", "token_revoked", "revoked or has expired"),
     "invalid_rapt": ("invalid_rapt", "reauth_required", "sign in again"),
+    "rapt_required": ("rapt_required", "reauth_required", "sign in again"),
     "deleted_client": ("deleted_client", "client_invalid", "deleted"),
     "bad_gateway": ("bad_gateway", "transient", "HTTP 502"),
     "narrower-scope": ("narrower", "scope_not_granted", "without the Sheets scope"),

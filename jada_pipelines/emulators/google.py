@@ -83,6 +83,15 @@ TOKEN_FAULTS: dict[str, tuple[int, Any]] = {
             "error_subtype": "invalid_rapt",
         },
     ),
+    "rapt_required": (
+        400,
+        {
+            "error": "invalid_grant",
+            "error_description": "reauth related error (rapt_required)",
+            "error_uri": "https://support.google.com/a/answer/9368756",
+            "error_subtype": "rapt_required",
+        },
+    ),
     "invalid_scope": (400, {"error": "invalid_scope", "error_description": "Bad Request"}),
     "deleted_client": (
         401,
@@ -479,8 +488,13 @@ class GoogleEmulator(LocalServer):
 
     thread_name = "google-emulator"
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0):
+    def __init__(
+        self, *, host: str = "127.0.0.1", port: int = 0, clock: Callable[[], float] = time.monotonic
+    ):
         super().__init__(host=host, port=port)
+        # The clock quota windows are measured on; a test can drive it together with the client's waits.
+        self.clock = clock
+        self._disabled_project: str | None = None
         self._lock = threading.RLock()
         self.client_id = "emulated-client.apps.googleusercontent.com"
         self.client_secret = "emulated-client-secret-" + secrets.token_hex(8)
@@ -492,7 +506,9 @@ class GoogleEmulator(LocalServer):
         self._access_tokens: dict[str, tuple[tuple[str, ...], float]] = {}
         self._service_accounts: set[str] = set()
         self._token_fault: tuple[str, int | None] | None = None
-        self._sheets_fault: tuple[int, frozenset[str] | None, int | None] | None = None
+        self._sheets_fault: (
+            tuple[int, frozenset[str] | None, int | None, float | None, float | None] | None
+        ) = None
         self._granted_override: tuple[str, ...] | None = None
         self._consent_error: str | None = None
         self._hooks: list[tuple[str, Callable[[GoogleEmulator], None], bool]] = []
@@ -577,16 +593,31 @@ class GoogleEmulator(LocalServer):
             self._token_fault = (fault, times)
 
     def fail_sheets(
-        self, status: int, *, kinds: Iterable[str] | None = None, times: int | None = None
+        self,
+        status: int,
+        *,
+        kinds: Iterable[str] | None = None,
+        times: int | None = None,
+        for_seconds: float | None = None,
+        retry_after: float | None = None,
     ) -> None:
-        """Answer Sheets requests (of ``kinds``, default all) with HTTP ``status``, every time or ``times`` times.
+        """Answer Sheets requests (of ``kinds``, default all) with HTTP ``status``: every time, ``times``
+        times, or until ``for_seconds`` have passed on :attr:`clock` (a quota window that has to run out).
 
         ``status`` is 403, 404, 429, 500 or 503 (Google's JSON error body) or 502 (an HTML page).
+        ``retry_after`` adds a ``Retry-After`` header (seconds) to the answers.
         """
         if status not in SHEETS_FAULTS and status != 502:
             raise ValueError(f"unsupported Sheets fault status {status}")
+        until = self.clock() + for_seconds if for_seconds is not None else None
         with self._lock:
-            self._sheets_fault = (status, frozenset(kinds) if kinds else None, times)
+            self._sheets_fault = (status, frozenset(kinds) if kinds else None, times, until, retry_after)
+
+    def disable_api(self, project: str = "123456789012") -> None:
+        """The Sheets API is not enabled in Cloud project ``project`` (the OAuth client's): every Sheets
+        request gets Google's 403 SERVICE_DISABLED answer, with its ErrorInfo and activation link."""
+        with self._lock:
+            self._disabled_project = project
 
     def grant_only(self, scopes: Sequence[str]) -> None:
         """From now on, token responses grant only ``scopes`` (the user unticked a box on the consent page)."""
@@ -601,6 +632,7 @@ class GoogleEmulator(LocalServer):
     def clear_faults(self) -> None:
         with self._lock:
             self._token_fault = self._sheets_fault = self._granted_override = self._consent_error = None
+            self._disabled_project = None
 
     def before(self, kind: str, hook: Callable[[GoogleEmulator], None], *, once: bool = True) -> None:
         """Run ``hook(emulator)`` just before serving the next request of ``kind`` (e.g. a person's edit)."""
@@ -823,16 +855,19 @@ class GoogleEmulator(LocalServer):
                 self._token_fault = (fault, times - 1) if times > 1 else None
             return fault
 
-    def _take_sheets_fault(self, kind: str) -> int | None:
+    def _take_sheets_fault(self, kind: str) -> tuple[int, float | None] | None:
         with self._lock:
             if self._sheets_fault is None:
                 return None
-            status, kinds, times = self._sheets_fault
+            status, kinds, times, until, retry_after = self._sheets_fault
+            if until is not None and self.clock() >= until:
+                self._sheets_fault = None
+                return None
             if kinds is not None and kind not in kinds:
                 return None
             if times is not None:
-                self._sheets_fault = (status, kinds, times - 1) if times > 1 else None
-            return status
+                self._sheets_fault = (status, kinds, times - 1, until, retry_after) if times > 1 else None
+            return status, retry_after
 
     def _run_hooks(self, kind: str) -> None:
         with self._lock:
@@ -1474,10 +1509,15 @@ class _Handler(BaseHTTPRequestHandler):
         emulator._run_hooks(kind)
         try:
             emulator.authorize(self.headers.get("Authorization"), kind)
-            status = emulator._take_sheets_fault(kind)
+            if emulator._disabled_project is not None:
+                return 403, _service_disabled(emulator._disabled_project)
+            fault = emulator._take_sheets_fault(kind)
+            status, retry_after = fault if fault is not None else (None, None)
             if status == 502:
                 return 502, _HTML_502
             if status is not None:
+                if retry_after is not None:
+                    self._extra_headers = {"Retry-After": str(int(retry_after))}
                 return status, _sheets_error(status, *SHEETS_FAULTS[status])
             body = json.loads(raw) if raw else None
             return 200, emulator.handle_sheets(kind, spreadsheet_id, a1, query, body)
@@ -1504,6 +1544,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
+        for name, value in getattr(self, "_extra_headers", {}).items():
+            self.send_header(name, value)
+        self._extra_headers = {}
         self.end_headers()
         self.wfile.write(payload)
 
@@ -1514,6 +1557,48 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Location", location)
         self.send_header("Content-Length", "0")
         self.end_headers()
+
+
+def _service_disabled(project: str) -> dict:
+    """Google's answer when the API is off in the caller's project: PERMISSION_DENIED with an ErrorInfo whose
+    reason is SERVICE_DISABLED and whose metadata carries the project and the activation link (AIP-193
+    error model, https://cloud.google.com/apis/design/errors; message as Google words it)."""
+    link = f"https://console.developers.google.com/apis/api/sheets.googleapis.com/overview?project={project}"
+    message = (
+        f"Google Sheets API has not been used in project {project} before or it is disabled. Enable it by "
+        f"visiting {link} then retry. If you enabled this API recently, wait a few minutes for the action to "
+        "propagate to our systems and retry."
+    )
+    return {
+        "error": {
+            "code": 403,
+            "message": message,
+            "status": "PERMISSION_DENIED",
+            "details": [
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": "SERVICE_DISABLED",
+                    "domain": "googleapis.com",
+                    "metadata": {
+                        "service": "sheets.googleapis.com",
+                        "consumer": f"projects/{project}",
+                        "serviceTitle": "Google Sheets API",
+                        "containerInfo": project,
+                        "activationUrl": link,
+                    },
+                },
+                {
+                    "@type": "type.googleapis.com/google.rpc.LocalizedMessage",
+                    "locale": "en-US",
+                    "message": message,
+                },
+                {
+                    "@type": "type.googleapis.com/google.rpc.Help",
+                    "links": [{"description": "Google developers console API activation", "url": link}],
+                },
+            ],
+        }
+    }
 
 
 def _sheets_error(code: int, status: str, message: str, reason: str | None = None) -> dict:

@@ -131,7 +131,7 @@ def push_status(
     from jada_pipelines.port_sheet.sync import plan_push
 
     names = [key_column, *(name for name in wanted.columns if name != key_column)]
-    calls_before, policy = session.calls, session.retry_policy
+    calls_before = session.calls
     setup_calls = write_calls = bytes_sent = replans = corrected = failures = rounds = 0
     diff_seconds = diff_cpu_seconds = 0.0
     wanted_now = wanted
@@ -159,10 +159,8 @@ def push_status(
                 keys = keys_at_write(response, key_column)
                 astray += misplaced(cells, keys) if keys is not None else []
         except CredentialsError as error:
-            if not error.retryable or failures + 1 >= policy.attempts:
-                raise
             # What was planned may be stale by now (the sheet keeps changing): wait, then read and plan again.
-            policy.sleep(policy.delay(failures))
+            session.wait_before_replanning(error, failures)
             failures, replans = failures + 1, replans + 1
             continue
         if not astray or rounds >= MAX_CORRECTIONS:
