@@ -222,3 +222,75 @@ def test_the_re_plan_after_a_failed_write_reads_the_sheet_again(ports):
     assert ports.calls["values_batch_update_by_data_filter"] == 2
     # The initial read, the setup's checking read, and the read of the re-plan.
     assert ports.calls["batch_get_by_data_filter"] == 3
+
+
+# ------------------------------------------------------------------------------ the people's side of tasks
+
+
+def test_a_task_cell_emptied_while_queued_cancels_its_task_and_the_status_says_so(ports):
+    run_sync()
+    task_id = task_id_for("a", "do a")
+    ports.set_cell(PORT_SHEET_ID, PORT_SHEET_TAB, "C2", None)  # a person empties the task cell
+    metadata = materializations(run_sync())
+    assert metadata["port_sheet_tasks"]["cancelled"].value == 1
+    assert open_queue().get(task_id).status == "cancelled"
+    assert open_queue().get(task_id_for("b", "do b")).status == "queued", "other rows keep their work"
+    assert cell(ports, "a", "agent_status") == "cancelled"
+    assert cell(ports, "a", "agent_summary").startswith("request removed: the task cell was emptied")
+    # Once shown, nothing more to write for that row.
+    assert materializations(run_sync())["port_sheet_status"]["write_calls"].value == 0
+
+
+def test_a_task_cell_emptied_while_its_session_runs_lets_the_session_finish(ports):
+    run_sync()
+    queue = open_queue()
+    lease = queue.claim(worker="test", lease_seconds=600)
+    assert lease is not None and lease.task.id == task_id_for("a", "do a")
+    assert queue.mark_running(lease, run_id="run-1")
+    ports.set_cell(PORT_SHEET_ID, PORT_SHEET_TAB, "C2", "")
+    metadata = materializations(run_sync())
+    assert metadata["port_sheet_tasks"]["cancelled"].value == 0
+    assert metadata["port_sheet_tasks"]["left_running"].value == 1
+    assert queue.get(lease.task.id).status == "running"
+    assert queue.heartbeat(lease, lease_seconds=600), "the session still holds its lease"
+    assert cell(ports, "a", "agent_status") == "running"
+    assert "this session finishes, no new one starts" in cell(ports, "a", "agent_summary")
+
+
+def test_a_prompt_changed_while_its_session_runs_queues_the_new_one_and_says_the_old_finishes(ports):
+    run_sync()
+    queue = open_queue()
+    lease = queue.claim(worker="test", lease_seconds=600)
+    assert queue.mark_running(lease, run_id="run-1")
+    ports.set_cell(PORT_SHEET_ID, PORT_SHEET_TAB, "C2", "do a, differently")
+    run_sync()
+    assert queue.get(lease.task.id).status == "running"
+    assert queue.get(task_id_for("a", "do a, differently")).status == "queued"
+    assert cell(ports, "a", "agent_status") == "queued"
+    assert cell(ports, "a", "agent_summary").startswith(
+        "request changed: the session on the previous request"
+    )
+
+
+def test_owned_columns_renamed_through_the_resource_are_filled_under_their_new_names(
+    google_emulator, google_token_file
+):
+    renamed = ["Status", "Turns", "Cost (USD)", "Summary", "Updated", "Problem"]
+    google_emulator.set_sheet(
+        PORT_SHEET_ID,
+        PORT_SHEET_TAB,
+        [["id", "port", "task", *renamed], ["a", "Lisbon", "do a"], ["b", "Porto", "", "", "lots"]],
+    )
+    result = defs.resolve_job_def("port_sheet_sync_job").execute_in_process(
+        run_config={
+            "resources": {
+                "port_sheet": {"config": {"owned_columns": renamed, "column_types": {"Turns": "integer"}}}
+            }
+        },
+        raise_on_error=False,
+    )
+    assert result.success
+    assert cell(google_emulator, "a", "Status") == "queued"
+    assert cell(google_emulator, "a", "Turns") == 0
+    assert cell(google_emulator, "a", "Updated").endswith("Z")
+    assert "Turns" in cell(google_emulator, "b", "Problem")

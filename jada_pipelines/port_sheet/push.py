@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any
 # annotations as live classes. Names imported only for type checking are quoted instead.
 import dagster as dg
 
+from jada_pipelines.agents.queue import LEASED
 from jada_pipelines.agents.resources import TaskQueueResource
 from jada_pipelines.google_api.errors import CredentialsError
 from jada_pipelines.google_api.resources import GoogleCredentialsResource, credentials_failure
 from jada_pipelines.port_sheet.resources import PortSheetSettings
-from jada_pipelines.port_sheet.tasks import port_sheet_tasks, requested_tasks
+from jada_pipelines.port_sheet.tasks import port_sheet_tasks, requested_tasks, task_source
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -70,18 +71,72 @@ def wanted_cells(
     import pandas as pd
 
     rows: dict[str, dict[str, Any]] = {}
-    for key, (task_id, _prompt) in requested_tasks(
-        snapshot.rows, key_column=snapshot.key_column, task_column=task_column
-    ).items():
+    requested = requested_tasks(snapshot.rows, key_column=snapshot.key_column, task_column=task_column)
+    held = _held_or_cancelled(queue) if task_column in snapshot.header else {}
+    for key, (task_id, _prompt) in requested.items():
         task = queue.get(task_id)
         rows[key] = task_cells(task) if task is not None else {}
+        older = held.get(task_source(key))
+        if task is not None and task.status == "queued" and older is not None and older.status in LEASED:
+            rows[key]["agent_summary"] = (
+                f"request changed: the session on the previous request ({older.id}) finishes first"
+            )
+    shown = _shown_at(snapshot, column_names(owned_columns).get("agent_updated_at", "agent_updated_at"))
     for key in _valid_keys(snapshot):
+        task = held.get(task_source(key))
+        # A row that asks for nothing now: the task its request had, if it changed since the sheet showed it.
+        if key not in requested and task is not None and task.updated_at > shown.get(key, float("-inf")):
+            rows[key] = task_cells(task)
+            rows[key]["agent_summary"] = (
+                "request removed: the task cell was emptied, so the task was cancelled before it started"
+                if task.status == "cancelled"
+                else "request removed: the task cell was emptied; this session finishes, no new one starts"
+            )
         rows.setdefault(key, {})[SYNC_ISSUE] = ""
     for row in snapshot.quarantined:
         if row.key is not None:
             rows.setdefault(str(row.key), {})[SYNC_ISSUE] = row.reason
-    # Columns the pipeline has no value for (an owned column with another name) come out all-NaN: left alone.
-    return pd.DataFrame.from_dict(rows, orient="index", dtype=object).reindex(columns=list(owned_columns))
+    names = column_names(owned_columns)
+    frame = pd.DataFrame.from_dict(rows, orient="index", dtype=object).rename(columns=names)
+    # Columns the pipeline has no value for (an extra owned column) come out all-NaN: left alone.
+    return frame.reindex(columns=list(owned_columns))
+
+
+def column_names(owned_columns: "Sequence[str]") -> dict[str, str]:
+    """Each default owned column's header in this sheet. Owned columns renamed through the resource keep
+    their order: the six defaults, renamed in place (``["Status", "Turns", ...]``), get their values."""
+    from jada_pipelines.port_sheet.resources import DEFAULT_OWNED_COLUMNS
+
+    if len(owned_columns) == len(DEFAULT_OWNED_COLUMNS):
+        return dict(zip(DEFAULT_OWNED_COLUMNS, owned_columns, strict=True))
+    return {name: name for name in DEFAULT_OWNED_COLUMNS if name in owned_columns}
+
+
+def _held_or_cancelled(queue: "TaskQueue") -> dict[str, "Task"]:
+    """The latest sheet task per row (source) that a session holds or that was cancelled."""
+    from jada_pipelines.port_sheet.tasks import SOURCE_PREFIX
+
+    latest: dict[str, Task] = {}
+    for status in (*LEASED, "cancelled"):
+        for task in queue.list(status=status, source_prefix=SOURCE_PREFIX, limit=1_000_000):
+            if task.source not in latest or task.updated_at > latest[task.source].updated_at:
+                latest[task.source] = task
+    return latest
+
+
+def _shown_at(snapshot: "PortSheetSnapshot", column: str) -> dict[str, float]:
+    """When each row's status in the sheet was written (its agent_updated_at), as epoch seconds."""
+    from jada_pipelines.port_sheet.sync import key_text
+
+    if column not in snapshot.rows.columns:
+        return {}
+    shown = {}
+    for key, text in zip(snapshot.rows[snapshot.key_column], snapshot.rows[column], strict=True):
+        try:
+            shown[key_text(key)] = datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            continue
+    return shown
 
 
 def _valid_keys(snapshot: "PortSheetSnapshot") -> list[str]:
@@ -119,6 +174,7 @@ def push_status(
     key_column: str,
     wanted: "pd.DataFrame",
     max_bytes: int | None = None,
+    issue_column: str = SYNC_ISSUE,
 ) -> PushResult:
     """Read the key and owned columns now, and write the cells that differ (none if none differ).
 
@@ -145,7 +201,7 @@ def push_status(
             read.sheet,
             tab=tab,
             key_column=key_column,
-            every_row_columns=[SYNC_ISSUE],
+            every_row_columns=[issue_column],
             a1_body=False,
         )
         bodies = write_bodies(plan.writes, key_column=key_column, max_bytes=max_bytes or MAX_REQUEST_BYTES)
@@ -316,6 +372,7 @@ def _push(
             tab=port_sheet.tab,
             key_column=snapshot.key_column,
             wanted=wanted,
+            issue_column=column_names(port_sheet.owned_columns).get(SYNC_ISSUE, SYNC_ISSUE),
         )
     finally:
         session.close()
