@@ -12,6 +12,7 @@ from jada_pipelines.port_sheet.columns import (
     misplaced,
     parse_read,
     read_body,
+    setup_requests,
     write_bodies,
 )
 from jada_pipelines.port_sheet.sync import CellWrite, SheetColumns, column_letter, key_text, plan_push
@@ -298,3 +299,32 @@ def test_one_changed_cell_in_a_hundred_rows_of_a_hundred_thousand_is_one_small_r
     plan = plan_push(frame.astype(object), read, tab="Ports", key_column="id")
     assert plan.changed_cells == 1000 and plan.ranges == 1000
     assert len(json.dumps(plan.body)) < 100_000
+
+
+def test_the_setup_tags_untagged_columns_where_the_header_has_them_and_drops_stale_tags_first():
+    response = {
+        "valueRanges": [
+            matched(
+                "Ports!A1:D1",
+                [["id"], ["Status"], ["agent_status"], ["sync_issue"]],
+                {"a1Range": "Ports!1:1"},
+            ),
+            matched("Ports!A1:A1000", [["id", "a"]], lookup("id")),
+            # agent_status's tag is on the column a person renamed to "Status"; they added a new agent_status.
+            matched("Ports!B1:B1000", [["Status", "mine"]], lookup("agent_status")),
+        ]
+    }
+    read = parse_read(response, ["id", "agent_status", "sync_issue"])
+    assert read.untagged == ["agent_status", "sync_issue"]
+    requests = setup_requests(7, read)
+    assert [next(iter(r)) for r in requests] == [
+        "deleteDeveloperMetadata",
+        "createDeveloperMetadata",
+        "createDeveloperMetadata",
+    ]
+    created = [r["createDeveloperMetadata"]["developerMetadata"] for r in requests[1:]]
+    assert [(m["metadataValue"], m["location"]["dimensionRange"]["startIndex"]) for m in created] == [
+        ("agent_status", 2),
+        ("sync_issue", 3),
+    ]
+    assert created[0]["location"]["dimensionRange"]["sheetId"] == 7

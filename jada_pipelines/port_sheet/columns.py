@@ -69,6 +69,8 @@ class TrackedRead:
     positions: dict[str, int]
     untagged: list[str] = field(default_factory=list)
     lost: list[str] = field(default_factory=list)
+    # Names with a tag somewhere (even a stale one): the setup deletes those before tagging again.
+    tagged: set[str] = field(default_factory=set)
 
 
 def parse_read(response: dict[str, Any], names: Sequence[str]) -> TrackedRead:
@@ -103,7 +105,8 @@ def parse_read(response: dict[str, Any], names: Sequence[str]) -> TrackedRead:
     for name in names:
         if name not in positions and name in plan_header:
             plan_header[plan_header.index(name)] = ""  # in the header, but not safe to write yet
-    return TrackedRead(SheetColumns(plan_header, cells), header, positions, untagged, lost)
+    tagged = {name for name, matches in found.items() if matches}
+    return TrackedRead(SheetColumns(plan_header, cells), header, positions, untagged, lost, tagged)
 
 
 def column_index(a1: str) -> int:
@@ -121,14 +124,15 @@ def column_index(a1: str) -> int:
 def setup_requests(sheet_id: int, read: TrackedRead) -> list[dict[str, Any]]:
     """``spreadsheets:batchUpdate`` requests that tag each untagged column where the header has its name.
 
-    Stale tags of those names are deleted first, in the same atomic batch, so a name never sits on two
-    columns. The header positions come from a read made just before; the next read checks each new tag's
+    Stale tags of those names (seen in the read) are deleted first, in the same atomic batch, so a name
+    never sits on two columns. The header positions come from a read made just before; the next read checks each new tag's
     column still carries its name, so a column moved in between is caught (and re-tagged) before any write.
     """
     requests: list[dict[str, Any]] = []
     for name in read.untagged:
         index = read.header.index(name)
-        requests.append({"deleteDeveloperMetadata": {"dataFilter": column_filter(name)}})
+        if name in read.tagged:
+            requests.append({"deleteDeveloperMetadata": {"dataFilter": column_filter(name)}})
         requests.append(
             {
                 "createDeveloperMetadata": {
