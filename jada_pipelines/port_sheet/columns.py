@@ -16,6 +16,7 @@ answer, and the push corrects the cells that landed on another key's row before 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -167,8 +168,10 @@ def write_bodies(
     to the key column (``[[]]``), only to get it back as it is at write time (``includeValuesInResponse``).
     """
     by_column: dict[str, list[CellWrite]] = {}
-    for cell in sorted(cells, key=lambda c: (c.column, c.row)):
+    for cell in cells:
         by_column.setdefault(cell.column, []).append(cell)
+    for column in by_column.values():
+        column.sort(key=_row)  # already in order from plan_push: a linear pass
     verify = _item(key_column, "[[]]")
     budget = max_bytes - len(verify) - 400  # 400: the body's own fields, with room to spare
     bodies: list[tuple[bytes, list[CellWrite]]] = []
@@ -189,6 +192,10 @@ def write_bodies(
     return bodies
 
 
+def _row(cell: CellWrite) -> int:
+    return cell.row
+
+
 def _pieces(column: list[CellWrite], budget: int) -> list[tuple[str, list[CellWrite]]]:
     pieces: list[tuple[str, list[CellWrite]]] = []
     entries: list[str] = []
@@ -196,11 +203,12 @@ def _pieces(column: list[CellWrite], budget: int) -> list[tuple[str, list[CellWr
     row, size = 1, 2
     for cell in column:
         value = "[" + _json_value(cell.value) + "]"
-        cost = 3 * (cell.row - row) + len(value.encode()) + 1
+        size_of = len(value) if value.isascii() else len(value.encode())
+        cost = 3 * (cell.row - row) + size_of + 1
         if entries and size + cost > budget:
             pieces.append(("[" + ",".join(entries) + "]", cells))
             entries, cells, row, size = [], [], 1, 2
-            cost = 3 * (cell.row - row) + len(value.encode()) + 1
+            cost = 3 * (cell.row - row) + size_of + 1
         entries.extend([_SKIP] * (cell.row - row))
         entries.append(value)
         cells.append(cell)
@@ -219,6 +227,8 @@ def _json_value(value: Any) -> str:
         return "true" if value else "false"
     if kind is int:
         return str(value)
+    if kind is float and math.isfinite(value):
+        return repr(value)  # the shortest text that reads back as the same double, as JSON wants
     return json.dumps(value, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
 
 

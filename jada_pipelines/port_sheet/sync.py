@@ -10,7 +10,9 @@ Why RAW and typed: ``USER_ENTERED`` would turn "007" into 7 and ISO dates into s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import gc
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -167,11 +169,16 @@ def plan_push(
         data = []
     unlocated = wanted.index[~found]
     at, where = np.nonzero(changed)
-    row_keys = wanted.index.to_numpy()[wanted_rows]
-    writes = [
-        CellWrite(columns[p], int(row_numbers[i]), row_keys[i], wanted_cells[i, p])
-        for i, p in zip(at.tolist(), where.tolist(), strict=True)
-    ]
+    # Column by column, top to bottom: the order the metadata write sends them in.
+    order = np.lexsort((row_numbers[at], where))
+    at, where = at[order], where[order]
+    names = np.asarray(columns, dtype=object)[where].tolist() if len(columns) else []
+    keys_of = wanted.index.to_numpy()[wanted_rows][at].tolist()
+    values = wanted_cells[at, where].tolist()
+    with _collector_paused():
+        writes = list(
+            map(CellWrite._make, zip(names, row_numbers[at].tolist(), keys_of, values, strict=True))
+        )
     return PushPlan(
         body={"valueInputOption": "RAW", "data": data} if data else None,
         changed_cells=int(changed.sum()),
@@ -182,6 +189,20 @@ def plan_push(
         duplicate_keys=[str(key) for key in unlocated if key in duplicated],
         writes=writes,
     )
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a full change builds hundreds of thousands of small
+    tuples: it would otherwise rescan them over and over (half the time at 100,000 rows). They hold no
+    cycles, so nothing is left for it to find afterwards."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _changed(sheet_cells: np.ndarray, wanted_cells: np.ndarray) -> np.ndarray:
