@@ -64,3 +64,14 @@ def test_a_port_already_taken_stops_what_had_started(demo, tmp_path):
         start_emulators(tmp_path / "second", google_port=0, anthropic_port=0, page_port=taken)
     # The second Google and Anthropic emulators were started, then stopped again: no server thread is left.
     assert len(threading.enumerate()) == serving
+
+
+def test_jada_demo_sheet_reads_a_tab_whose_name_has_an_apostrophe(demo, tmp_path, capsys):
+    # A1 notation doubles an apostrophe inside a quoted tab name: 'Ana''s ports'.
+    demo.google.set_sheet(SPREADSHEET_ID, "Ana's ports", demo.google.sheet_values(SPREADSHEET_ID, TAB))
+    env_file = tmp_path / ENV_FILE
+    env_file.write_text(
+        env_file.read_text().replace(f"JADA_PORT_SHEET_TAB={TAB}", "JADA_PORT_SHEET_TAB=Ana's ports")
+    )
+    assert cli.main(["demo", "sheet", "--state-dir", str(tmp_path)]) == 0
+    assert "Rotterdam" in capsys.readouterr().out

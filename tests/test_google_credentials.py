@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from jada_pipelines.emulators.google import SHEETS_READONLY_SCOPE, SHEETS_SCOPE
+from jada_pipelines.google_api import credentials as credentials_module
 from jada_pipelines.google_api.credentials import GoogleConfig, RetryPolicy, authorize, check_credentials
 from jada_pipelines.google_api.errors import CredentialsError
 from jada_pipelines.google_api.resources import GoogleCredentialsResource
@@ -104,6 +105,7 @@ def test_a_token_requested_without_the_sheets_scope_fails_before_any_call(google
     [
         ("invalid_grant", "token_revoked", "jada auth google"),
         ("invalid_rapt", "reauth_required", "service account"),
+        ("rapt_required", "reauth_required", "service account"),
         ("deleted_client", "client_invalid", "client-secrets JSON"),
         ("invalid_client", "client_invalid", "client-secrets JSON"),
         ("invalid_scope", "scope_not_granted", "tick the Google Sheets permission"),
@@ -253,7 +255,7 @@ def _sheets(attempts: int = 3):
     return GoogleCredentialsResource(retry_attempts=attempts, retry_base_delay_s=0.001).sheets()
 
 
-@pytest.mark.parametrize("status", [429, 503, 502])
+@pytest.mark.parametrize("status", [503, 502])
 def test_a_transient_sheets_error_is_retried_a_bounded_number_of_times_then_fails_clearly(sheet, status):
     session = _sheets(attempts=3)
     sheet.fail_sheets(status)
@@ -266,7 +268,9 @@ def test_a_transient_sheets_error_is_retried_a_bounded_number_of_times_then_fail
     assert session.calls == sheet.calls["batch_get"] == 3
 
 
-def test_a_429_that_clears_is_retried_into_a_result(sheet):
+def test_a_429_that_clears_is_retried_into_a_result_after_waiting_out_the_minute(sheet, monkeypatch):
+    waits: list[float] = []
+    monkeypatch.setattr(credentials_module, "pause", waits.append)
     session = _sheets(attempts=3)
     sheet.fail_sheets(429, times=2)
 
@@ -274,6 +278,8 @@ def test_a_429_that_clears_is_retried_into_a_result(sheet):
 
     assert response["valueRanges"][0]["values"] == [["id"], ["a"]]
     assert session.calls == 3
+    # Google's quota is per minute: each 429 without Retry-After waits for the next window.
+    assert len(waits) == 2 and all(60 <= wait <= 61 for wait in waits)
 
 
 @pytest.mark.parametrize("status", [403, 404])

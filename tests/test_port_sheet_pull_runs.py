@@ -85,9 +85,11 @@ def test_a_pull_refreshes_once_reads_once_and_stores_a_typed_snapshot(sheet):
     result = _pull()
 
     assert result.success
-    assert (sheet.calls["token"], sheet.sheets_calls(), sheet.calls["batch_get"]) == (1, 1, 1)
+    # One metadata call for the sheet's time zone, one read of the values.
+    assert (sheet.calls["token"], sheet.calls["metadata"], sheet.calls["batch_get"]) == (1, 1, 1)
+    assert sheet.sheets_calls() == 2
     metadata = _metadata(result)
-    assert (metadata["row_count"], metadata["quarantined_count"], metadata["google_api_calls"]) == (3, 0, 1)
+    assert (metadata["row_count"], metadata["quarantined_count"], metadata["google_api_calls"]) == (3, 0, 2)
     assert metadata["keys_added"] == 3
     assert [r.data["id"] for r in metadata["preview"].records] == ["a", "b", "c"]
     stored = read_snapshot(snapshot_path("port_sheet_rows"))
@@ -199,6 +201,7 @@ FAILURES = {
     "missing-fields": ('{"client_id": "x"}', "missing_fields", "client_secret, refresh_token"),
     "invalid_grant": ("invalid_grant", "token_revoked", "revoked or has expired"),
     "invalid_rapt": ("invalid_rapt", "reauth_required", "sign in again"),
+    "rapt_required": ("rapt_required", "reauth_required", "sign in again"),
     "deleted_client": ("deleted_client", "client_invalid", "deleted"),
     "bad_gateway": ("bad_gateway", "transient", "HTTP 502"),
     "narrower-scope": ("narrower", "scope_not_granted", "without the Sheets scope"),

@@ -3,8 +3,6 @@ values round-trip typed, and an unchanged sheet costs one read and no write."""
 
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 import pytest
 
@@ -53,12 +51,11 @@ def wanted(rows: dict[str, dict]) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index", dtype=object).reindex(columns=OWNED)
 
 
-def push(session, rows: dict[str, dict], header=HEADER):
+def push(session, rows: dict[str, dict]):
     return push_status(
         session,
         spreadsheet_id=PORT_SHEET_ID,
         tab=PORT_SHEET_TAB,
-        header=header,
         key_column="id",
         wanted=wanted(rows),
     )
@@ -73,11 +70,17 @@ def cells(row: list, *names: str) -> list:
 
 
 def test_statuses_land_on_their_rows_in_one_read_and_one_write(sheets, sheet):
-    push(sheets, {"a": {"agent_status": "done", "agent_turns": 4}, "b": {"agent_status": "queued"}})
+    result = push(sheets, {"a": {"agent_status": "done", "agent_turns": 4}, "b": {"agent_status": "queued"}})
     assert cells(row_of(sheet, "a"), "agent_status", "agent_turns") == ["done", 4]
     assert cells(row_of(sheet, "b"), "agent_status") == ["queued"]
-    assert sheet.calls["batch_get"] == 1 and sheet.calls["values_batch_update"] == 1
-    assert sheet.sheets_calls() == 2
+    # The first push tags the columns once: a metadata read, a batchUpdate and the read that checks it.
+    assert (result.setup_calls, sheet.calls["metadata"], sheet.calls["batch_update"]) == (3, 1, 1)
+    assert sheet.calls["values_batch_update_by_data_filter"] == 1
+    assert sheet.sheets_calls() - result.setup_calls == 2
+    sheet.reset_counters()
+    result = push(sheets, {"a": {"agent_status": "running"}})
+    assert result.setup_calls == 0 and sheet.sheets_calls() == 2
+    assert cells(row_of(sheet, "a"), "agent_status") == ["running"]
 
 
 def test_a_second_sync_with_no_changes_makes_no_write_call(sheets, sheet):
@@ -86,7 +89,7 @@ def test_a_second_sync_with_no_changes_makes_no_write_call(sheets, sheet):
     sheet.reset_counters()
     result = push(sheets, status)
     assert result.write_calls == 0
-    assert sheet.calls["values_batch_update"] == 0 and sheet.sheets_calls() == 1
+    assert sheet.calls["values_batch_update_by_data_filter"] == 0 and sheet.sheets_calls() == 1
 
 
 def test_a_row_inserted_above_since_the_pull_keeps_its_content_and_the_status_finds_its_row(sheets, sheet):
@@ -144,23 +147,59 @@ def test_numbers_and_booleans_go_out_typed(sheets, sheet):
     assert cells(row_of(sheet, "a"), "agent_turns", "agent_cost_usd", "agent_summary") == [30, 0.5, True]
 
 
-def test_one_changed_cell_in_ten_thousand_rows_is_one_small_write(sheets, google_emulator, google_token_file):
+def test_one_changed_cell_in_ten_thousand_rows_is_one_write_sized_by_its_row(
+    sheets, google_emulator, google_token_file
+):
     rows = [HEADER] + [[f"P{i:05d}", f"port {i}", "", "", "done", 3] for i in range(10_000)]
     google_emulator.set_sheet(PORT_SHEET_ID, PORT_SHEET_TAB, rows)
     status = {f"P{i:05d}": {"agent_status": "done", "agent_turns": 3} for i in range(10_000)}
+    push(sheets, status)  # tags the columns (one-time setup) and finds nothing to write
     status["P04242"]["agent_turns"] = 4
     google_emulator.reset_counters()
     result = push(sheets, status)
-    assert google_emulator.calls["values_batch_update"] == 1 and google_emulator.sheets_calls() == 2
+    assert (
+        google_emulator.calls["values_batch_update_by_data_filter"] == 1
+        and google_emulator.sheets_calls() == 2
+    )
     assert result.plan.changed_cells == 1
-    assert result.plan.body["data"] == [{"range": "'Ports'!F4244", "values": [[4]]}]
-    assert len(json.dumps(result.plan.body)) < 200
+    # The column is found by Google, and values start at its row 1: 4,243 rows left alone at 3 bytes each.
+    assert result.bytes_sent < 3 * 4243 + 600
     assert google_emulator.cell(PORT_SHEET_ID, PORT_SHEET_TAB, "F4244") == 4
 
 
 def test_an_owned_column_missing_from_the_header_is_reported_and_the_others_still_land(sheets, sheet):
     header = HEADER[:-1]  # no sync_issue column
     sheet.set_sheet(PORT_SHEET_ID, PORT_SHEET_TAB, [header, ["a", "Lisbon"]])
-    result = push(sheets, {"a": {"agent_status": "done", "sync_issue": "bad"}}, header=header)
+    result = push(sheets, {"a": {"agent_status": "done", "sync_issue": "bad"}})
     assert result.plan.missing_columns == ["sync_issue"]
     assert sheet.sheet_values(PORT_SHEET_ID, PORT_SHEET_TAB) == [header, ["a", "Lisbon", "", "", "done"]]
+
+
+def test_a_write_over_the_size_limit_goes_out_in_several_requests_each_under_it(
+    sheets, google_emulator, google_token_file
+):
+    rows = [HEADER] + [[f"P{i:05d}", f"port {i}"] for i in range(5_000)]
+    google_emulator.set_sheet(PORT_SHEET_ID, PORT_SHEET_TAB, rows)
+    status = {
+        f"P{i:05d}": {"agent_status": "done", "agent_summary": f"ported {i} " + "x" * 40}
+        for i in range(5_000)
+    }
+    google_emulator.reset_counters()
+    # The limit is Google's 2 MB in production; a small one here makes the same split on a small sheet.
+    result = push_status(
+        sheets,
+        spreadsheet_id=PORT_SHEET_ID,
+        tab=PORT_SHEET_TAB,
+        key_column="id",
+        wanted=wanted(status),
+        max_bytes=100_000,
+    )
+    writes = [r for r in google_emulator.requests if r["kind"] == "values_batch_update_by_data_filter"]
+    assert len(writes) >= 3 and all(r["status"] == 200 for r in writes)
+    assert max(r["bytes"] for r in writes) <= 100_000
+    assert result.write_calls == len(writes) and result.unverified_cells == 0
+    assert cells(row_of(google_emulator, "P04999"), "agent_status", "agent_summary") == [
+        "done",
+        "ported 4999 " + "x" * 40,
+    ]
+    assert all(row[4] == "done" for row in google_emulator.sheet_values(PORT_SHEET_ID, PORT_SHEET_TAB)[1:])

@@ -5,17 +5,17 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-import pytest
 
-from jada_pipelines.port_sheet.sync import (
-    SheetChangedError,
-    SheetColumns,
-    column_letter,
-    key_text,
+from jada_pipelines.port_sheet.columns import (
+    MAX_REQUEST_BYTES,
+    keys_at_write,
+    misplaced,
     parse_read,
-    plan_push,
-    read_ranges,
+    read_body,
+    setup_requests,
+    write_bodies,
 )
+from jada_pipelines.port_sheet.sync import CellWrite, SheetColumns, column_letter, key_text, plan_push
 
 HEADER = ["id", "name", "agent_status", "agent_turns", "notes", "sync_issue"]
 
@@ -178,39 +178,111 @@ def test_an_owned_column_missing_from_the_header_is_reported_not_invented():
     assert [item["range"] for item in plan.body["data"]] == ["'Ports'!C2"]
 
 
-def test_the_read_covers_the_header_row_and_each_run_of_adjacent_columns():
-    columns = ["id", "agent_status", "agent_turns", "sync_issue", "agent_summary"]
-    assert read_ranges("My 'Ports'", HEADER, columns) == [
-        "'My ''Ports'''!1:1",
-        "'My ''Ports'''!A:A",
-        "'My ''Ports'''!C:D",
-        "'My ''Ports'''!F:F",
-    ]
+def lookup(name: str) -> dict:
+    return read_body("Ports", [name])["dataFilters"][1]
 
 
-def test_a_read_is_parsed_into_padded_columns():
-    value_ranges = [
-        {"values": [HEADER]},
-        {"values": [["id"], ["a"], ["b"], ["c"]]},
-        {"values": [["agent_status", "agent_turns"], ["done", 3], [], ["queued"]]},
-        {"values": [["sync_issue"]]},
-    ]
-    read = parse_read(
-        value_ranges, expected_header=HEADER, columns=["id", "agent_status", "agent_turns", "sync_issue"]
-    )
-    assert read.cells == {
+def test_the_read_asks_for_the_header_by_position_and_each_column_by_its_metadata():
+    body = read_body("My 'Ports'", ["id", "agent_status"])
+    assert body["dataFilters"][0] == {"a1Range": "'My ''Ports'''!1:1"}
+    assert body["dataFilters"][1] == {
+        "developerMetadataLookup": {
+            "metadataKey": "jada_pipelines.port_sheet.column",
+            "metadataValue": "id",
+            "locationType": "COLUMN",
+        }
+    }
+    assert (body["majorDimension"], body["dateTimeRenderOption"]) == ("COLUMNS", "FORMATTED_STRING")
+
+
+def matched(a1: str, values: list, data_filter: dict) -> dict:
+    return {"valueRange": {"range": a1, "values": values}, "dataFilters": [data_filter]}
+
+
+def test_a_read_finds_each_column_where_its_metadata_is_and_pads_the_cells():
+    response = {
+        "valueRanges": [
+            matched("Ports!A1:F1", [[h] for h in HEADER], {"a1Range": "Ports!1:1"}),
+            matched("Ports!A1:A1000", [["id", "a", "b", "c"]], lookup("id")),
+            matched("Ports!C1:C1000", [["agent_status", "done", "", "queued"]], lookup("agent_status")),
+            matched("Ports!D1:D1000", [["agent_turns", 3]], lookup("agent_turns")),
+        ]
+    }
+    read = parse_read(response, ["id", "agent_status", "agent_turns", "sync_issue"])
+    assert read.positions == {"id": 0, "agent_status": 2, "agent_turns": 3}
+    assert read.sheet.cells == {
         "id": ["a", "b", "c"],
         "agent_status": ["done", "", "queued"],
         "agent_turns": [3, "", ""],
-        "sync_issue": ["", "", ""],
     }
+    assert read.untagged == ["sync_issue"]  # in the header, not tagged yet: the setup tags it
 
 
-def test_a_header_that_moved_since_the_pull_stops_the_write():
-    moved = ["inserted", *HEADER]
-    value_ranges = [{"values": [moved]}, {"values": [["inserted"]]}]
-    with pytest.raises(SheetChangedError, match="column A was 'id' at the pull and is 'inserted' now"):
-        parse_read(value_ranges, expected_header=HEADER, columns=["id"])
+def test_a_tag_on_a_column_a_person_renamed_is_never_written():
+    response = {
+        "valueRanges": [
+            matched("Ports!A1:B1", [["id"], ["Status"]], {"a1Range": "Ports!1:1"}),
+            matched("Ports!B1:B1000", [["Status", "mine"]], lookup("agent_status")),
+        ]
+    }
+    read = parse_read(response, ["agent_status"])
+    assert read.positions == {} and read.lost == ["agent_status"]
+    assert "agent_status" not in read.sheet.header
+
+
+def test_a_write_starts_each_column_at_row_1_and_leaves_the_rows_between_alone():
+    cells = [CellWrite("agent_status", 4, "c", "done"), CellWrite("agent_status", 2, "a", "queued")]
+    ((body, written),) = write_bodies(cells, key_column="id")
+    document = json.loads(body)
+    status, verify = document["data"]
+    assert status["dataFilter"] == lookup("agent_status")
+    assert status["values"] == [[], ["queued"], [], ["done"]]
+    assert verify == {"dataFilter": lookup("id"), "majorDimension": "ROWS", "values": [[]]}
+    assert document["includeValuesInResponse"] is True and document["valueInputOption"] == "RAW"
+    assert sorted(c.row for c in written) == [2, 4]
+
+
+def test_a_write_over_the_size_limit_is_split_into_requests_under_it():
+    cells = [CellWrite("agent_summary", row, f"k{row}", "x" * 150) for row in range(2, 20_002)]
+    bodies = write_bodies(cells, key_column="id", max_bytes=MAX_REQUEST_BYTES)
+    assert len(bodies) == 2
+    assert all(len(body) <= MAX_REQUEST_BYTES for body, _ in bodies)
+    assert sorted(c.row for _, written in bodies for c in written) == list(range(2, 20_002))
+    second = json.loads(bodies[1][0])["data"][0]["values"]
+    first_row = min(c.row for c in bodies[1][1])
+    assert second[: first_row - 1] == [[]] * (first_row - 1)
+
+
+def test_a_full_change_of_a_hundred_thousand_rows_is_split_into_requests_under_two_megabytes():
+    owned = {"agent_status": "done", "agent_turns": 7, "agent_summary": "ported, see the log " + "x" * 60}
+    cells = [
+        CellWrite(name, row, f"P{row:06d}", value)
+        for row in range(2, 100_002)
+        for name, value in owned.items()
+    ]
+    bodies = write_bodies(cells, key_column="id")
+    assert len(bodies) >= 5
+    assert all(len(body) <= MAX_REQUEST_BYTES for body, _ in bodies)
+    written = sorted((c.column, c.row) for _, part in bodies for c in part)
+    assert written == sorted((c.column, c.row) for c in cells)
+    # A later piece still lands on its rows: values start at row 1, the rows before it are left alone.
+    for body, part in bodies[-1:]:
+        first = min(c.row for c in part)
+        for item in json.loads(body)["data"][:-1]:
+            assert item["values"][: first - 1] == [[]] * (first - 1)
+
+
+def test_the_write_answer_tells_which_cells_landed_on_another_keys_row():
+    response = {
+        "responses": [
+            {"dataFilter": lookup("agent_status"), "updatedRange": "Ports!C1:C3"},
+            {"dataFilter": lookup("id"), "updatedData": {"values": [["id"], ["b"], ["a"]]}},
+        ]
+    }
+    keys = keys_at_write(response, "id")
+    assert keys == ["id", "b", "a"]
+    cells = [CellWrite("agent_status", 2, "a", "done"), CellWrite("agent_status", 3, "a", "x")]
+    assert misplaced(cells, keys) == [(cells[0], "b")]
 
 
 def test_one_changed_cell_in_a_hundred_rows_of_a_hundred_thousand_is_one_small_range_each():
@@ -227,3 +299,32 @@ def test_one_changed_cell_in_a_hundred_rows_of_a_hundred_thousand_is_one_small_r
     plan = plan_push(frame.astype(object), read, tab="Ports", key_column="id")
     assert plan.changed_cells == 1000 and plan.ranges == 1000
     assert len(json.dumps(plan.body)) < 100_000
+
+
+def test_the_setup_tags_untagged_columns_where_the_header_has_them_and_drops_stale_tags_first():
+    response = {
+        "valueRanges": [
+            matched(
+                "Ports!A1:D1",
+                [["id"], ["Status"], ["agent_status"], ["sync_issue"]],
+                {"a1Range": "Ports!1:1"},
+            ),
+            matched("Ports!A1:A1000", [["id", "a"]], lookup("id")),
+            # agent_status's tag is on the column a person renamed to "Status"; they added a new agent_status.
+            matched("Ports!B1:B1000", [["Status", "mine"]], lookup("agent_status")),
+        ]
+    }
+    read = parse_read(response, ["id", "agent_status", "sync_issue"])
+    assert read.untagged == ["agent_status", "sync_issue"]
+    requests = setup_requests(7, read)
+    assert [next(iter(r)) for r in requests] == [
+        "deleteDeveloperMetadata",
+        "createDeveloperMetadata",
+        "createDeveloperMetadata",
+    ]
+    created = [r["createDeveloperMetadata"]["developerMetadata"] for r in requests[1:]]
+    assert [(m["metadataValue"], m["location"]["dimensionRange"]["startIndex"]) for m in created] == [
+        ("agent_status", 2),
+        ("sync_issue", 3),
+    ]
+    assert created[0]["location"]["dimensionRange"]["sheetId"] == 7

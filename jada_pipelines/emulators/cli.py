@@ -49,8 +49,11 @@ def print_sheet(args: argparse.Namespace) -> int:
     try:
         session = google.sheets()
         try:
+            from jada_pipelines.port_sheet.sync import quote_tab
+
+            # quote_tab doubles an apostrophe in the tab's name ("Ana's ports"), as A1 notation requires.
             response = session.values_batch_get(
-                settings.spreadsheet_id, [f"'{settings.tab}'"], value_render_option="FORMATTED_VALUE"
+                settings.spreadsheet_id, [quote_tab(settings.tab)], value_render_option="FORMATTED_VALUE"
             )
         finally:
             session.close()

@@ -39,6 +39,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
@@ -61,6 +62,11 @@ ACCESS_TOKEN_SECONDS = 3599
 DEFAULT_ROWS, DEFAULT_COLUMNS = 1000, 26
 
 RENDER_OPTIONS = ("FORMATTED_VALUE", "UNFORMATTED_VALUE", "FORMULA")
+# https://developers.google.com/sheets/api/reference/rest/v4/DateTimeRenderOption
+DATE_TIME_RENDER_OPTIONS = ("SERIAL_NUMBER", "FORMATTED_STRING")
+# NumberFormatType values whose cells are "date, time, datetime, and duration fields" for dateTimeRenderOption
+# (https://developers.google.com/sheets/api/reference/rest/v4/spreadsheets/cells#NumberFormatType).
+DATE_TIME_TYPES = ("DATE", "TIME", "DATE_TIME")
 
 # Token-endpoint faults: (HTTP status, body). Bodies are those Google's endpoint returns.
 TOKEN_FAULTS: dict[str, tuple[int, Any]] = {
@@ -75,6 +81,15 @@ TOKEN_FAULTS: dict[str, tuple[int, Any]] = {
             "error_description": "reauth related error (invalid_rapt)",
             "error_uri": "https://support.google.com/a/answer/9368756",
             "error_subtype": "invalid_rapt",
+        },
+    ),
+    "rapt_required": (
+        400,
+        {
+            "error": "invalid_grant",
+            "error_description": "reauth related error (rapt_required)",
+            "error_uri": "https://support.google.com/a/answer/9368756",
+            "error_subtype": "rapt_required",
         },
     ),
     "invalid_scope": (400, {"error": "invalid_scope", "error_description": "Bad Request"}),
@@ -115,7 +130,11 @@ SHEETS_KINDS = (
     "values_update",
     "values_batch_update",
     "batch_update",
+    "batch_get_by_data_filter",
+    "values_batch_update_by_data_filter",
 )
+# Developer metadata: https://developers.google.com/sheets/api/guides/metadata
+_LOOKUP_FIELDS = ("metadataId", "metadataKey", "metadataValue", "locationType", "visibility")
 
 
 @dataclass(frozen=True)
@@ -124,6 +143,21 @@ class Formula:
 
     formula: str
     value: Any = None
+
+
+@dataclass(frozen=True)
+class Formatted:
+    """A number with a number format, as Google stores a typed date, time, duration, percent or amount.
+
+    ``value`` is what ``UNFORMATTED_VALUE`` returns: for dates and times the serial number (days since
+    1899-12-30, the day's fraction for the time; "Date & number formats" guide,
+    https://developers.google.com/sheets/api/guides/formats). ``kind`` is the NumberFormatType and
+    ``pattern`` the format pattern the sheet shows it with.
+    """
+
+    value: int | float
+    kind: str
+    pattern: str
 
 
 @dataclass
@@ -140,6 +174,10 @@ class _Spreadsheet:
     spreadsheet_id: str
     title: str
     tabs: list[_Tab] = field(default_factory=list)
+    time_zone: str = "Etc/GMT"
+    # DeveloperMetadata resources; a dimensionRange location moves with the rows or columns it is on.
+    developer_metadata: list[dict] = field(default_factory=list)
+    next_metadata_id: int = 1
 
 
 class SheetsError(Exception):
@@ -201,6 +239,11 @@ def parse_a1(a1: str) -> GridRange:
     c1, r1 = _parse_cell(end or start, a1)
     if not end and (c0 is None or r0 is None):
         raise _invalid(f"Unable to parse range: {a1}")
+    # Google accepts the corners in either order ("B5:A1" is A1:B5) and answers with the normalised range.
+    if c0 is not None and c1 is not None and c1 < c0:
+        c0, c1 = c1, c0
+    if r0 is not None and r1 is not None and r1 < r0:
+        r0, r1 = r1, r0
     return GridRange(
         tab,
         row_start=(r0 or 1) - 1,
@@ -248,14 +291,26 @@ def format_a1(title: str, row_start: int, row_end: int, col_start: int, col_end:
 # ------------------------------------------------------------------------------------------ cell values
 
 
-def render(cell: Any, option: str) -> Any:
-    """One cell as Google returns it for ``valueRenderOption=option``."""
+def render(cell: Any, option: str, date_time_option: str = "SERIAL_NUMBER") -> Any:
+    """One cell as Google returns it for ``valueRenderOption=option`` and ``dateTimeRenderOption``.
+
+    Per the ValueRenderOption and DateTimeRenderOption references: FORMATTED_VALUE shows every cell as its
+    format displays it (and ignores dateTimeRenderOption); otherwise a date, time, date-time or duration is
+    its serial number, or its formatted string with FORMATTED_STRING, and every other number (percent,
+    currency included) stays a number.
+    """
     if isinstance(cell, Formula):
         if option == "FORMULA":
             return cell.formula
         cell = cell.value
     if cell is None:
         return ""
+    if isinstance(cell, Formatted):
+        if option == "FORMATTED_VALUE" or (
+            cell.kind in DATE_TIME_TYPES and date_time_option == "FORMATTED_STRING"
+        ):
+            return format_number(cell.value, cell.pattern)
+        cell = cell.value
     if isinstance(cell, bool):
         return ("TRUE" if cell else "FALSE") if option == "FORMATTED_VALUE" else cell
     if isinstance(cell, float) and cell.is_integer():
@@ -268,8 +323,113 @@ def render(cell: Any, option: str) -> Any:
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
+_SHEETS_EPOCH = datetime(1899, 12, 30)
+_ISO_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})$")
+_US_DATE = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$")
+_TIME = re.compile(r"^(\d{1,3}):(\d{2})(?::(\d{2}))?(?:\s*([AaPp][Mm]))?$")
+_PERCENT = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+))%$")
+_CURRENCY = re.compile(r"^(-?)\$((?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?)$")
+_THOUSANDS = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
+
+
+def serial_number(moment: datetime) -> int | float:
+    """A wall-clock date-time as a Sheets serial number (whole days are ints, as Google returns them)."""
+    days = (moment - _SHEETS_EPOCH).total_seconds() / 86400
+    return int(days) if days.is_integer() else round(days, 10)
+
+
+def from_serial(serial: float) -> datetime:
+    return _SHEETS_EPOCH + timedelta(seconds=round(serial * 86400))
+
+
+def format_number(value: float, pattern: str) -> str:
+    """``value`` shown with one of the patterns ``parse_user_entered`` gives (the en_US locale's)."""
+    if pattern in ("yyyy-mm-dd", "M/d/yyyy", "yyyy-mm-dd H:mm:ss", "M/d/yyyy H:mm:ss"):
+        moment = from_serial(value)
+        date = (
+            f"{moment:%Y-%m-%d}"
+            if pattern.startswith("yyyy")
+            else f"{moment.month}/{moment.day}/{moment.year}"
+        )
+        return date if " " not in pattern else f"{date} {moment.hour}:{moment:%M:%S}"
+    if pattern in ("H:mm:ss", "h:mm:ss am/pm"):
+        moment = from_serial(value % 1)
+        if pattern == "H:mm:ss":
+            return f"{moment.hour}:{moment:%M:%S}"
+        return f"{(moment.hour - 1) % 12 + 1}:{moment:%M:%S} {'AM' if moment.hour < 12 else 'PM'}"
+    if pattern == "[h]:mm:ss":
+        seconds = round(value * 86400)
+        return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+    if pattern.endswith("%"):
+        decimals = len(pattern.partition(".")[2]) - 1 if "." in pattern else 0
+        return f"{value * 100:.{decimals}f}%"
+    if pattern.startswith("$"):
+        return ("-" if value < 0 else "") + f"${abs(value):,.2f}"
+    if pattern.startswith("#,##0"):
+        decimals = len(pattern.partition(".")[2])
+        return f"{value:,.{decimals}f}"
+    raise ValueError(f"no formatting for pattern {pattern!r} in the local Google emulator")
+
+
+def _parse_typed_number(text: str) -> Formatted | None:
+    """Dates, times, durations, percents, amounts and thousands separators as Google's en_US locale reads
+    them when typed ("Date & number formats": https://developers.google.com/sheets/api/guides/formats)."""
+    date_part, _, time_part = (
+        text.replace("T", " ", 1).partition(" ") if text[:1].isdigit() else (text, "", "")
+    )
+    for regex, order, pattern in ((_ISO_DATE, (0, 1, 2), "yyyy-mm-dd"), (_US_DATE, (2, 0, 1), "M/d/yyyy")):
+        match = regex.match(date_part)
+        if match is None:
+            continue
+        year, month, day = (int(match.group(i + 1)) for i in order)
+        try:
+            moment = datetime(year, month, day)
+        except ValueError:
+            return None  # "2026-02-30" is text to Google
+        if not time_part:
+            return Formatted(serial_number(moment), "DATE", pattern)
+        clock = _clock(time_part.strip())
+        if clock is None or clock >= timedelta(days=1):
+            return None
+        return Formatted(serial_number(moment + clock), "DATE_TIME", pattern + " H:mm:ss")
+    if (clock := _clock(text)) is not None:
+        serial = clock.total_seconds() / 86400
+        serial = int(serial) if serial.is_integer() else round(serial, 10)
+        if clock >= timedelta(days=1):
+            return Formatted(serial, "TIME", "[h]:mm:ss")  # a duration: "36:00:00"
+        return Formatted(serial, "TIME", "h:mm:ss am/pm" if text[-1:].lower() == "m" else "H:mm:ss")
+    if match := _PERCENT.match(text):
+        number = float(match.group(1)) / 100
+        return Formatted(round(number, 12), "PERCENT", "0.00%" if "." in match.group(1) else "0%")
+    if match := _CURRENCY.match(text):
+        number = float(match.group(2).replace(",", "")) * (-1 if match.group(1) else 1)
+        return Formatted(int(number) if number.is_integer() else number, "CURRENCY", "$#,##0.00")
+    if _THOUSANDS.match(text):
+        number = float(text.replace(",", ""))
+        decimals = len(text.partition(".")[2])
+        pattern = "#,##0" + ("." + "0" * decimals if decimals else "")
+        return Formatted(int(number) if number.is_integer() else number, "NUMBER", pattern)
+    return None
+
+
+def _clock(text: str) -> timedelta | None:
+    match = _TIME.match(text)
+    if match is None:
+        return None
+    hours, minutes, seconds, half = match.groups()
+    hours, minutes, seconds = int(hours), int(minutes), int(seconds or 0)
+    if minutes > 59 or seconds > 59:
+        return None
+    if half:
+        if not 1 <= hours <= 12:
+            return None
+        hours = hours % 12 + (12 if half.lower() == "pm" else 0)
+    return timedelta(hours=hours, minutes=minutes, seconds=seconds)
+
+
 def parse_user_entered(value: Any) -> Any:
-    """A value as if a person typed it: numbers, booleans and formulas are parsed (``"007"`` becomes 7)."""
+    """A value as if a person typed it: numbers, booleans and formulas are parsed (``"007"`` becomes 7),
+    and dates, times, durations, percents, amounts and thousands separators become formatted numbers."""
     if not isinstance(value, str):
         return value
     text = value.strip()
@@ -279,6 +439,8 @@ def parse_user_entered(value: Any) -> Any:
         return Formula(text)
     if text.upper() in ("TRUE", "FALSE"):
         return text.upper() == "TRUE"
+    if (typed := _parse_typed_number(text)) is not None:
+        return typed
     if _NUMBER.match(text):
         number = float(text)
         return int(number) if number.is_integer() and "e" not in text.lower() and "." not in text else number
@@ -326,8 +488,13 @@ class GoogleEmulator(LocalServer):
 
     thread_name = "google-emulator"
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0):
+    def __init__(
+        self, *, host: str = "127.0.0.1", port: int = 0, clock: Callable[[], float] = time.monotonic
+    ):
         super().__init__(host=host, port=port)
+        # The clock quota windows are measured on; a test can drive it together with the client's waits.
+        self.clock = clock
+        self._disabled_project: str | None = None
         self._lock = threading.RLock()
         self.client_id = "emulated-client.apps.googleusercontent.com"
         self.client_secret = "emulated-client-secret-" + secrets.token_hex(8)
@@ -339,7 +506,9 @@ class GoogleEmulator(LocalServer):
         self._access_tokens: dict[str, tuple[tuple[str, ...], float]] = {}
         self._service_accounts: set[str] = set()
         self._token_fault: tuple[str, int | None] | None = None
-        self._sheets_fault: tuple[int, frozenset[str] | None, int | None] | None = None
+        self._sheets_fault: (
+            tuple[int, frozenset[str] | None, int | None, float | None, float | None] | None
+        ) = None
         self._granted_override: tuple[str, ...] | None = None
         self._consent_error: str | None = None
         self._hooks: list[tuple[str, Callable[[GoogleEmulator], None], bool]] = []
@@ -424,16 +593,31 @@ class GoogleEmulator(LocalServer):
             self._token_fault = (fault, times)
 
     def fail_sheets(
-        self, status: int, *, kinds: Iterable[str] | None = None, times: int | None = None
+        self,
+        status: int,
+        *,
+        kinds: Iterable[str] | None = None,
+        times: int | None = None,
+        for_seconds: float | None = None,
+        retry_after: float | None = None,
     ) -> None:
-        """Answer Sheets requests (of ``kinds``, default all) with HTTP ``status``, every time or ``times`` times.
+        """Answer Sheets requests (of ``kinds``, default all) with HTTP ``status``: every time, ``times``
+        times, or until ``for_seconds`` have passed on :attr:`clock` (a quota window that has to run out).
 
         ``status`` is 403, 404, 429, 500 or 503 (Google's JSON error body) or 502 (an HTML page).
+        ``retry_after`` adds a ``Retry-After`` header (seconds) to the answers.
         """
         if status not in SHEETS_FAULTS and status != 502:
             raise ValueError(f"unsupported Sheets fault status {status}")
+        until = self.clock() + for_seconds if for_seconds is not None else None
         with self._lock:
-            self._sheets_fault = (status, frozenset(kinds) if kinds else None, times)
+            self._sheets_fault = (status, frozenset(kinds) if kinds else None, times, until, retry_after)
+
+    def disable_api(self, project: str = "123456789012") -> None:
+        """The Sheets API is not enabled in Cloud project ``project`` (the OAuth client's): every Sheets
+        request gets Google's 403 SERVICE_DISABLED answer, with its ErrorInfo and activation link."""
+        with self._lock:
+            self._disabled_project = project
 
     def grant_only(self, scopes: Sequence[str]) -> None:
         """From now on, token responses grant only ``scopes`` (the user unticked a box on the consent page)."""
@@ -448,6 +632,7 @@ class GoogleEmulator(LocalServer):
     def clear_faults(self) -> None:
         with self._lock:
             self._token_fault = self._sheets_fault = self._granted_override = self._consent_error = None
+            self._disabled_project = None
 
     def before(self, kind: str, hook: Callable[[GoogleEmulator], None], *, once: bool = True) -> None:
         """Run ``hook(emulator)`` just before serving the next request of ``kind`` (e.g. a person's edit)."""
@@ -500,12 +685,26 @@ class GoogleEmulator(LocalServer):
             self._spreadsheets.pop(spreadsheet_id, None)
 
     def sheet_values(
-        self, spreadsheet_id: str, tab: str, *, render_option: str = "UNFORMATTED_VALUE"
+        self,
+        spreadsheet_id: str,
+        tab: str,
+        *,
+        render_option: str = "UNFORMATTED_VALUE",
+        date_time_option: str = "SERIAL_NUMBER",
     ) -> list[list]:
         """The tab's values as ``values.get`` would return them (trailing empties dropped)."""
         with self._lock:
             grid = self._tab(spreadsheet_id, tab)
-            return _read(grid, GridRange(tab), render_option)[1]
+            return _read(grid, GridRange(tab), render_option, date_time_option)[1]
+
+    def set_time_zone(self, spreadsheet_id: str, time_zone: str) -> None:
+        """File > Settings > Time zone: the zone the sheet's dates and times are wall-clock times of."""
+        with self._lock:
+            self._book(spreadsheet_id).time_zone = time_zone
+
+    def enter(self, spreadsheet_id: str, tab: str, a1: str, text: str) -> None:
+        """A person types ``text`` into the cell at ``a1``: parsed as the sheet's UI (and USER_ENTERED) does."""
+        self.set_cell(spreadsheet_id, tab, a1, parse_user_entered(text))
 
     def cell(self, spreadsheet_id: str, tab: str, a1: str) -> Any:
         """The stored cell at ``a1`` (a typed value, a :class:`Formula`, or ``None``)."""
@@ -529,6 +728,54 @@ class GoogleEmulator(LocalServer):
             _pad_rows(grid, row_number - 1)
             grid.rows.insert(row_number - 1, list(values))
             grid.row_count += 1
+            start = row_number - 1
+            _remap_metadata(
+                self._book(spreadsheet_id), grid.sheet_id, "ROWS", lambda i: i if i < start else i + 1
+            )
+
+    def insert_column(self, spreadsheet_id: str, tab: str, column: str) -> None:
+        """Insert an empty column so that it becomes column ``column`` (a letter); the columns from there
+        move right, with their developer metadata (Insert > Column left)."""
+        self._edit_dimension(spreadsheet_id, tab, "insertDimension", "COLUMNS", column_index(column), 1)
+
+    def delete_column(self, spreadsheet_id: str, tab: str, column: str) -> None:
+        """Delete column ``column`` (a letter) and its developer metadata; the columns after it move left."""
+        self._edit_dimension(spreadsheet_id, tab, "deleteDimension", "COLUMNS", column_index(column), 1)
+
+    def move_column(self, spreadsheet_id: str, tab: str, column: str, *, before: str) -> None:
+        """Drag column ``column`` so that it sits just before column ``before`` (letters as they are now)."""
+        with self._lock:
+            book = self._book(spreadsheet_id)
+            sheet_id = self._tab(spreadsheet_id, tab).sheet_id
+            start = column_index(column)
+            spec = {
+                "source": {
+                    "sheetId": sheet_id,
+                    "dimension": "COLUMNS",
+                    "startIndex": start,
+                    "endIndex": start + 1,
+                },
+                "destinationIndex": column_index(before),
+            }
+            self._move_dimension(book, spec, "move_column")
+
+    def _edit_dimension(
+        self, spreadsheet_id: str, tab: str, request: str, dimension: str, start: int, count: int
+    ) -> None:
+        with self._lock:
+            book = self._book(spreadsheet_id)
+            span = {
+                "sheetId": self._tab(spreadsheet_id, tab).sheet_id,
+                "dimension": dimension,
+                "startIndex": start,
+                "endIndex": start + count,
+            }
+            _BATCH_REQUESTS[request](self, book, {"range": span}, request)
+
+    def developer_metadata(self, spreadsheet_id: str) -> list[dict]:
+        """Every developer metadata entry of the spreadsheet, with its current location."""
+        with self._lock:
+            return copy.deepcopy(self._book(spreadsheet_id).developer_metadata)
 
     def append_row(self, spreadsheet_id: str, tab: str, values: Sequence[Any]) -> None:
         with self._lock:
@@ -542,6 +789,14 @@ class GoogleEmulator(LocalServer):
             if row_number - 1 < len(grid.rows):
                 del grid.rows[row_number - 1]
             grid.row_count -= 1
+            gone = row_number - 1
+            _remap_metadata(
+                self._book(spreadsheet_id),
+                grid.sheet_id,
+                "ROWS",
+                lambda i: i if i < gone else i - 1,
+                deleted=range(gone, gone + 1),
+            )
 
     def sort_rows(
         self,
@@ -600,16 +855,19 @@ class GoogleEmulator(LocalServer):
                 self._token_fault = (fault, times - 1) if times > 1 else None
             return fault
 
-    def _take_sheets_fault(self, kind: str) -> int | None:
+    def _take_sheets_fault(self, kind: str) -> tuple[int, float | None] | None:
         with self._lock:
             if self._sheets_fault is None:
                 return None
-            status, kinds, times = self._sheets_fault
+            status, kinds, times, until, retry_after = self._sheets_fault
+            if until is not None and self.clock() >= until:
+                self._sheets_fault = None
+                return None
             if kinds is not None and kind not in kinds:
                 return None
             if times is not None:
-                self._sheets_fault = (status, kinds, times - 1) if times > 1 else None
-            return status
+                self._sheets_fault = (status, kinds, times - 1, until, retry_after) if times > 1 else None
+            return status, retry_after
 
     def _run_hooks(self, kind: str) -> None:
         with self._lock:
@@ -696,7 +954,8 @@ class GoogleEmulator(LocalServer):
                 "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie "
                 "or other valid authentication credential.",
             )
-        needed = _READ_SCOPES if kind in ("metadata", "values_get", "batch_get") else _WRITE_SCOPES
+        reads = ("metadata", "values_get", "batch_get", "batch_get_by_data_filter")
+        needed = _READ_SCOPES if kind in reads else _WRITE_SCOPES
         if not needed & set(scopes):
             raise SheetsError(
                 403,
@@ -728,13 +987,17 @@ class GoogleEmulator(LocalServer):
             if kind == "values_batch_update":
                 body = body or {}
                 return self._values_write(book, body.get("data", []), body.get("valueInputOption"))
+            if kind == "batch_get_by_data_filter":
+                return self._batch_get_by_data_filter(book, body or {})
+            if kind == "values_batch_update_by_data_filter":
+                return self._values_write_by_data_filter(book, body or {})
             return self._batch_update(book, (body or {}).get("requests", []))
 
     @staticmethod
     def _metadata(book: _Spreadsheet) -> dict:
         return {
             "spreadsheetId": book.spreadsheet_id,
-            "properties": {"title": book.title, "locale": "en_US", "timeZone": "Etc/GMT"},
+            "properties": {"title": book.title, "locale": "en_US", "timeZone": book.time_zone},
             "sheets": [
                 {
                     "properties": {
@@ -751,34 +1014,182 @@ class GoogleEmulator(LocalServer):
         }
 
     def _values_get(self, book: _Spreadsheet, a1: str, query: dict) -> dict:
+        # https://developers.google.com/sheets/api/reference/rest/v4/spreadsheets.values/get: the query's
+        # valueRenderOption, dateTimeRenderOption (default SERIAL_NUMBER) and majorDimension (default ROWS).
         option = _single(query.get("valueRenderOption")) or "FORMATTED_VALUE"
         if option not in RENDER_OPTIONS:
             raise _invalid(f"Invalid value at 'value_render_option' ({option})")
+        date_option = _single(query.get("dateTimeRenderOption")) or "SERIAL_NUMBER"
+        if date_option not in DATE_TIME_RENDER_OPTIONS:
+            raise _invalid(f"Invalid value at 'date_time_render_option' ({date_option})")
+        dimension = _single(query.get("majorDimension")) or "ROWS"
+        if dimension not in ("ROWS", "COLUMNS"):
+            raise _invalid(f"Invalid value at 'major_dimension' ({dimension})")
         grid_range = parse_a1(a1)
         tab = self._tab(book.spreadsheet_id, grid_range.tab)
-        label, values = _read(tab, grid_range, option)
-        response: dict[str, Any] = {"range": label, "majorDimension": "ROWS"}
-        if values:
-            response["values"] = values
-        return response
+        return _value_range(tab, grid_range, option, date_option, dimension)
+
+    # -- data filters and developer metadata (https://developers.google.com/sheets/api/guides/metadata,
+    # https://developers.google.com/sheets/api/reference/rest/v4/DataFilter) -----------------------------
+
+    def _resolve(self, book: _Spreadsheet, data_filter: dict, where: str) -> list[tuple[_Tab, GridRange]]:
+        """Where a DataFilter points now: an A1 range, a grid range, or the location of each metadata match
+        (a whole column or row for a dimensionRange location: the metadata has moved with it)."""
+        if not isinstance(data_filter, dict) or len(data_filter) != 1:
+            raise _invalid(f"Invalid {where}: exactly one of a1Range, gridRange, developerMetadataLookup.")
+        ((kind, spec),) = data_filter.items()
+        if kind == "a1Range":
+            grid_range = parse_a1(spec)
+            return [(self._tab(book.spreadsheet_id, grid_range.tab), grid_range)]
+        if kind == "gridRange":
+            tab = self._tab_by_id(book, spec.get("sheetId", 0), where)
+            return [
+                (
+                    tab,
+                    GridRange(
+                        tab.title,
+                        spec.get("startRowIndex", 0),
+                        spec.get("endRowIndex"),
+                        spec.get("startColumnIndex", 0),
+                        spec.get("endColumnIndex"),
+                    ),
+                )
+            ]
+        if kind != "developerMetadataLookup":
+            raise _invalid(f"Invalid {where}: unknown data filter {kind}.")
+        resolved = []
+        for entry in self._lookup(book, spec, where):
+            span = entry["location"]["dimensionRange"]
+            tab = self._tab_by_id(book, span["sheetId"], where)
+            if span["dimension"] == "COLUMNS":
+                grid_range = GridRange(tab.title, col_start=span["startIndex"], col_end=span["endIndex"])
+            else:
+                grid_range = GridRange(tab.title, row_start=span["startIndex"], row_end=span["endIndex"])
+            resolved.append((tab, grid_range))
+        return resolved
+
+    @staticmethod
+    def _lookup(book: _Spreadsheet, lookup: dict, where: str) -> list[dict]:
+        if "metadataLocation" in lookup or "locationMatchingStrategy" in lookup:
+            raise _invalid(
+                f"Invalid {where}: metadataLocation is not supported by the local Google emulator."
+            )
+        wanted = {name: lookup[name] for name in _LOOKUP_FIELDS if name in lookup}
+        if not wanted:
+            raise _invalid(f"Invalid {where}: a developerMetadataLookup needs at least one field.")
+        return [
+            entry
+            for entry in book.developer_metadata
+            if all(
+                (entry["location"]["locationType"] if name == "locationType" else entry.get(name)) == value
+                for name, value in wanted.items()
+            )
+        ]
+
+    def _batch_get_by_data_filter(self, book: _Spreadsheet, body: dict) -> dict:
+        # https://developers.google.com/sheets/api/reference/rest/v4/spreadsheets.values/batchGetByDataFilter:
+        # the options are body fields here; each matched range comes with the filter that matched it.
+        option = body.get("valueRenderOption") or "FORMATTED_VALUE"
+        date_option = body.get("dateTimeRenderOption") or "SERIAL_NUMBER"
+        dimension = body.get("majorDimension") or "ROWS"
+        if option not in RENDER_OPTIONS or date_option not in DATE_TIME_RENDER_OPTIONS:
+            raise _invalid("Invalid value at 'value_render_option' or 'date_time_render_option'")
+        matched = []
+        for index, data_filter in enumerate(body.get("dataFilters") or []):
+            for tab, grid_range in self._resolve(book, data_filter, f"data_filters[{index}]"):
+                matched.append(
+                    {
+                        "valueRange": _value_range(tab, grid_range, option, date_option, dimension),
+                        "dataFilters": [data_filter],
+                    }
+                )
+        return {"spreadsheetId": book.spreadsheet_id, "valueRanges": matched}
+
+    def _values_write_by_data_filter(self, book: _Spreadsheet, body: dict) -> dict:
+        # https://developers.google.com/sheets/api/reference/rest/v4/spreadsheets.values/batchUpdateByDataFilter
+        # and DataFilterValueRange: values are written from the matched range's top-left corner; values
+        # beyond the matched range fail the request; fewer values leave the rest of the range as it is.
+        planned = []
+        for index, item in enumerate(body.get("data") or []):
+            where = f"data[{index}]"
+            for tab, grid_range in self._resolve(book, item.get("dataFilter"), where):
+                planned.append(self._plan_write(tab, grid_range, item, where, limit=True))
+        reply = self._write_planned(book, planned, body.get("valueInputOption"))
+        if body.get("includeValuesInResponse"):
+            # "If the range to write was larger than the range actually written, the response includes
+            # all values in the requested range" (BatchUpdateValuesByDataFilterRequest.includeValuesInResponse).
+            option = body.get("responseValueRenderOption") or "FORMATTED_VALUE"
+            date_option = body.get("responseDateTimeRenderOption") or "SERIAL_NUMBER"
+            for response, (tab, grid_range, *_rest) in zip(reply["responses"], planned, strict=True):
+                response["updatedData"] = _value_range(tab, grid_range, option, date_option, "ROWS")
+        for response, entry in zip(reply["responses"], planned, strict=True):
+            response["dataFilter"] = entry[-1]
+        return reply
+
+    def _create_developer_metadata(self, book: _Spreadsheet, spec: dict, where: str) -> dict:
+        metadata = copy.deepcopy(spec.get("developerMetadata") or {})
+        location = metadata.get("location") or {}
+        span = location.get("dimensionRange")
+        if not metadata.get("metadataKey") or span is None:
+            raise _invalid(
+                f"Invalid {where}: metadataKey and a dimensionRange location are required by the local emulator."
+            )
+        tab = self._tab_by_id(book, span.get("sheetId", 0), where)
+        limit = tab.column_count if span.get("dimension") == "COLUMNS" else tab.row_count
+        if not 0 <= span.get("startIndex", -1) < span.get("endIndex", -1) <= limit:
+            raise _invalid(f"Invalid {where}: the dimensionRange is outside the grid.")
+        if "metadataId" in metadata and any(
+            m["metadataId"] == metadata["metadataId"] for m in book.developer_metadata
+        ):
+            raise _invalid(f"Invalid {where}: metadataId {metadata['metadataId']} is already in use.")
+        metadata.setdefault("metadataId", book.next_metadata_id)
+        book.next_metadata_id = max(book.next_metadata_id, metadata["metadataId"]) + 1
+        metadata.setdefault("visibility", "DOCUMENT")
+        location["locationType"] = "COLUMN" if span["dimension"] == "COLUMNS" else "ROW"
+        metadata["location"] = location
+        book.developer_metadata.append(metadata)
+        return {"createDeveloperMetadata": {"developerMetadata": copy.deepcopy(metadata)}}
+
+    def _delete_developer_metadata(self, book: _Spreadsheet, spec: dict, where: str) -> dict:
+        lookup = (spec.get("dataFilter") or {}).get("developerMetadataLookup")
+        if lookup is None:
+            raise _invalid(f"Invalid {where}: the local emulator deletes by developerMetadataLookup only.")
+        doomed = self._lookup(book, lookup, where)
+        book.developer_metadata = [m for m in book.developer_metadata if m not in doomed]
+        return {"deleteDeveloperMetadata": {"deletedDeveloperMetadata": copy.deepcopy(doomed)}}
 
     def _values_write(self, book: _Spreadsheet, data: list[dict], option: str | None) -> dict:
-        if option not in ("RAW", "USER_ENTERED"):
-            raise _invalid("'valueInputOption' is required but not specified")
         planned = []
         for item in data:
             grid_range = parse_a1(item.get("range", ""))
             tab = self._tab(book.spreadsheet_id, grid_range.tab)
-            values = item.get("values") or []
-            if item.get("majorDimension", "ROWS") == "COLUMNS":
-                values = [list(col) for col in zip(*values, strict=False)]
-            width = max((len(row) for row in values), default=0)
-            row_end = grid_range.row_start + len(values)
-            col_end = grid_range.col_start + width
-            _check_bounds(tab, row_end, col_end, item.get("range", ""))
-            planned.append((tab, grid_range, values, row_end, col_end))
+            planned.append(self._plan_write(tab, grid_range, item, item.get("range", "")))
+        return self._write_planned(book, planned, option)
+
+    @staticmethod
+    def _plan_write(
+        tab: _Tab, grid_range: GridRange, item: dict, where: str, *, limit: bool = False
+    ) -> tuple:
+        values = item.get("values") or []
+        if item.get("majorDimension", "ROWS") == "COLUMNS":
+            width = max((len(col) for col in values), default=0)
+            values = [[col[r] if r < len(col) else None for col in values] for r in range(width)]
+        width = max((len(row) for row in values), default=0)
+        row_end = grid_range.row_start + len(values)
+        col_end = grid_range.col_start + width
+        if limit and (
+            (grid_range.row_end is not None and row_end > grid_range.row_end)
+            or (grid_range.col_end is not None and col_end > grid_range.col_end)
+        ):
+            raise _invalid(f"Invalid {where}: the values exceed the range matched by the data filter.")
+        _check_bounds(tab, row_end, col_end, where)
+        return (tab, grid_range, values, row_end, col_end, item.get("dataFilter"))
+
+    def _write_planned(self, book: _Spreadsheet, planned: list[tuple], option: str | None) -> dict:
+        if option not in ("RAW", "USER_ENTERED"):
+            raise _invalid("'valueInputOption' is required but not specified")
         responses, cells = [], 0
-        for tab, grid_range, values, row_end, col_end in planned:
+        for tab, grid_range, values, row_end, col_end, _filter in planned:
             for r, row in enumerate(values):
                 for c, value in enumerate(row):
                     if value is None:  # Google: "Null values will be skipped."
@@ -820,6 +1231,8 @@ class GoogleEmulator(LocalServer):
         staged.tabs = [copy.copy(tab) for tab in book.tabs]
         for tab in staged.tabs:
             tab.rows = list(tab.rows)
+        staged.developer_metadata = copy.deepcopy(book.developer_metadata)
+        replies = []
         for index, request in enumerate(requests):
             if len(request) != 1:
                 raise _invalid(f"Invalid requests[{index}]: exactly one kind of request must be set.")
@@ -829,9 +1242,10 @@ class GoogleEmulator(LocalServer):
                 raise _invalid(
                     f"Invalid requests[{index}]: {name} is not supported by the local Google emulator."
                 )
-            apply(self, staged, spec, f"requests[{index}].{name}")
-        book.tabs = staged.tabs
-        return {"spreadsheetId": book.spreadsheet_id, "replies": [{} for _ in requests]}
+            replies.append(apply(self, staged, spec, f"requests[{index}].{name}") or {})
+        book.tabs, book.developer_metadata = staged.tabs, staged.developer_metadata
+        book.next_metadata_id = staged.next_metadata_id
+        return {"spreadsheetId": book.spreadsheet_id, "replies": replies}
 
     def _update_cells(self, book: _Spreadsheet, spec: dict, where: str) -> None:
         if "start" in spec:
@@ -860,34 +1274,96 @@ class GoogleEmulator(LocalServer):
             tab.row_count += int(spec.get("length", 0))
 
     def _insert_dimension(self, book: _Spreadsheet, spec: dict, where: str) -> None:
-        tab, start, end = self._dimension_rows(book, spec, where)
-        _pad_rows(tab, start)
-        tab.rows[start:start] = [[] for _ in range(end - start)]
-        tab.row_count += end - start
+        tab, dimension, start, end = self._dimension_span(book, spec.get("range", {}), where)
+        count = end - start
+        if dimension == "ROWS":
+            _pad_rows(tab, start)
+            tab.rows[start:start] = [[] for _ in range(count)]
+            tab.row_count += count
+        else:
+            tab.rows = [
+                row[:start] + [None] * count + row[start:] if len(row) > start else row for row in tab.rows
+            ]
+            tab.column_count += count
+        _remap_metadata(book, tab.sheet_id, dimension, lambda i: i if i < start else i + count)
 
     def _delete_dimension(self, book: _Spreadsheet, spec: dict, where: str) -> None:
-        tab, start, end = self._dimension_rows(book, spec, where)
-        if end > tab.row_count:
+        tab, dimension, start, end = self._dimension_span(book, spec.get("range", {}), where)
+        limit = tab.row_count if dimension == "ROWS" else tab.column_count
+        if end > limit:
             raise _invalid(
-                f"Invalid {where}: Range ({start}:{end}) exceeds grid limits. Max rows: {tab.row_count}"
+                f"Invalid {where}: Range ({start}:{end}) exceeds grid limits. Max {dimension.lower()}: {limit}"
             )
-        del tab.rows[start:end]
-        tab.row_count -= end - start
+        count = end - start
+        if dimension == "ROWS":
+            del tab.rows[start:end]
+            tab.row_count -= count
+        else:
+            tab.rows = [row[:start] + row[end:] for row in tab.rows]
+            tab.column_count -= count
+        _remap_metadata(
+            book, tab.sheet_id, dimension, lambda i: i if i < start else i - count, deleted=range(start, end)
+        )
 
-    def _dimension_rows(self, book: _Spreadsheet, spec: dict, where: str) -> tuple[_Tab, int, int]:
-        span = spec.get("range", {})
-        if span.get("dimension") != "ROWS":
-            raise _invalid(f"Invalid {where}: only ROWS is supported by the local Google emulator.")
+    def _move_dimension(self, book: _Spreadsheet, spec: dict, where: str) -> None:
+        """MoveDimensionRequest: ``destinationIndex`` counts positions before the source is taken out."""
+        tab, dimension, start, end = self._dimension_span(book, spec.get("source", {}), where)
+        destination = int(spec.get("destinationIndex", 0))
+        size = tab.row_count if dimension == "ROWS" else tab.column_count
+        order = list(range(size))
+        moved, rest = order[start:end], order[:start] + order[end:]
+        at = destination if destination <= start else destination - (end - start)
+        order = rest[:at] + moved + rest[at:]
+        position = {old: new for new, old in enumerate(order)}
+        if dimension == "ROWS":
+            _pad_rows(tab, size)
+            tab.rows = [tab.rows[old] for old in order]
+        else:
+            tab.rows = [[row[old] if old < len(row) else None for old in order] for row in tab.rows]
+        _remap_metadata(book, tab.sheet_id, dimension, lambda i: position.get(i, i))
+
+    def _dimension_span(self, book: _Spreadsheet, span: dict, where: str) -> tuple[_Tab, str, int, int]:
+        dimension = span.get("dimension")
+        if dimension not in ("ROWS", "COLUMNS"):
+            raise _invalid(f"Invalid {where}: dimension must be ROWS or COLUMNS.")
         tab = self._tab_by_id(book, span.get("sheetId", 0), where)
-        return tab, int(span.get("startIndex", 0)), int(span.get("endIndex", 0))
+        return tab, dimension, int(span.get("startIndex", 0)), int(span.get("endIndex", 0))
 
 
-_BATCH_REQUESTS: dict[str, Callable[[GoogleEmulator, _Spreadsheet, dict, str], None]] = {
+_BATCH_REQUESTS: dict[str, Callable[[GoogleEmulator, _Spreadsheet, dict, str], dict | None]] = {
     "updateCells": GoogleEmulator._update_cells,
     "appendDimension": GoogleEmulator._append_dimension,
     "insertDimension": GoogleEmulator._insert_dimension,
     "deleteDimension": GoogleEmulator._delete_dimension,
+    "moveDimension": GoogleEmulator._move_dimension,
+    "createDeveloperMetadata": GoogleEmulator._create_developer_metadata,
+    "deleteDeveloperMetadata": GoogleEmulator._delete_developer_metadata,
 }
+
+
+def _remap_metadata(
+    book: _Spreadsheet,
+    sheet_id: int,
+    dimension: str,
+    new_index: Callable[[int], int],
+    *,
+    deleted: range = range(0),
+) -> None:
+    """Move developer metadata with the rows or columns it is on ("Read & write developer metadata": a
+    location's metadata follows it as people insert, delete and move rows and columns; a span that rows or
+    columns are inserted into grows). Metadata whose rows or columns were all deleted goes with them."""
+    kept = []
+    for entry in book.developer_metadata:
+        span = entry["location"]["dimensionRange"]
+        if span["sheetId"] != sheet_id or span["dimension"] != dimension:
+            kept.append(entry)
+            continue
+        survivors = [new_index(i) for i in range(span["startIndex"], span["endIndex"]) if i not in deleted]
+        if not survivors:
+            continue
+        span["startIndex"], span["endIndex"] = min(survivors), max(survivors) + 1
+        kept.append(entry)
+    book.developer_metadata = kept
 
 
 def _single(value: Any) -> Any:
@@ -922,7 +1398,28 @@ def _put(tab: _Tab, row: int, col: int, value: Any) -> None:
     cells[col] = value
 
 
-def _read(tab: _Tab, grid_range: GridRange, option: str) -> tuple[str, list[list[Any]]]:
+def _value_range(tab: _Tab, grid_range: GridRange, option: str, date_option: str, dimension: str) -> dict:
+    label, values = _read(tab, grid_range, option, date_option)
+    if dimension == "COLUMNS":
+        values = _columns_of(values)
+    response: dict[str, Any] = {"range": label, "majorDimension": dimension}
+    if values:
+        response["values"] = values
+    return response
+
+
+def _columns_of(rows: list[list[Any]]) -> list[list[Any]]:
+    """ROWS-major values as COLUMNS-major, trailing empties of each column dropped as Google does."""
+    width = max((len(row) for row in rows), default=0)
+    columns = [_trim([row[c] if c < len(row) else "" for row in rows]) for c in range(width)]
+    while columns and not columns[-1]:
+        columns.pop()
+    return columns
+
+
+def _read(
+    tab: _Tab, grid_range: GridRange, option: str, date_option: str = "SERIAL_NUMBER"
+) -> tuple[str, list[list[Any]]]:
     row_end = tab.row_count if grid_range.row_end is None else grid_range.row_end
     col_end = tab.column_count if grid_range.col_end is None else grid_range.col_end
     _check_bounds(
@@ -934,7 +1431,7 @@ def _read(tab: _Tab, grid_range: GridRange, option: str) -> tuple[str, list[list
     c0 = grid_range.col_start
     values = []
     for row in tab.rows[grid_range.row_start : row_end]:
-        values.append(_trim([render(cell, option) for cell in row[c0:col_end]]))
+        values.append(_trim([render(cell, option, date_option) for cell in row[c0:col_end]]))
     while values and not values[-1]:
         values.pop()
     return format_a1(tab.title, grid_range.row_start, row_end, c0, col_end), values
@@ -943,7 +1440,8 @@ def _read(tab: _Tab, grid_range: GridRange, option: str) -> tuple[str, list[list
 # ------------------------------------------------------------------------------------------ HTTP layer
 
 _SHEETS_PATH = re.compile(
-    r"^/v4/spreadsheets/([^/:]+)(?::batchUpdate|/values(?::batchGet|:batchUpdate|/(.+))?)?$"
+    r"^/v4/spreadsheets/([^/:]+)(?::batchUpdate|/values(?::batchGetByDataFilter|:batchUpdateByDataFilter"
+    r"|:batchGet|:batchUpdate|/(.+))?)?$"
 )
 
 
@@ -952,6 +1450,10 @@ def _sheets_kind(method: str, path: str) -> tuple[str, str, str | None] | None:
     if not match:
         return None
     spreadsheet_id, a1 = unquote(match.group(1)), match.group(2)
+    if path.endswith(":batchGetByDataFilter"):
+        return "batch_get_by_data_filter", spreadsheet_id, None
+    if path.endswith(":batchUpdateByDataFilter"):
+        return "values_batch_update_by_data_filter", spreadsheet_id, None
     if path.endswith(":batchGet"):
         return "batch_get", spreadsheet_id, None
     if path.endswith("/values:batchUpdate"):
@@ -988,7 +1490,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif url.path == "/o/oauth2/auth" and method == "GET":
             self._redirect(self.emulator.handle_consent(query))
         elif (route := _sheets_kind(method, url.path)) is not None:
-            self._serve(route[0], url.path, *self._sheets(route, query, body))
+            self._serve(route[0], url.path, *self._sheets(route, query, body), sent=len(body))
         else:
             self._serve("unknown", url.path, 404, _sheets_error(404, "NOT_FOUND", f"No route for {url.path}"))
 
@@ -1007,10 +1509,15 @@ class _Handler(BaseHTTPRequestHandler):
         emulator._run_hooks(kind)
         try:
             emulator.authorize(self.headers.get("Authorization"), kind)
-            status = emulator._take_sheets_fault(kind)
+            if emulator._disabled_project is not None:
+                return 403, _service_disabled(emulator._disabled_project)
+            fault = emulator._take_sheets_fault(kind)
+            status, retry_after = fault if fault is not None else (None, None)
             if status == 502:
                 return 502, _HTML_502
             if status is not None:
+                if retry_after is not None:
+                    self._extra_headers = {"Retry-After": str(int(retry_after))}
                 return status, _sheets_error(status, *SHEETS_FAULTS[status])
             body = json.loads(raw) if raw else None
             return 200, emulator.handle_sheets(kind, spreadsheet_id, a1, query, body)
@@ -1019,12 +1526,14 @@ class _Handler(BaseHTTPRequestHandler):
         except json.JSONDecodeError:
             return 400, _sheets_error(400, "INVALID_ARGUMENT", "Invalid JSON payload received.")
 
-    def _serve(self, kind: str, path: str, status: int, body: Any) -> None:
+    def _serve(self, kind: str, path: str, status: int, body: Any, *, sent: int = 0) -> None:
         emulator = self.emulator
         with emulator._lock:
             emulator.calls[kind] += 1
-            # Only the route and outcome: never headers, tokens, codes or form fields.
-            emulator.requests.append({"method": self.command, "path": path, "kind": kind, "status": status})
+            # Only the route, the request body's size and the outcome: never headers, tokens, codes or forms.
+            emulator.requests.append(
+                {"method": self.command, "path": path, "kind": kind, "status": status, "bytes": sent}
+            )
         if isinstance(body, str):
             payload, content_type = body.encode(), "text/html; charset=UTF-8"
         else:
@@ -1035,6 +1544,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
+        for name, value in getattr(self, "_extra_headers", {}).items():
+            self.send_header(name, value)
+        self._extra_headers = {}
         self.end_headers()
         self.wfile.write(payload)
 
@@ -1045,6 +1557,48 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Location", location)
         self.send_header("Content-Length", "0")
         self.end_headers()
+
+
+def _service_disabled(project: str) -> dict:
+    """Google's answer when the API is off in the caller's project: PERMISSION_DENIED with an ErrorInfo whose
+    reason is SERVICE_DISABLED and whose metadata carries the project and the activation link (AIP-193
+    error model, https://cloud.google.com/apis/design/errors; message as Google words it)."""
+    link = f"https://console.developers.google.com/apis/api/sheets.googleapis.com/overview?project={project}"
+    message = (
+        f"Google Sheets API has not been used in project {project} before or it is disabled. Enable it by "
+        f"visiting {link} then retry. If you enabled this API recently, wait a few minutes for the action to "
+        "propagate to our systems and retry."
+    )
+    return {
+        "error": {
+            "code": 403,
+            "message": message,
+            "status": "PERMISSION_DENIED",
+            "details": [
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": "SERVICE_DISABLED",
+                    "domain": "googleapis.com",
+                    "metadata": {
+                        "service": "sheets.googleapis.com",
+                        "consumer": f"projects/{project}",
+                        "serviceTitle": "Google Sheets API",
+                        "containerInfo": project,
+                        "activationUrl": link,
+                    },
+                },
+                {
+                    "@type": "type.googleapis.com/google.rpc.LocalizedMessage",
+                    "locale": "en-US",
+                    "message": message,
+                },
+                {
+                    "@type": "type.googleapis.com/google.rpc.Help",
+                    "links": [{"description": "Google developers console API activation", "url": link}],
+                },
+            ],
+        }
+    }
 
 
 def _sheets_error(code: int, status: str, message: str, reason: str | None = None) -> dict:

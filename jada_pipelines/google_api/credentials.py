@@ -46,21 +46,45 @@ SOURCE_VARIABLES = (
 T = TypeVar("T")
 
 
+# Google's Sheets quotas are per minute ("Usage limits": requests work again after a minute), so a 429
+# without Retry-After is waited out for one whole window.
+QUOTA_WINDOW_S = 60.0
+
+
+def pause(seconds: float) -> None:
+    """The one place the Google client waits; a test swaps it for a clock it controls."""
+    time.sleep(seconds)
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
-    """A short, bounded retry for transient failures only (never for a revoked token or a 403)."""
+    """A bounded retry: transient failures with backoff, ``attempts`` times at most; a 429 (quota) waited
+    out as Google asks, up to ``quota_wait_s`` in all; never a revoked token or a 403."""
 
     attempts: int = 4
     base_delay_s: float = 1.0
     max_delay_s: float = 32.0
-    sleep: Callable[[float], None] = time.sleep
+    quota_wait_s: float = 150.0
+    sleep: Callable[[float], None] = field(default=lambda seconds: pause(seconds))
 
     def delay(self, retry: int) -> float:
         # Google's recipe: 2^n seconds plus up to a second of jitter, capped.
         return min(self.base_delay_s * (2**retry + random.random()), self.max_delay_s)
 
-    def call(self, fn: Callable[[], T], *, on_attempt: Callable[[], None] | None = None) -> T:
-        """``fn()``, retried while it raises a transient :class:`CredentialsError`, ``attempts`` times at most."""
+    def quota_delay(self, error: CredentialsError) -> float:
+        """How long a 429 asks to wait: its Retry-After, else the rest of Google's per-minute window."""
+        return error.retry_after_s if error.retry_after_s is not None else QUOTA_WINDOW_S + random.random()
+
+    def call(
+        self,
+        fn: Callable[[], T],
+        *,
+        on_attempt: Callable[[], None] | None = None,
+        quota: QuotaBudget | None = None,
+    ) -> T:
+        """``fn()``, retried while it raises a retryable :class:`CredentialsError`: transient failures
+        ``attempts`` times at most, a quota as long as the waits fit in the budget (``quota_wait_s``)."""
+        quota = quota or QuotaBudget(self.quota_wait_s)
         retry = 0
         while True:
             if on_attempt is not None:
@@ -70,11 +94,44 @@ class RetryPolicy:
             except CredentialsError as error:
                 if not error.retryable:
                     raise
+                if error.kind == "quota":
+                    self.sleep(quota.take(error, self.quota_delay(error)))
+                    continue
                 if retry + 1 >= self.attempts:
                     error.metadata["attempts"] = self.attempts
                     raise
             self.sleep(self.delay(retry))
             retry += 1
+
+
+@dataclass
+class QuotaBudget:
+    """What one session may still spend waiting out 429s, so a run's quota waits stay bounded."""
+
+    limit_s: float
+    waited_s: float = 0.0
+
+    def take(self, error: CredentialsError, wait: float) -> float:
+        """``wait`` if it fits in what is left, else the "quota" failure for the run."""
+        if self.waited_s + wait > self.limit_s:
+            raise quota_exhausted(error, self.waited_s) from None
+        self.waited_s += wait
+        return wait
+
+
+def quota_exhausted(error: CredentialsError, waited: float) -> CredentialsError:
+    """The run's failure once a 429 outlasted the wait it may spend on quota."""
+    final = CredentialsError(
+        "quota",
+        f"The Google Sheets API quota is exhausted (HTTP 429 RESOURCE_EXHAUSTED): the per-minute limit of the "
+        f"account or Cloud project was still reached after waiting {waited:.0f} s, so this run stopped before "
+        "finishing (nothing was skipped silently; the next scheduled run syncs again). If it keeps happening, "
+        "another program shares the quota: spread its calls, or ask for more quota in the Google Cloud "
+        "console (IAM & Admin > Quotas, service sheets.googleapis.com).",
+        {**error.metadata, "quota_waited_s": round(waited, 1)},
+    )
+    final.retry_after_s = error.retry_after_s
+    return final
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,12 @@ KINDS = (
     "reauth_required",
     "client_invalid",
     "transient",
+    "quota",
+    "service_disabled",
     "sheet_access",
 )
+# Classes worth another attempt in the same run: a passing outage, and a per-minute quota that refills.
+RETRYABLE = ("transient", "quota")
 
 
 class CredentialsError(Exception):
@@ -38,7 +42,9 @@ class CredentialsError(Exception):
         # Known once the token was read: how old its consent is and when it is predicted to expire.
         self.token_age_days: float | None = None
         self.expires_at: datetime | None = None
+        # For "quota": how long Google asks to wait (Retry-After), or None for its per-minute window.
+        self.retry_after_s: float | None = None
 
     @property
     def retryable(self) -> bool:
-        return self.kind == "transient"
+        return self.kind in RETRYABLE

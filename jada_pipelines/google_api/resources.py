@@ -63,6 +63,11 @@ class GoogleCredentialsResource(dg.ConfigurableResource):
         default=1.0, description="First backoff delay in seconds; doubles per retry, with jitter."
     )
     retry_max_delay_s: float = Field(default=32.0, description="Cap on one backoff delay, in seconds.")
+    quota_wait_s: float = Field(
+        default=150.0,
+        description="Seconds a run may spend waiting out Google's per-minute quota (HTTP 429) before it fails "
+        "with a 'quota' error; the default covers two of Google's one-minute windows.",
+    )
     connect_timeout_s: float = Field(default=10.0, description="Seconds to wait for a connection to Google.")
     read_timeout_s: float = Field(
         default=120.0, description="Seconds to wait for Google's answer to one call."
@@ -82,6 +87,7 @@ class GoogleCredentialsResource(dg.ConfigurableResource):
                 attempts=self.retry_attempts,
                 base_delay_s=self.retry_base_delay_s,
                 max_delay_s=self.retry_max_delay_s,
+                quota_wait_s=self.quota_wait_s,
             ),
         )
 

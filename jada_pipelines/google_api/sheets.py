@@ -6,7 +6,6 @@ can report its Google API budget. Every failure comes out as a classified :class
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from jada_pipelines import settings
@@ -14,6 +13,7 @@ from jada_pipelines.google_api.credentials import (
     TRANSIENT_STATUSES,
     CredentialVerdict,
     GoogleConfig,
+    QuotaBudget,
     RecordingRequest,
     classify_token_response,
     endpoint_hint,
@@ -38,6 +38,7 @@ class SheetsSession:
         self.verdict = verdict
         self.calls = 0
         self._retry = config.retry
+        self._quota = QuotaBudget(config.retry.quota_wait_s)
         self._token_uri, self._sheets_api_url = config.token_uri, config.sheets_api_url
         # A 401 mid-run makes the session refresh again; record that answer too, so it is classified.
         self._token_request = RecordingRequest(config.timeout)
@@ -57,10 +58,17 @@ class SheetsSession:
         )
 
     def values_batch_get(
-        self, spreadsheet_id: str, ranges: Sequence[str], *, value_render_option: str = "UNFORMATTED_VALUE"
+        self,
+        spreadsheet_id: str,
+        ranges: Sequence[str],
+        *,
+        value_render_option: str = "UNFORMATTED_VALUE",
+        date_time_render_option: str | None = None,
     ) -> dict[str, Any]:
         """``values:batchGet``: every range in one call."""
         params = {"valueRenderOption": value_render_option}
+        if date_time_render_option is not None:
+            params["dateTimeRenderOption"] = date_time_render_option
         return self._call(
             lambda http: http.values_batch_get(spreadsheet_id, list(ranges), params=dict(params)),
             spreadsheet_id,
@@ -69,6 +77,25 @@ class SheetsSession:
     def values_batch_update(self, spreadsheet_id: str, body: dict[str, Any]) -> dict[str, Any]:
         """``values:batchUpdate`` with ``body`` as given (its ``valueInputOption`` decides RAW or USER_ENTERED)."""
         return self._call(lambda http: http.values_batch_update(spreadsheet_id, body), spreadsheet_id)
+
+    def values_batch_get_by_data_filter(self, spreadsheet_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """``values:batchGetByDataFilter``: ranges found by Google when it serves the read (a read: retried)."""
+        url = f"{_VALUES_URL % spreadsheet_id}:batchGetByDataFilter"
+        return self._call(lambda http: http.request("post", url, json=body).json(), spreadsheet_id)
+
+    def values_batch_update_by_data_filter(self, spreadsheet_id: str, body: bytes) -> dict[str, Any]:
+        """``values:batchUpdateByDataFilter`` with ``body`` already serialised (compact JSON).
+
+        Never retried here: a write planned from a read must not be re-sent after the sheet may have
+        changed; the caller re-reads and re-plans instead.
+        """
+        url = f"{_VALUES_URL % spreadsheet_id}:batchUpdateByDataFilter"
+        headers = {"Content-Type": "application/json"}
+        return self._call(
+            lambda http: http.request("post", url, data=body, headers=headers).json(),
+            spreadsheet_id,
+            retry=False,
+        )
 
     def batch_update(self, spreadsheet_id: str, body: dict[str, Any]) -> dict[str, Any]:
         """``spreadsheets:batchUpdate``: structural and cell requests, applied atomically by Google.
@@ -82,6 +109,20 @@ class SheetsSession:
         self._client.http_client.session.close()
         self._token_request.close()
 
+    def wait_before_replanning(self, error: CredentialsError, failures: int) -> None:
+        """After a write that was not re-sent failed: wait as a retry would (a quota as Google asks, within
+        this session's quota budget; an outage with backoff), or raise when the run must stop."""
+        if error.kind == "quota":
+            self._retry.sleep(self._quota.take(error, self._retry.quota_delay(error)))
+            return
+        if not error.retryable or failures + 1 >= self._retry.attempts:
+            raise error
+        self._retry.sleep(self._retry.delay(failures))
+
+    @property
+    def quota_waited_s(self) -> float:
+        return self._quota.waited_s
+
     def _call(self, fn: Callable[[Any], Any], spreadsheet_id: str, *, retry: bool = True) -> Any:
         def attempt() -> Any:
             try:
@@ -91,8 +132,10 @@ class SheetsSession:
                 error.metadata = {**self.verdict.metadata, **error.metadata}
                 raise error from None
 
-        policy = self._retry if retry else replace(self._retry, attempts=1)
-        return policy.call(attempt, on_attempt=self._count)
+        if not retry:
+            self._count()
+            return attempt()
+        return self._retry.call(attempt, on_attempt=self._count, quota=self._quota)
 
     def _count(self) -> None:
         self.calls += 1
@@ -103,7 +146,10 @@ class SheetsSession:
 
         if isinstance(exc, APIError):
             # gspread reports code -1 for a non-JSON body (an HTML 502), so take the status from the response.
-            return classify_api_error(exc.response.status_code, exc.error, spreadsheet_id)
+            error = classify_api_error(exc.response.status_code, exc.error, spreadsheet_id)
+            if error.kind == "quota":
+                error.retry_after_s = _retry_after(exc.response.headers.get("Retry-After"))
+            return error
         if isinstance(exc, GoogleAuthError):
             return classify_token_response(
                 self._token_request.status, self._token_request.body, endpoint=self._token_uri
@@ -113,6 +159,9 @@ class SheetsSession:
             "out)."
             + endpoint_hint(self._sheets_api_url, settings.DEFAULT_SHEETS_API_URL, "JADA_SHEETS_API_URL")
         )
+
+
+_VALUES_URL = settings.DEFAULT_SHEETS_API_URL + "/v4/spreadsheets/%s/values"
 
 
 def _library_errors() -> tuple[type[Exception], ...]:
@@ -130,6 +179,13 @@ def classify_api_error(status: int, error: Any, spreadsheet_id: str) -> Credenti
     error = (
         error if isinstance(error, dict) and error.get("code") == status else {"status": "no JSON error body"}
     )
+    if status == 429:
+        return CredentialsError(
+            "quota",
+            "The Google Sheets API answered HTTP 429 (RESOURCE_EXHAUSTED): a per-minute quota is used up. "
+            "The call is waited out and tried again within the run.",
+            {"http_status": status, "api_status": str(error.get("status", ""))},
+        )
     if status in TRANSIENT_STATUSES:
         return transient_error(
             f"The Google Sheets API answered HTTP {status} ({error.get('status')}).", status
@@ -141,8 +197,17 @@ def classify_api_error(status: int, error: Any, spreadsheet_id: str) -> Credenti
 
 
 def _api_failure(status: int, error: dict[str, Any], spreadsheet_id: str) -> tuple[str, str]:
-    reasons = {d.get("reason") for d in error.get("details", []) if isinstance(d, dict)}
+    details = [d for d in error.get("details", []) if isinstance(d, dict)]
+    reasons = {d.get("reason") for d in details}
     answer = f"HTTP {status} {error.get('status', '')}".strip()
+    if status == 403 and "SERVICE_DISABLED" in reasons:
+        project, link = _activation(details)
+        return "service_disabled", (
+            f"The Google Sheets API is not enabled in Cloud project {project}, the project of the OAuth client "
+            f"(or service account) the token comes from ({answer}, SERVICE_DISABLED). Enable it at {link} "
+            "(APIs & Services > Library > Google Sheets API > Enable), wait a few minutes, and run again. "
+            "Sharing the sheet does not help here, and the token is fine."
+        )
     if status == 403 and "ACCESS_TOKEN_SCOPE_INSUFFICIENT" in reasons:
         return "scope_not_granted", (
             f"The Google Sheets API says the token lacks the scope this call needs ({answer}, "
@@ -166,6 +231,33 @@ def _api_failure(status: int, error: dict[str, Any], spreadsheet_id: str) -> tup
         f"{str(error.get('message', ''))[:200]}). Check that JADA_PORT_SHEET_TAB and JADA_PORT_SHEET_ID name "
         "an existing tab of that spreadsheet."
     )
+
+
+def _activation(details: list[dict[str, Any]]) -> tuple[str, str]:
+    """The project and the activation link Google gives in a SERVICE_DISABLED answer (ErrorInfo metadata,
+    else its Help link); the console's API page when neither is there."""
+    project, link = "(unknown)", None
+    for detail in details:
+        metadata = detail.get("metadata") or {}
+        if detail.get("reason") == "SERVICE_DISABLED":
+            consumer = str(metadata.get("consumer") or metadata.get("containerInfo") or "")
+            project = consumer.removeprefix("projects/") or project
+            link = metadata.get("activationUrl") or link
+        for item in detail.get("links") or []:
+            if isinstance(item, dict) and str(item.get("url", "")).startswith("https://"):
+                link = link or item["url"]
+    fallback = "https://console.developers.google.com/apis/api/sheets.googleapis.com/overview"
+    if link is None:
+        link = fallback + (f"?project={project}" if project != "(unknown)" else "")
+    return project, str(link)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After in seconds (the HTTP-date form is not used by Google APIs, and is read as absent)."""
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
 
 
 def _redirect_adapter(base_url: str) -> Any:

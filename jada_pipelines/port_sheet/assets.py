@@ -45,7 +45,7 @@ def port_sheet_rows(
     from jada_pipelines.port_sheet.engine import build_snapshot, key_changes
 
     try:
-        session, values = _read_sheet(google, port_sheet)
+        session, values, time_zone = _read_sheet(google, port_sheet)
     except CredentialsError as error:
         yield _credentials_check_failed(error)
         raise credentials_failure(error) from None
@@ -57,13 +57,17 @@ def port_sheet_rows(
         key_column=port_sheet.key_column,
         column_types=port_sheet.column_types,
         pulled_at=datetime.now(UTC),
+        time_zone=time_zone,
     )
     changes = key_changes(_previous_snapshot(context), snapshot)
     context.log.info(
         f"Pulled {len(snapshot.rows)} rows from '{tab}' ({len(snapshot.quarantined)} quarantined): "
         f"{len(changes.added)} added, {len(changes.changed)} changed, {len(changes.removed)} removed."
     )
-    yield dg.Output(snapshot, metadata=_pull_metadata(snapshot, changes, calls=session.calls, tab=tab))
+    metadata = _pull_metadata(snapshot, changes, calls=session.calls, tab=tab)
+    # The zone the sheet's datetime columns were read in before conversion to UTC.
+    metadata["time_zone"] = time_zone
+    yield dg.Output(snapshot, metadata=metadata)
     yield _credentials_check_result(session.verdict)
 
 
@@ -77,13 +81,31 @@ def _previous_snapshot(context: AssetExecutionContext) -> PortSheetSnapshot | No
         return None
 
 
-def _read_sheet(google: GoogleCredentialsResource, port_sheet: PortSheetSettings) -> tuple[Any, list[list]]:
-    """Credentials first: with nothing configured, the first thing to fix is the Google token."""
-    from jada_pipelines.port_sheet.engine import read_values
+def _read_sheet(
+    google: GoogleCredentialsResource, port_sheet: PortSheetSettings
+) -> tuple[Any, list[list], str]:
+    """Credentials first: with nothing configured, the first thing to fix is the Google token.
+
+    Two calls: the spreadsheet's time zone (its dates are wall-clock times there), then the values.
+    """
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from jada_pipelines.port_sheet.engine import read_time_zone, read_values
 
     session = google.sheets()
     try:
-        return session, read_values(session, port_sheet.spreadsheet_id, port_sheet.tab)
+        spreadsheet_id = port_sheet.spreadsheet_id
+        time_zone = read_time_zone(session, spreadsheet_id)
+        try:
+            ZoneInfo(time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise dg.Failure(
+                description=f"The spreadsheet's time zone {time_zone!r} is not a time zone this machine knows "
+                "(its tz database may be old): update the tzdata package, or set the sheet's time zone "
+                "(File > Settings) to an IANA name such as Europe/Lisbon.",
+                allow_retries=False,
+            ) from None
+        return session, read_values(session, spreadsheet_id, port_sheet.tab), time_zone
     finally:
         session.close()
 

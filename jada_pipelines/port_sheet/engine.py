@@ -7,6 +7,7 @@ sheet unusable (no header row, no key column) is recorded in ``problems``.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -36,13 +37,26 @@ def sheet_range(tab: str) -> str:
 
 
 def read_values(session: Any, spreadsheet_id: str, tab: str) -> list[list[Any]]:
-    """The tab's cells in one ``values:batchGet`` (typed: numbers stay numbers). Errors propagate, never ``[]``."""
+    """The tab's cells in one ``values:batchGet``. Errors propagate, never ``[]``.
+
+    Numbers stay numbers (``UNFORMATTED_VALUE``), while dates, times, date-times and durations come as the
+    text people see (``dateTimeRenderOption=FORMATTED_STRING``) instead of serial numbers: a date in a
+    column read as text is "2026-05-13", not "46155".
+    """
     response = session.values_batch_get(
-        spreadsheet_id, [sheet_range(tab)], value_render_option="UNFORMATTED_VALUE"
+        spreadsheet_id,
+        [sheet_range(tab)],
+        value_render_option="UNFORMATTED_VALUE",
+        date_time_render_option="FORMATTED_STRING",
     )
     (value_range,) = response["valueRanges"]
     # Google leaves out "values" when the tab is empty: that is an empty sheet, not a failed read.
     return value_range.get("values", [])
+
+
+def read_time_zone(session: Any, spreadsheet_id: str) -> str:
+    """The spreadsheet's time zone (File > Settings): its dates and times are wall-clock times there."""
+    return str(session.metadata(spreadsheet_id).get("properties", {}).get("timeZone") or "UTC")
 
 
 # ------------------------------------------------------------------------------------------ cell types
@@ -51,6 +65,10 @@ def read_values(session: Any, spreadsheet_id: str, tab: str) -> list[list[Any]]:
 def _as_string(value: Any) -> str:
     # The sheet's own rendering of numbers ("7", not "7.0"), the same as for keys.
     return key_text(value) or str(value)
+
+
+def _as_key(value: Any) -> str | None:
+    return key_text(value)
 
 
 def _as_integer(value: Any) -> int:
@@ -91,22 +109,41 @@ def _as_boolean(value: Any) -> bool:
     raise CellTypeError(f"{_show(value)} is not TRUE or FALSE")
 
 
-def _as_datetime(value: Any) -> Any:
+def _as_datetime(value: Any, time_zone: str = "UTC") -> Any:
+    """A date or date-time cell as a UTC timestamp. The sheet shows wall-clock times of its own time zone,
+    so a value without an explicit offset (a formatted date, or a serial number) is read in ``time_zone``."""
     import pandas as pd
 
     try:
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return pd.Timestamp(_SHEETS_EPOCH, tz="UTC") + pd.Timedelta(days=value)
-        text = str(value).strip()
-        # pandas reads "now" and "today" as the clock at the pull: a different value on every pull.
-        if text.lower() in ("now", "today"):
-            raise ValueError(text)
-        stamp = pd.Timestamp(text)
-    except (ValueError, TypeError):
+            stamp = pd.Timestamp(_SHEETS_EPOCH) + pd.Timedelta(days=value)
+        else:
+            text = str(value).strip()
+            # pandas reads "now" and "today" as the clock at the pull: a different value on every pull.
+            if text.lower() in ("now", "today"):
+                raise ValueError(text)
+            stamp = pd.Timestamp(text)
+    except (ValueError, TypeError, OverflowError):
         raise CellTypeError(f"{_show(value)} is not a date or time") from None
     if stamp is pd.NaT:
         raise CellTypeError(f"{_show(value)} is not a date or time")
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    if isinstance(value, str) and _lacks_date(value.strip()):
+        # A time with no date ("1:45:00 PM") would be pinned to the day of the pull.
+        raise CellTypeError(f"{_show(value)} is a time without a date: type the date too")
+    if stamp.tzinfo is not None:
+        return stamp.tz_convert("UTC")
+    # A wall-clock time that a daylight-saving change skipped or repeated is taken as the clock shows it.
+    return stamp.tz_localize(time_zone, ambiguous=True, nonexistent="shift_forward").tz_convert("UTC")
+
+
+def _lacks_date(text: str) -> bool:
+    from dateutil.parser import parse
+
+    try:
+        first, second = datetime(2001, 1, 1), datetime(2002, 2, 2)
+        return parse(text, default=first).date() != parse(text, default=second).date()
+    except (ValueError, OverflowError):
+        return False
 
 
 def _show(value: Any) -> str:
@@ -133,8 +170,12 @@ def build_snapshot(
     key_column: str,
     column_types: dict[str, str],
     pulled_at: datetime,
+    time_zone: str = "UTC",
 ) -> PortSheetSnapshot:
-    """Turn the cells of one read (row 1 is the header) into a typed snapshot with a quarantine."""
+    """Turn the cells of one read (row 1 is the header) into a typed snapshot with a quarantine.
+
+    ``time_zone`` is the spreadsheet's: ``datetime`` columns hold its wall-clock times, converted to UTC.
+    """
     header = [key_text(cell) or "" for cell in values[0]] if values else []
     problems = _header_problems(header, key_column, column_types)
     columns = [name for name in header if name]
@@ -142,8 +183,15 @@ def build_snapshot(
         return PortSheetSnapshot(
             header, key_column, _frame([], columns, column_types), [], pulled_at, problems
         )
+    column_types = {**column_types, key_column: "string"}
     positions = {name: index for index, name in enumerate(header) if name}
     converters = {name: COLUMN_TYPES[column_types.get(name, "string")][0] for name in columns}
+    for name in columns:
+        if column_types.get(name) == "datetime":
+            converters[name] = functools.partial(_as_datetime, time_zone=time_zone)
+    # The key is one normalised text whatever its cells hold (and whatever type the column was given):
+    # the push locates rows with the same function, so 101, 101.0 and "101" are one key on both sides.
+    converters[key_column] = _as_key
     records, quarantined = [], []
     for offset, cells in enumerate(values[1:]):
         row_number = offset + 2

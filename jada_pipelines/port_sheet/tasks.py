@@ -7,7 +7,7 @@ task and supersedes the old one (a person changed their mind; the old prompt mus
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 # No `from __future__ import annotations` in this module: Dagster inspects the asset's resource
@@ -18,6 +18,8 @@ from jada_pipelines.agents.resources import TaskQueueResource
 from jada_pipelines.port_sheet.resources import PortSheetSettings
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     import pandas as pd
 
     from jada_pipelines.agents.queue import Task, TaskQueue
@@ -79,23 +81,45 @@ class TaskSync:
     enqueued: list[str]
     already_known: list[str]
     superseded: list[str]
+    cancelled: list[str] = field(default_factory=list)
+    # Tasks whose request changed or went away while a session held them: that session finishes.
+    left_running: list[str] = field(default_factory=list)
 
 
-def sync_tasks(queue: "TaskQueue", requested: dict[str, tuple[str, str]]) -> TaskSync:
-    """Enqueue each requested task once, and supersede the row's older tasks that have not finished.
+def sync_tasks(
+    queue: "TaskQueue", requested: dict[str, tuple[str, str]], *, present: "Iterable[str]" = ()
+) -> TaskSync:
+    """Enqueue each requested task once; withdraw the row's older tasks that are still waiting.
 
-    Superseding runs for known tasks too, so a pass that crashed between the enqueue and the supersede is
-    finished by the next one.
+    A row's older task that no session holds is superseded (the prompt changed) or cancelled (the task
+    cell was emptied: ``present`` lists the keys read in this pull, so a row merely missing from a read is
+    never taken for an emptied cell). A task a session holds (dispatched, running) is left to finish.
+    Withdrawing runs for known tasks too, so a pass that crashed half-way is finished by the next one.
     """
-    enqueued, known, superseded = [], [], []
+    from jada_pipelines.agents.queue import LEASED
+
+    enqueued, known, superseded, cancelled, running = [], [], [], [], []
     open_by_source = _open_sheet_tasks(queue)
     for key, (task_id, prompt) in requested.items():
         result = queue.enqueue(task_id, prompt, source=task_source(key))
         (enqueued if result.created else known).append(task_id)
         for older in open_by_source.get(task_source(key), []):
-            if older.id != task_id and queue.supersede(older.id, by=task_id):
+            if older.id == task_id:
+                continue
+            if older.status in LEASED:
+                running.append(older.id)
+            elif queue.supersede(older.id, by=task_id):
                 superseded.append(older.id)
-    return TaskSync(enqueued=enqueued, already_known=known, superseded=superseded)
+    for key in present:
+        if key in requested:
+            continue
+        for older in open_by_source.get(task_source(key), []):
+            if older.status in LEASED:
+                running.append(older.id)
+            # Only a task still waiting is withdrawn; failed and dead ones keep their outcome.
+            elif older.status in ("queued", "incomplete") and queue.cancel(older.id):
+                cancelled.append(older.id)
+    return TaskSync(enqueued, known, superseded, cancelled, running)
 
 
 def _open_sheet_tasks(queue: "TaskQueue") -> dict[str, list["Task"]]:
@@ -135,7 +159,8 @@ def port_sheet_tasks(
     requested = requested_tasks(
         port_sheet_rows.rows, key_column=port_sheet_rows.key_column, task_column=task_column
     )
-    outcome = sync_tasks(task_queue.open(), requested)
+    present = _present_keys(port_sheet_rows) if task_column in port_sheet_rows.header else []
+    outcome = sync_tasks(task_queue.open(), requested, present=present)
     return dg.MaterializeResult(
         metadata={
             "task_column": column_note,
@@ -143,7 +168,20 @@ def port_sheet_tasks(
             "enqueued": len(outcome.enqueued),
             "already_known": len(outcome.already_known),
             "superseded": len(outcome.superseded),
+            "cancelled": len(outcome.cancelled),
+            "left_running": len(outcome.left_running),
             "enqueued_ids": dg.MetadataValue.json(outcome.enqueued[:LISTED_IDS]),
             "superseded_ids": dg.MetadataValue.json(outcome.superseded[:LISTED_IDS]),
+            "cancelled_ids": dg.MetadataValue.json(outcome.cancelled[:LISTED_IDS]),
         }
     )
+
+
+def _present_keys(snapshot: Any) -> list[str]:
+    """Keys of the valid rows of this pull: a row whose task cell is empty in it no longer asks for work.
+    A pull with problems (no key column) has none, so it never cancels anything."""
+    from jada_pipelines.port_sheet.sync import key_text
+
+    if snapshot.problems:
+        return []
+    return [key for key in map(key_text, snapshot.rows[snapshot.key_column]) if key is not None]
