@@ -72,7 +72,7 @@ def _result(cursor: AlertCursor, posted: int, runs: int) -> dg.SensorResult:
 @dg.sensor(
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Posts to Slack each failed asset check (WARN or ERROR) in a run that did not fail, and each "
+    description="Every 30 s: posts to Slack each failed asset check (WARN or ERROR) in a run that did not fail, and each "
     "recovery. A failed run, blocking checks included, is posted once by run_failure_alert_sensor.",
 )
 def asset_check_alert_sensor(context: dg.SensorEvaluationContext, slack: SlackWebhookResource):
@@ -126,7 +126,8 @@ def _check_messages(
 @dg.sensor(
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Posts each failed run to Slack with every failed step's reason (for credentials, the fix).",
+    description="Every 30 s: posts each failed run to Slack with every failed step's reason (for credentials, "
+    "the fix) and the run's link.",
 )
 def run_failure_alert_sensor(context: dg.SensorEvaluationContext, slack: SlackWebhookResource):
     # A plain sensor rather than @run_failure_sensor: that one starts from "now" on its first tick and
