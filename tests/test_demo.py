@@ -183,3 +183,27 @@ def test_a_port_already_taken_stops_what_had_started(demo, tmp_path):
         start_emulators(tmp_path / "second", DemoPorts(0, 0, 0, taken, 0))
     # The second Google and Anthropic emulators were started, then stopped again: no server thread is left.
     assert len(threading.enumerate()) == serving
+
+
+def test_make_dev_on_a_taken_port_stops_before_dagster_starts_and_names_it(tmp_path):
+    import subprocess
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        # -o: take the virtualenv and the system packages as they are (make test has just seen to both).
+        result = subprocess.run(
+            ["make", "-s", "-o", ".venv/.installed", "-o", "system-deps", "dev", f"PORT={taken}"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode != 0
+    assert f"make dev: port {taken} is taken, nothing was started" in result.stdout
+    assert f"make dev PORT={taken + 100}" in result.stdout
+    assert "dagster" not in result.stderr.lower()
