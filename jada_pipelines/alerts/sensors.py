@@ -62,7 +62,8 @@ def _result(cursor: AlertCursor, posted: int, runs: int) -> dg.SensorResult:
     if posted:
         return dg.SensorResult(cursor=cursor.dump())
     reason = (
-        f"Nothing to post: {runs} run(s) finished since the last tick, with no new failure or recovery."
+        f"Nothing to post: {runs} {'run' if runs == 1 else 'runs'} finished since the last tick, with no new "
+        "failure or recovery."
         if runs
         else "Nothing to post: no run finished since the last tick."
     )
