@@ -5,8 +5,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+# Ports are settings: `make dev PORT=3100`, `make demo PORT=3100 GOOGLE_PORT=9765`. A taken one stops the
+# command before anything starts, naming it.
+PORT ?= 3000
+GOOGLE_PORT ?= 8765
+ANTHROPIC_PORT ?= 8766
+PAGE_PORT ?= 8767
+SLACK_PORT ?= 8768
 
-.PHONY: dev test lint format demo bench system-deps
+.PHONY: dev test lint format demo bench system-deps browser-deps
 
 # System tools the product needs: bubblewrap sandboxes the agents' commands. Installed with apt-get when
 # missing and we are root (as on CI and these machines); otherwise the one command to run is printed.
@@ -17,6 +24,17 @@ system-deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap util-linux >/dev/null; \
 	  else \
 	    echo "bubblewrap is missing: run 'sudo apt-get install bubblewrap', then this command again."; exit 1; \
+	  fi; }
+
+# The headless-browser test of the demo (tests/test_demo_story.py) drives Debian's Chromium; installed the
+# same way.
+browser-deps:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "Installing chromium (the demo's headless-browser test) with apt-get..."; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "chromium is missing: run 'sudo apt-get install chromium', then this command again."; exit 1; \
 	  fi; }
 
 $(STAMP): pyproject.toml requirements.lock
@@ -32,9 +50,11 @@ $(DAGSTER_HOME)/dagster.yaml:
 	ln -sf $(CURDIR)/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
 dev: system-deps $(STAMP) $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -w workspace.yaml
+	@$(BIN)/python -c 'import socket, sys; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", int(sys.argv[1])))' $(PORT) 2>/dev/null || { \
+	  echo "make dev: port $(PORT) is taken, nothing was started: stop the program using it, or run 'make dev PORT=$$(( $(PORT) + 100 ))'."; exit 1; }
+	JADA_WEBSERVER_URL=$${JADA_WEBSERVER_URL:-http://localhost:$(PORT)} $(BIN)/dagster dev -w workspace.yaml -p $(PORT)
 
-test: system-deps $(STAMP)
+test: system-deps browser-deps $(STAMP)
 	$(BIN)/pip check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -49,7 +69,8 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 
 demo: system-deps $(STAMP)
-	$(BIN)/python -m jada_pipelines.emulators.demo
+	$(BIN)/python -m jada_pipelines.emulators.demo --port $(PORT) --google-port $(GOOGLE_PORT) \
+	  --anthropic-port $(ANTHROPIC_PORT) --page-port $(PAGE_PORT) --slack-port $(SLACK_PORT)
 
 bench: $(STAMP)
 	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from jada_pipelines.agents.queue import open_queue
 from jada_pipelines.cli import main
@@ -24,9 +25,32 @@ def test_add_prints_the_id_and_a_duplicate_add_says_nothing_changed(capsys):
         "queued",
         "cli",
     )
-    code, out, err = run(capsys, "task", "add", "Something else", "--id", "login")
-    assert (code, out) == (0, "login\n") and "already exists" in err
+    code, out, err = run(capsys, "task", "add", "Fix the login bug", "--id", "login")
+    assert (code, out) == (0, "login\n") and "already exists with this prompt" in err
     assert open_queue().get("login").prompt == "Fix the login bug"
+
+
+def test_a_duplicate_id_with_another_prompt_exits_1_and_shows_both_prompts(capsys):
+    run(capsys, "task", "add", "Fix the login bug", "--id", "login")
+    code, out, err = run(capsys, "task", "add", "Something else", "--id", "login")
+    assert (code, out) == (1, "")
+    assert "task login already exists with another prompt; nothing changed." in err
+    assert "its prompt: Fix the login bug" in err and "yours:      Something else" in err
+    assert open_queue().get("login").prompt == "Fix the login bug"
+
+
+def test_errors_without_an_id_name_no_task_that_was_never_created(capsys):
+    for argv, message in (
+        (("",), "jada: The prompt is empty: say what the agent should do.\n"),
+        (
+            ("x", "--max-turns", "-3"),
+            "jada: --max-turns -3 must be 1 or more (or left out for the default).\n",
+        ),
+        (("x", "--max-attempts", "0"), "jada: --max-attempts 0 must be 1 or more.\n"),
+    ):
+        code, out, err = run(capsys, "task", "add", *argv)
+        assert (code, out, err) == (2, "", message)
+    assert open_queue().list() == []
 
 
 def test_add_without_an_id_makes_one(capsys):
@@ -72,8 +96,8 @@ def test_a_workdir_outside_the_allowed_roots_or_missing_and_a_bad_id_are_refused
 
 
 def test_a_bad_task_is_a_one_line_error(capsys):
-    code, _, err = run(capsys, "task", "add", "x", "--max-turns", "0")
-    assert code == 2 and err.startswith("jada: max_turns=0") and err.count("\n") == 1
+    code, _, err = run(capsys, "task", "add", "x", "--id", "t1", "--max-turns", "0")
+    assert code == 2 and err.startswith("jada: max_turns=0 for task 't1'") and err.count("\n") == 1
 
 
 def test_list_and_show_give_status_attempt_turns_cost_error_and_handoff(capsys):
@@ -124,3 +148,47 @@ def test_queue_init_creates_the_sqlite_schema(capsys, tmp_path, monkeypatch):
     code, out, _ = run(capsys, "queue", "init")
     assert code == 0 and "fresh.db" in out
     assert (tmp_path / "fresh.db").exists()
+
+
+def test_show_gives_local_iso_times_with_their_age_and_keeps_the_run_id_with_its_link(capsys, monkeypatch):
+    monkeypatch.setenv("JADA_WEBSERVER_URL", "http://127.0.0.1:3100")
+    queue = open_queue()
+    queue.enqueue("t", "Job")
+    lease = queue.claim(worker="w", lease_seconds=60)
+    queue.mark_running(lease, run_id="run-1")
+    queue.complete(lease, outcome="incomplete", turns=30, cost_usd=0.1, summary=None, handoff=None)
+    queue.claim(worker="w", lease_seconds=60)  # the next attempt clears the task's run_id until it runs
+    _, out, _ = run(capsys, "task", "show", "t")
+    fields = dict(line.strip().split(": ", 1) for line in out.splitlines() if ": " in line)
+    assert fields["run_id"] == "run-1  http://127.0.0.1:3100/runs/run-1"
+    created = fields["created_at"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d \(just now\)", created), created
+    assert fields["lease_expires_at"].endswith("(in 59 s)") or fields["lease_expires_at"].endswith(
+        "(in 1 min)"
+    )
+
+
+def test_ages_read_like_a_person_would_say_them():
+    from jada_pipelines.agents.cli import age
+
+    assert [age(1000 - d, now=1000) for d in (2, 42, 185, 7300, 86400, 3 * 86400, -240)] == [
+        "just now",
+        "42 s ago",
+        "3 min ago",
+        "2 h ago",
+        "1 day ago",
+        "3 days ago",
+        "in 4 min",
+    ]
+
+
+def test_list_marks_a_cut_error_with_an_ellipsis_and_cuts_a_short_one_not_at_all(capsys):
+    queue = open_queue()
+    for task_id, error in (("long", "word " * 30), ("short", "It broke.")):
+        queue.enqueue(task_id, "Job")
+        lease = queue.claim(worker="w", lease_seconds=60)
+        queue.fail(lease, error=error, retryable=False)
+    _, out, _ = run(capsys, "task", "list")
+    rows = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert rows["long"].endswith("word…") and len(rows["long"].split("  ")[-1].strip()) <= 60
+    assert rows["short"].endswith("It broke.")

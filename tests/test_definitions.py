@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import dagster as dg
 
@@ -36,3 +37,18 @@ def test_jada_command_prints_help():
     )
     assert out.returncode == 0
     assert "usage: jada" in out.stdout
+
+
+def test_every_schedule_sensor_and_job_is_named_and_says_what_it_does_and_when():
+    import yaml
+
+    from jada_pipelines.definitions import defs
+
+    repo = defs.get_repository_def()
+    jobs = [job for job in repo.get_all_jobs() if job.name != "__ASSET_JOB"]  # Dagster's own, implicit
+    assert not [job.name for job in jobs if job.name.startswith("__anonymous")]
+    described = [*repo.schedule_defs, *repo.sensor_defs, *jobs]
+    assert {d.name: d.description for d in described if not (d.description or "").strip()} == {}
+    assert repo.get_schedule_def("agent_task_queue_schedule").job_name == "agent_task_queue_job"
+    workspace = yaml.safe_load((Path(__file__).parents[1] / "workspace.yaml").read_text())
+    assert workspace["load_from"][0]["python_module"]["location_name"] == "jada_pipelines"

@@ -87,8 +87,22 @@ def test_a_dead_letter_is_an_error_that_says_what_to_do(queue):
     finding = grading.grade_dead_letters(queue.stats())
 
     assert finding.severity == "ERROR"
-    assert finding.metadata == {"dead_letters": 1}
+    assert finding.metadata == {"dead_letters": 1, "failed": 0}
     assert "requeue" in finding.description
+
+
+def test_a_failed_task_waits_for_a_person_too_and_is_counted_with_the_dead_letters(queue):
+    queue.enqueue("t-failed", "fix the port sheet")
+    lease = queue.claim(worker="test", lease_seconds=60)
+    assert queue.fail(lease, error="ANTHROPIC_API_KEY is not set", retryable=False) == "failed"
+
+    finding = grading.grade_dead_letters(queue.stats())
+
+    assert finding.severity == "ERROR"
+    assert finding.metadata == {"dead_letters": 0, "failed": 1}
+    assert finding.description.startswith("1 task waits for a person (0 out of attempts, 1 failed)")
+    make_dead_letter(queue)
+    assert grading.grade_dead_letters(queue.stats()).description.startswith("2 tasks wait for a person")
 
 
 def test_the_turn_cap_rate_grades_the_sessions_of_the_last_day(queue):

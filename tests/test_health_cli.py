@@ -94,6 +94,8 @@ def test_failed_runs_of_the_last_day_are_listed_with_their_reasons(healthy, caps
 
     audit = json.loads(out)
     assert audit["sections"]["runs_24h"]["by_status"] == {"FAILURE": 1}
+    assert audit["sections"]["runs_24h"]["summary"] == "1 run: 1 failed"
+    assert audit["sections"]["recent_failures"]["summary"] == "1 failed run in 24 h"
     (latest,) = audit["sections"]["recent_failures"]["latest"]
     assert latest["run_id"] == failed.run_id
     assert latest["reasons"] == [
@@ -111,7 +113,7 @@ def test_the_text_report_gives_one_graded_line_per_section(instance, capsys):
     graded = [line for line in out.splitlines() if line.startswith("[")]
     assert {line[1:6].strip() for line in graded} <= {"OK", "WARN", "ERROR"}
     assert [line.split("]")[1].split()[0] for line in graded] == list(SECTIONS_IN_ORDER)
-    assert "dead letter t-dead after 1 attempt(s): the tool crashed" in out
+    assert "dead letter t-dead after 1 attempt: the tool crashed" in out
     assert "JADA_GOOGLE_TOKEN_FILE" in out  # the unconfigured Google section says what to set
 
 

@@ -15,7 +15,6 @@ from dagster._serdes import serialize_value
 from jada_pipelines.definitions import defs
 from jada_pipelines.google_api.resources import GoogleCredentialsResource
 from jada_pipelines.port_sheet.assets import port_sheet_rows
-from jada_pipelines.port_sheet.checks import port_sheet_rows_valid
 from jada_pipelines.port_sheet.resources import PortSheetSettings
 from jada_pipelines.port_sheet.store import PortSheetStore, read_snapshot, snapshot_path
 from tests.fixtures.google import PORT_SHEET_ID, PORT_SHEET_TAB
@@ -25,7 +24,7 @@ HEADER = ["id", "name", "agent_turns"]
 
 def _pull(instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        [port_sheet_rows, port_sheet_rows_valid],
+        [port_sheet_rows],
         resources={
             "google": GoogleCredentialsResource(retry_attempts=2, retry_base_delay_s=0.001),
             "port_sheet": PortSheetSettings(),
@@ -285,6 +284,26 @@ def test_an_unset_sheet_id_fails_with_a_sentence_naming_the_variable(google_toke
 
     assert not result.success
     assert _failure(result).description.startswith("JADA_PORT_SHEET_ID is not set")
+
+
+def test_one_cause_one_red_the_rows_check_says_it_was_not_evaluated_instead_of_execution_failed(sheet):
+    sheet.fail_token("invalid_grant")
+    with dg.instance_for_test() as instance:
+        result = _pull(instance)
+
+        assert not result.success
+        checks = _checks(result)
+        assert not checks["google_credentials_fresh"].passed
+        assert checks["google_credentials_fresh"].severity == dg.AssetCheckSeverity.ERROR
+        rows = checks["port_sheet_rows_valid"]
+        assert (rows.passed, rows.severity) == (False, dg.AssetCheckSeverity.WARN)
+        assert rows.description.startswith("Not evaluated: google_credentials_fresh failed")
+        assert rows.metadata["evaluated"].value is False
+        # What the UI resolves: an evaluated check (FAILED, shown with its severity), not a planned one that
+        # Dagster 1.13 turns into "Execution failed" once the run has failed.
+        key = dg.AssetCheckKey(dg.AssetKey("port_sheet_rows"), "port_sheet_rows_valid")
+        (record,) = instance.event_log_storage.get_asset_check_execution_history(key, limit=5)
+        assert record.status.value == "FAILED"
 
 
 def test_a_credentials_failure_is_not_retried_by_dagster(sheet):

@@ -87,6 +87,16 @@ def _not_found(task_id: str) -> int:
 def add_task(args: argparse.Namespace) -> int:
     import uuid
 
+    from jada_pipelines.agents.queue import QueueError
+
+    if args.task_id is None:
+        # Checked before an id is made up, so no error names a task that was never created.
+        if not args.prompt.strip():
+            raise QueueError("The prompt is empty: say what the agent should do.")
+        if args.max_turns is not None and args.max_turns < 1:
+            raise QueueError(f"--max-turns {args.max_turns} must be 1 or more (or left out for the default).")
+        if args.max_attempts < 1:
+            raise QueueError(f"--max-attempts {args.max_attempts} must be 1 or more.")
     task_id = args.task_id or f"task-{uuid.uuid4().hex[:12]}"
     result = _queue().enqueue(
         task_id,
@@ -98,18 +108,64 @@ def add_task(args: argparse.Namespace) -> int:
         source="cli",
     )
     if not result.created:
+        if result.task.prompt != args.prompt:
+            print(
+                f"jada: task {task_id} already exists with another prompt; nothing changed.\n"
+                f"  its prompt: {result.task.prompt}\n"
+                f"  yours:      {args.prompt}\n"
+                "Choose another --id, or cancel the old task first.",
+                file=sys.stderr,
+            )
+            return 1
         print(
-            f"Task {task_id} already exists (status {result.task.status}); nothing changed.", file=sys.stderr
+            f"Task {task_id} already exists with this prompt (status {result.task.status}); nothing changed.",
+            file=sys.stderr,
         )
     print(task_id)
     return 0
 
 
+ERROR_CHARS = 60
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text`` on one line, at most ``limit`` characters; a cut ends with '…'."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
 def _row(task: Task) -> str:
-    error = (task.last_error or "")[:60]
-    handoff = f"{len(task.handoff.get('next_steps', []))} next steps" if task.handoff else ""
+    error = _cut(task.last_error or "", ERROR_CHARS)
+    steps = len(task.handoff.get("next_steps", [])) if task.handoff else 0
+    handoff = (f"{steps} next step" + ("" if steps == 1 else "s")) if task.handoff else ""
     attempts = f"{task.attempt}/{task.max_attempts}"
     return f"{task.id:<24} {task.status:<11} {attempts:>7} {task.turns:>5} {task.cost_usd:>9.4f}  {handoff:<14} {error}"
+
+
+def local_time(epoch: float | None, *, now: float | None = None) -> str:
+    """Local ISO 8601 with the age, e.g. ``2026-12-02T04:10:05+01:00 (3 min ago)``; '-' for None."""
+    import time
+    from datetime import datetime
+
+    if epoch is None:
+        return "-"
+    stamp = datetime.fromtimestamp(epoch).astimezone().isoformat(timespec="seconds")
+    return f"{stamp} ({age(epoch, now=time.time() if now is None else now)})"
+
+
+def age(epoch: float, *, now: float) -> str:
+    """'just now', '42 s ago', '3 min ago', '2 h ago', '5 days ago', or 'in 4 min' for a future time."""
+    delta = now - epoch
+    ahead = delta < 0
+    seconds = abs(delta)
+    if seconds < 5:
+        return "just now"
+    for unit, size in (("day", 86400), ("h", 3600), ("min", 60), ("s", 1)):
+        if seconds >= size:
+            count = int(seconds // size)
+            text = f"{count} {unit}" + ("s" if unit == "day" and count != 1 else "")
+            return f"in {text}" if ahead else f"{text} ago"
+    return "just now"
 
 
 @_reports_queue_errors
@@ -127,14 +183,23 @@ def list_tasks(args: argparse.Namespace) -> int:
 
 
 def show_task(args: argparse.Namespace) -> int:
-    task = _queue().get(args.task_id)
+    from jada_pipelines import settings
+
+    queue = _queue()
+    task = queue.get(args.task_id)
     if task is None:
         return _not_found(args.task_id)
     if args.json:
         print(json.dumps(asdict(task), indent=2))
         return 0
     fields = asdict(task)
+    # A new claim clears the task's run_id until its run starts: the last run is then the attempts' one.
+    runs = [a.run_id for a in queue.attempts(since=task.created_at) if a.task_id == task.id and a.run_id]
+    run_id = task.run_id or (runs[-1] if runs else None)
+    fields["run_id"] = f"{run_id}  {settings.webserver_url()}/runs/{run_id}" if run_id else None
     handoff = fields.pop("handoff")
+    for name in ("created_at", "updated_at", "available_at", "lease_expires_at"):
+        fields[name] = local_time(fields[name])
     for name, value in fields.items():
         print(f"{name:>17}: {value if value is not None else '-'}")
     print(f"{'handoff':>17}: {json.dumps(handoff, indent=2) if handoff else '-'}")

@@ -111,7 +111,9 @@ def idle_reason(stats: QueueStats, moved: list[str]) -> str:
     job_name=agent_session_job.name,
     minimum_interval_seconds=sensor_interval_seconds(),
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Starts one agent_session_job run per queued task, never more than 5 sessions at once.",
+    description="Every 30 s (JADA_AGENT_SENSOR_INTERVAL_SECONDS): claims queued tasks and starts one "
+    "agent_session_job run per task, never more than 5 sessions at once; claims nothing while "
+    "ANTHROPIC_API_KEY is missing or the sandbox is unusable.",
 )
 def agent_task_sensor(context: dg.SensorEvaluationContext, task_queue: TaskQueueResource):
     queue = task_queue.open()

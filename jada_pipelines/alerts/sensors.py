@@ -139,7 +139,8 @@ def _result(cursor: AlertCursor, posted: int, runs: int, note: str | None = None
     if posted:
         return dg.SensorResult(cursor=cursor.dump())
     reason = (
-        f"Nothing to post: {runs} run(s) finished since the last tick, with no new failure or recovery."
+        f"Nothing to post: {runs} {'run' if runs == 1 else 'runs'} finished since the last tick, with no new "
+        "failure or recovery."
         if runs
         else "Nothing to post: no run finished since the last tick."
     )
@@ -149,7 +150,7 @@ def _result(cursor: AlertCursor, posted: int, runs: int, note: str | None = None
 @dg.sensor(
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Posts to Slack each failed asset check (WARN or ERROR) in a run that did not fail, and each "
+    description="Every 30 s: posts to Slack each failed asset check (WARN or ERROR) in a run that did not fail, and each "
     "recovery. A failed run, blocking checks included, is posted once by run_failure_alert_sensor.",
 )
 def asset_check_alert_sensor(context: dg.SensorEvaluationContext, slack: SlackWebhookResource):
@@ -211,7 +212,8 @@ def _check_messages(
 @dg.sensor(
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Posts each failed run to Slack with every failed step's reason (for credentials, the fix).",
+    description="Every 30 s: posts each failed run to Slack with every failed step's reason (for credentials, "
+    "the fix) and the run's link.",
 )
 def run_failure_alert_sensor(context: dg.SensorEvaluationContext, slack: SlackWebhookResource):
     # A plain sensor rather than @run_failure_sensor: that one starts from "now" on its first tick and

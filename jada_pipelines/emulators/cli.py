@@ -10,7 +10,7 @@ CELL_CHARS = 28
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `jada demo sheet` to the `jada` parser."""
+    """Add `jada demo sheet` and `jada demo slack` to the `jada` parser."""
     demo = subparsers.add_parser("demo", help="Look at the local emulators that `make demo` runs.")
     commands = demo.add_subparsers(dest="demo_command", required=True, metavar="DEMO_COMMAND")
     sheet = commands.add_parser(
@@ -23,6 +23,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="The demo's state directory (default: demo_state/ in the repository).",
     )
     sheet.set_defaults(func=print_sheet)
+    slack = commands.add_parser(
+        "slack",
+        help="Print the posts the running demo's Slack emulator received, oldest first, with their local time.",
+    )
+    slack.add_argument(
+        "--state-dir",
+        default=None,
+        help="The demo's state directory (default: demo_state/ in the repository).",
+    )
+    slack.set_defaults(func=print_slack)
 
 
 def print_sheet(args: argparse.Namespace) -> int:
@@ -69,6 +79,40 @@ def print_sheet(args: argparse.Namespace) -> int:
     )
     print(format_table(rows))
     return 0
+
+
+def print_slack(args: argparse.Namespace) -> int:
+    import json
+    import urllib.error
+    import urllib.request
+    from datetime import datetime
+    from pathlib import Path
+
+    from jada_pipelines.emulators.demo import STATE_DIR, load_demo_env
+    from jada_pipelines.emulators.slack import POSTS_PATH
+    from jada_pipelines.settings import ConfigError
+
+    demo_env = load_demo_env(Path(args.state_dir) if args.state_dir else STATE_DIR)
+    if not demo_env.get("SLACK_WEBHOOK_URL"):
+        raise ConfigError("no demo is running: start one with `make demo`, then run `jada demo slack` again.")
+    # The webhook URL's origin is the emulator's; its read-back path is the emulator's own, not Slack's.
+    base = demo_env["SLACK_WEBHOOK_URL"].split("/services/", 1)[0]
+    try:
+        with urllib.request.urlopen(base + POSTS_PATH, timeout=10) as response:
+            posts = json.load(response)
+    except (urllib.error.URLError, OSError) as exc:
+        raise ConfigError(
+            f"could not read the demo's Slack posts from {base} ({exc}): is `make demo` still running?"
+        ) from None
+    print(f"LOCAL EMULATOR of a Slack incoming webhook at {base} (not Slack): {_count(len(posts), 'post')}")
+    for post in posts:
+        at = datetime.fromtimestamp(post["received_at"]).astimezone().isoformat(timespec="seconds")
+        print(f"{at}  {post['text']}")
+    return 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def format_table(rows: list[list[Any]]) -> str:

@@ -11,12 +11,18 @@ JSON payloads that arrived; ``refuse_connections()`` closes the port so a client
     WebhookClient(emulator.webhook_url).send(text="hi")
     emulator.payloads  # [{"text": "hi"}]
     emulator.stop()
+
+Slack has no way to read a webhook's posts back; for the demo, this emulator (not Slack) also answers
+``GET /emulator/posts`` with the accepted posts and when each arrived, which the demo's sheet page and
+`jada demo slack` show. Reference: https://api.slack.com/messaging/webhooks (requests and answers),
+https://api.slack.com/changelog/2016-05-17-changes-to-errors-for-incoming-webhooks (the error bodies).
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 
@@ -24,6 +30,8 @@ from jada_pipelines.emulators._server import LocalServer
 
 # The path shape of a real webhook URL; the emulator accepts POSTs on this path only.
 WEBHOOK_PATH = "/services/T0EMULATOR/B0EMULATOR/emulator-webhook-secret"
+# Not a Slack endpoint: the emulator's own read-back of what it accepted (see the module docstring).
+POSTS_PATH = "/emulator/posts"
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,7 @@ class SlackWebhookEmulator(LocalServer):
         self._lock = threading.Lock()
         self._scripted: list[ScriptedResponse] = []
         self.payloads: list[dict] = []  # the JSON bodies answered with 200 ok
+        self.received_at: list[float] = []  # when each of ``payloads`` arrived (epoch seconds)
         self.requests = 0  # every POST that reached the emulator, whatever the answer
 
     @property
@@ -86,12 +95,32 @@ class SlackWebhookEmulator(LocalServer):
                 # Slack rejects a body that is not JSON or carries neither text nor blocks.
                 return ScriptedResponse(400, "invalid_payload")
             self.payloads.append(payload)
+            self.received_at.append(time.time())
             return ScriptedResponse(200, "ok")
+
+    def posts(self) -> list[dict]:
+        """The accepted posts, oldest first: ``{"received_at": epoch seconds, "text": ..., "payload": ...}``."""
+        with self._lock:
+            return [
+                {"received_at": at, "text": payload.get("text", ""), "payload": payload}
+                for at, payload in zip(self.received_at, self.payloads, strict=True)
+            ]
+
+    @property
+    def posts_url(self) -> str:
+        return self.base_url + POSTS_PATH
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         emulator = self
 
         class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                if self.path != POSTS_PATH:
+                    self._answer(ScriptedResponse(404, "no_service"))
+                    return
+                body = json.dumps(emulator.posts())
+                self._answer(ScriptedResponse(200, body, {"Content-Type": "application/json"}))
+
             def do_POST(self):
                 if self.path != WEBHOOK_PATH:
                     self._answer(ScriptedResponse(404, "no_service"))
@@ -106,7 +135,8 @@ class SlackWebhookEmulator(LocalServer):
             def _answer(self, response: ScriptedResponse) -> None:
                 body = response.body.encode()
                 self.send_response(response.status)
-                self.send_header("Content-Type", "text/html")
+                if "Content-Type" not in response.headers:
+                    self.send_header("Content-Type", "text/html")
                 self.send_header("Content-Length", str(len(body)))
                 for name, value in response.headers.items():
                     self.send_header(name, value)

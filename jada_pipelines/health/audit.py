@@ -100,9 +100,30 @@ def _runs_since(instance: dg.DagsterInstance, now: float, **filters) -> list:
     return list(instance.get_run_records(filters=dg.RunsFilter(created_after=after, **filters)))
 
 
+# "4 failed, 1 succeeded" rather than Dagster's "4 failure, 1 success".
+_RUN_STATUS_WORDS = {
+    "SUCCESS": "succeeded",
+    "FAILURE": "failed",
+    "CANCELED": "canceled",
+    "CANCELING": "canceling",
+    "STARTED": "running",
+    "STARTING": "starting",
+    "QUEUED": "queued",
+    "NOT_STARTED": "not started",
+    "MANAGED": "managed",
+}
+
+
 def _runs_section(instance: dg.DagsterInstance, now: float) -> Section:
     counts = Counter(record.dagster_run.status.value for record in _runs_since(instance, now))
-    summary = ", ".join(f"{n} {status.lower()}" for status, n in counts.most_common()) or "no runs"
+    summary = (
+        f"{grading.plural(sum(counts.values()), 'run')}: "
+        + ", ".join(
+            f"{n} {_RUN_STATUS_WORDS.get(status, status.lower())}" for status, n in counts.most_common()
+        )
+        if counts
+        else "no runs"
+    )
     return Section("OK", summary, {"by_status": dict(counts), "total": sum(counts.values())})
 
 
@@ -123,7 +144,9 @@ def _failures_section(instance: dg.DagsterInstance, now: float) -> Section:
     ]
     severity = "WARN" if failed else "OK"
     return Section(
-        severity, f"{len(failed)} failed run(s) in 24 h", {"count": len(failed), "latest": failures}
+        severity,
+        f"{grading.plural(len(failed), 'failed run')} in 24 h",
+        {"count": len(failed), "latest": failures},
     )
 
 
@@ -138,6 +161,10 @@ def _queue_section(now: float, thresholds: grading.Thresholds) -> Section:
         {"id": t.id, "attempts": t.attempt, "last_error": t.last_error, "source": t.source}
         for t in queue.list(status="dead", limit=DEAD_LETTERS_SHOWN)
     ]
+    failed_tasks = [
+        {"id": t.id, "attempts": t.attempt, "last_error": t.last_error, "source": t.source}
+        for t in queue.list(status="failed", limit=DEAD_LETTERS_SHOWN)
+    ]
     return Section(
         grading.worst([backlog.severity, dead.severity]),
         f"{backlog.description} {dead.description}",
@@ -147,6 +174,7 @@ def _queue_section(now: float, thresholds: grading.Thresholds) -> Section:
             "live_sessions": stats.live_sessions,
             "dead_letters": stats.dead_letters,
             "dead_letter_tasks": dead_tasks,
+            "failed_tasks": failed_tasks,
         },
     )
 
@@ -196,7 +224,9 @@ def _cost_section(now: float) -> Section:
     total = round(sum(a.cost_usd for a in attempts), 4)
     turns = sum(a.turns for a in attempts)
     return Section(
-        "OK", f"${total:.2f} over {len(attempts)} session(s), {turns} turns", {"usd": total, "turns": turns}
+        "OK",
+        f"${total:.2f} over {grading.plural(len(attempts), 'session')}, {grading.plural(turns, 'turn')}",
+        {"usd": total, "turns": turns},
     )
 
 
@@ -278,8 +308,11 @@ def _detail_lines(name: str, section: dict) -> list[str]:
         ]
     if name == "queue":
         return [
-            f"dead letter {t['id']} after {t['attempts']} attempt(s): {t['last_error']}"
+            f"dead letter {t['id']} after {grading.plural(t['attempts'], 'attempt')}: {t['last_error']}"
             for t in section.get("dead_letter_tasks", [])
+        ] + [
+            f"failed {t['id']} (attempt {t['attempts']}): {t['last_error']}"
+            for t in section.get("failed_tasks", [])
         ]
     if name == "google_token" and section.get("expires_at"):
         return [f"predicted expiry {section['expires_at']}"]

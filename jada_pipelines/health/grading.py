@@ -93,7 +93,7 @@ def grade_backlog(stats: QueueStats, thresholds: Thresholds) -> Finding:
         ]
     )
     description = (
-        f"{depth} task(s) waiting; the oldest has waited {age_minutes:.0f} min."
+        f"{plural(depth, 'task')} waiting; the oldest has waited {age_minutes:.0f} min."
         if stats.oldest_queued_age_s is not None
         else "No task is waiting."
     )
@@ -116,15 +116,25 @@ def grade_backlog(stats: QueueStats, thresholds: Thresholds) -> Finding:
 
 
 def grade_dead_letters(stats: QueueStats) -> Finding:
-    if stats.dead_letters == 0:
-        return Finding("dead_letters", "OK", "No task is waiting for a person.", {"dead_letters": 0})
+    """Dead letters (out of attempts) and failed tasks (a permanent error) both wait for a person."""
+    failed = stats.depth_by_status.get("failed", 0)
+    waiting = stats.dead_letters + failed
+    metadata = {"dead_letters": stats.dead_letters, "failed": failed}
+    if waiting == 0:
+        return Finding("dead_letters", "OK", "No task is waiting for a person.", metadata)
     return Finding(
         "dead_letters",
         "ERROR",
-        f"{stats.dead_letters} task(s) ran out of attempts and wait for a person: `jada health` lists them "
-        "with their last error; fix the cause, then `jada task requeue <id>` (or cancel the task).",
-        {"dead_letters": stats.dead_letters},
+        f"{plural(waiting, 'task')} {'waits' if waiting == 1 else 'wait'} for a person "
+        f"({stats.dead_letters} out of attempts, {failed} failed): `jada health` lists them with their last "
+        "error; fix the cause, then `jada task requeue <id>` (or cancel the task).",
+        metadata,
     )
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 task``, ``2 tasks``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def grade_turn_cap(attempts: Iterable[AttemptRecord], thresholds: Thresholds) -> Finding:
@@ -135,7 +145,7 @@ def grade_turn_cap(attempts: Iterable[AttemptRecord], thresholds: Thresholds) ->
         return Finding(
             "turn_cap_rate",
             "OK",
-            f"{capped} of {len(finished)} session(s) in 24 h hit the turn cap; too few to judge a rate.",
+            f"{capped} of {plural(len(finished), 'session')} in 24 h hit the turn cap; too few to judge a rate.",
             metadata,
         )
     percent = 100 * capped / len(finished)
@@ -152,7 +162,7 @@ def grade_daemon(heartbeats: Mapping[str, float | None], *, now: float, threshol
     stale = sorted(name for name, age in ages.items() if age is None or age > thresholds.daemon_stale_seconds)
     if not stale:
         return Finding(
-            "daemon_heartbeat", "OK", f"All {len(ages)} daemon(s) sent a heartbeat recently.", ages
+            "daemon_heartbeat", "OK", f"All {plural(len(ages), 'daemon')} sent a heartbeat recently.", ages
         )
     return Finding(
         "daemon_heartbeat",

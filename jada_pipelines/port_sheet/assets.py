@@ -8,6 +8,7 @@ from dagster import AssetExecutionContext
 
 from jada_pipelines.google_api.errors import CredentialsError
 from jada_pipelines.google_api.resources import GoogleCredentialsResource, credentials_failure
+from jada_pipelines.port_sheet.checks import ROWS_CHECK, ROWS_CHECK_SPEC, not_evaluated, port_sheet_rows_valid
 from jada_pipelines.port_sheet.resources import PortSheetSettings
 from jada_pipelines.port_sheet.snapshot import PortSheetSnapshot
 from jada_pipelines.port_sheet.store import StoreError, read_snapshot, snapshot_path
@@ -29,7 +30,8 @@ LISTED_KEYS = 50
             blocking=True,
             description="The Google token refreshes and can read the port sheet; WARN when it expires within "
             "10% of its 7-day Testing life. A failure stops the sync and names the fix.",
-        )
+        ),
+        ROWS_CHECK_SPEC,
     ],
 )
 def port_sheet_rows(
@@ -48,6 +50,7 @@ def port_sheet_rows(
         session, values, time_zone = _read_sheet(google, port_sheet)
     except CredentialsError as error:
         yield _credentials_check_failed(error)
+        yield not_evaluated(ROWS_CHECK, because=CREDENTIALS_CHECK)
         raise credentials_failure(error) from None
     except ConfigError as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
@@ -69,6 +72,7 @@ def port_sheet_rows(
     metadata["time_zone"] = time_zone
     yield dg.Output(snapshot, metadata=metadata)
     yield _credentials_check_result(session.verdict)
+    yield port_sheet_rows_valid(snapshot)
 
 
 def _previous_snapshot(context: AssetExecutionContext) -> PortSheetSnapshot | None:

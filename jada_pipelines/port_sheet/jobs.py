@@ -5,5 +5,6 @@ import dagster as dg
 port_sheet_sync_job = dg.define_asset_job(
     "port_sheet_sync_job",
     selection=dg.AssetSelection.groups("port_sheet"),
-    description="One sync of the port sheet: the pull, then everything downstream of it in group port_sheet.",
+    description="One sync of the port sheet: pull it, queue the work it asks for, push the status back; run by "
+    "port_sheet_sync_schedule every 30 minutes (and by `make demo` every minute).",
 )
