@@ -17,7 +17,7 @@ workers, which for the default launcher is the code server's host, where sensors
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import dagster as dg
 
@@ -162,3 +162,20 @@ def lost_run_worker_sensor(context: dg.SensorEvaluationContext):
     for worker in failed:
         context.log.warning(f"Marked run {worker.run_id} failed: its worker (pid {worker.pid}) is gone.")
     return dg.SkipReason(f"Marked {len(failed)} run(s) failed whose worker was lost: {describe(failed)}.")
+
+
+def with_lost_workers(finding, workers: list[RunWorker]):
+    """The ``daemon_heartbeat`` finding, made an ERROR naming every started run whose worker is gone: a
+    daemon that beats while such runs hold the session slots is not healthy."""
+    lost = [worker for worker in workers if not worker.alive]
+    if not lost:
+        return finding
+    description = (
+        f"{len(lost)} run(s) show as started but their run worker is gone: {describe(lost)}. "
+        "lost_run_worker_sensor fails them within a minute while the daemon runs; if they stay, check that "
+        "the daemon and its sensors are running."
+    )
+    if finding.severity != "OK":
+        description = f"{finding.description} {description}"
+    metadata = {**finding.metadata, "lost_run_workers": [w.run_id for w in lost]}
+    return replace(finding, severity="ERROR", description=description, metadata=metadata)

@@ -30,7 +30,7 @@ def agent_task_queue(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     them in its checks; the alert sensor posts any check that fails.
     """
     from jada_pipelines.agents.queue import open_queue
-    from jada_pipelines.health.audit import daemon_heartbeats
+    from jada_pipelines.health.audit import daemon_finding
 
     now = time.time()
     thresholds = grading.Thresholds.from_env()
@@ -40,7 +40,7 @@ def agent_task_queue(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         grading.grade_backlog(stats, thresholds),
         grading.grade_dead_letters(stats),
         grading.grade_turn_cap(queue.attempts(since=now - DAY_SECONDS), thresholds),
-        grading.grade_daemon(daemon_heartbeats(context.instance), now=now, thresholds=thresholds),
+        daemon_finding(context.instance, now, thresholds),
     ]
     return dg.MaterializeResult(
         metadata={

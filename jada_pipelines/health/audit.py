@@ -48,9 +48,7 @@ def build_audit(instance: dg.DagsterInstance, *, now: float) -> dict:
     thresholds = grading.Thresholds.from_env()
     builders: dict[str, Callable[[], Section]] = {
         "instance": lambda: _instance_section(instance),
-        "daemons": lambda: _finding_section(
-            grading.grade_daemon(daemon_heartbeats(instance), now=now, thresholds=thresholds)
-        ),
+        "daemons": lambda: _finding_section(daemon_finding(instance, now, thresholds)),
         "runs_24h": lambda: _runs_section(instance, now),
         "recent_failures": lambda: _failures_section(instance, now),
         "queue": lambda: _queue_section(now, thresholds),
@@ -67,6 +65,13 @@ def build_audit(instance: dg.DagsterInstance, *, now: float) -> dict:
             name: {"severity": s.severity, "summary": s.summary, **s.details} for name, s in sections.items()
         },
     }
+
+
+def daemon_finding(instance: dg.DagsterInstance, now: float, thresholds: grading.Thresholds):
+    from jada_pipelines.agents.run_workers import started_run_workers, with_lost_workers
+
+    finding = grading.grade_daemon(daemon_heartbeats(instance), now=now, thresholds=thresholds)
+    return with_lost_workers(finding, started_run_workers(instance))
 
 
 def _guarded(build: Callable[[], Section]) -> Section:
