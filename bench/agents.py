@@ -139,8 +139,7 @@ def bench_sensor_tick(backlog: int, scratch: Path) -> None:
             busy.append(_timed_tick(instance)[0])
             for request in result.run_requests:  # finish the claimed tasks so the next tick claims again
                 config = request.run_config["ops"]["agent_session"]["config"]
-                task = queue.get(config["task_id"])
-                lease = Lease(task.id, config["lease_token"], task.attempt, task.lease_expires_at, task)
+                lease = queue.lease_for(config["task_id"], config["attempt"])
                 queue.complete(lease, outcome="done", turns=1, cost_usd=0.0, summary="bench")
     print(f"enqueue: {enqueue_ms:.2f} ms per task (one durable transaction each, synchronous=FULL)")
     print(f"sensor tick with {backlog:,} queued tasks (SQLite, {TICK_REPEATS} repetitions)")

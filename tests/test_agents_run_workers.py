@@ -30,7 +30,7 @@ def _dead_pid() -> int:
     return process.pid
 
 
-CONFIG = {"ops": {"agent_session": {"config": {"task_id": "t1", "lease_token": "x"}}}}
+CONFIG = {"ops": {"agent_session": {"config": {"task_id": "t1", "attempt": 1}}}}
 
 
 def started_run(instance, pid: int) -> dg.DagsterRun:
