@@ -19,6 +19,7 @@ SECTIONS_IN_ORDER = (
     "recent_failures",
     "queue",
     "sessions",
+    "dispatch_24h",
     "cost_24h",
     "google_token",
     "disk",

@@ -53,6 +53,7 @@ def build_audit(instance: dg.DagsterInstance, *, now: float) -> dict:
         "recent_failures": lambda: _failures_section(instance, now),
         "queue": lambda: _queue_section(now, thresholds),
         "sessions": lambda: _sessions_section(now, thresholds),
+        "dispatch_24h": lambda: _dispatch_section(now),
         "cost_24h": lambda: _cost_section(now),
         "google_token": _google_section,
         "disk": _disk_section,
@@ -165,6 +166,13 @@ def _sessions_section(now: float, thresholds: grading.Thresholds) -> Section:
     return Section(
         turn_cap.severity, turn_cap.description, {"by_outcome": dict(outcomes), **turn_cap.metadata}
     )
+
+
+def _dispatch_section(now: float) -> Section:
+    from jada_pipelines.agents.dispatch import describe_latencies, dispatch_latencies
+
+    latencies = dispatch_latencies(_attempts_24h(now))
+    return Section("OK", describe_latencies(latencies), {"latencies": latencies})
 
 
 def _cost_section(now: float) -> Section:
