@@ -16,6 +16,9 @@ from pydantic import Field
 from jada_pipelines import settings
 from jada_pipelines.agents.attempt import AttemptOutcome, LeaseLost, execute_attempt
 from jada_pipelines.agents.resources import ClaudeSessionResource, TaskQueueResource
+from jada_pipelines.agents.warmup import warm_anthropic_import
+
+warm_anthropic_import()  # only in a run worker: see warmup.py
 
 TASK_ID_TAG = "jada/task-id"
 ATTEMPT_TAG = "jada/attempt"

@@ -199,7 +199,7 @@ def validate_enqueue(task_id: str, prompt: str, max_turns: int | None, max_attem
         )
     if ":" in task_id:
         raise QueueError(
-            f"The task id {task_id!r} contains ':', which the Dagster run key task:<id>:attempt:<n> reserves; "
+            f"The task id {task_id!r} contains ':', which the Dagster run key task:<id>:<nonce>:attempt:<n> reserves; "
             "use letters, digits, '-', '_' or '.'."
         )
     if not prompt or not prompt.strip():
