@@ -140,6 +140,50 @@ def bench_daemon_workload(tasks: int, call_s: float, scratch: Path) -> None:
         )
 
 
+def _worker_start(warm: bool, result) -> None:
+    """What a spawned run worker does before its first model call, in miniature: import the code location,
+    set a run up in Dagster (an instance, the job, its execution plan), then need ``anthropic``."""
+    started = time.perf_counter()
+    from jada_pipelines.agents import warmup
+
+    if not warm:
+        warmup._started = True  # as if already warmed: no background import
+    import dagster as dg
+    from dagster._core.execution.api import create_execution_plan
+
+    from jada_pipelines.definitions import defs
+
+    with dg.instance_for_test():
+        job = defs.resolve_job_def("agent_session_job")
+        create_execution_plan(
+            job, run_config={"ops": {"agent_session": {"config": {"task_id": "t", "attempt": 1}}}}
+        )
+    setup = time.perf_counter() - started
+    import anthropic  # noqa: F401
+
+    result.put((setup, time.perf_counter() - started))
+
+
+def bench_worker_warmup(pairs: int) -> None:
+    """Side by side, interleaved so the machine's load drifts equally on both: a spawned worker that starts
+    importing the SDK while the code location loads, against one that imports it when the op needs it."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")  # how Dagster's code server starts run workers
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(pairs):
+        for warm in (False, True):
+            queue = context.Queue()
+            process = context.Process(target=_worker_start, args=(warm, queue))
+            process.start()
+            _, total = queue.get(timeout=120)
+            process.join()
+            times[warm].append(total)
+    print(f"run worker start to SDK ready ({pairs} interleaved pairs, spawned like Dagster's run workers)")
+    for warm, label in ((False, "import at first call"), (True, "import warmed while loading")):
+        print(f"  {label}: median {statistics.median(times[warm]):.2f} s, max {max(times[warm]):.2f} s")
+
+
 def bench_engine_makespan(tasks: int, delay_s: float, scratch: Path) -> None:
     os.environ["JADA_DATA_DIR"] = str(scratch / "engine-data")
     emulator = AnthropicEmulator(delay_s=delay_s)
@@ -225,7 +269,11 @@ def main() -> None:
         metavar="CALL_S",
         help="only run the daemon workload of 12 tasks x one CALL_S model call (repeatable: --workload 40 --workload 120)",
     )
+    parser.add_argument("--warmup-pairs", type=int, default=0, help="only compare the SDK warm-up, N pairs")
     args = parser.parse_args()
+    if args.warmup_pairs:
+        bench_worker_warmup(args.warmup_pairs)
+        return
     if args.workload:
         for call_s in args.workload:
             with tempfile.TemporaryDirectory(prefix="jada-bench-workload-") as scratch:
