@@ -72,3 +72,16 @@ def test_jada_health_and_the_heartbeat_check_name_a_started_run_with_no_live_wor
     assert finding.metadata["lost_run_workers"] == [dead.run_id]
     section = build_audit(instance, now=now)["sections"]["daemons"]
     assert section["severity"] == "ERROR" and dead.run_id in section["summary"]
+
+
+def test_runs_under_another_launcher_are_left_to_dagsters_run_monitoring():
+    overrides = {
+        "run_launcher": {
+            "module": "dagster._core.launcher.sync_in_memory_run_launcher",
+            "class": "SyncInMemoryRunLauncher",
+        }
+    }
+    with dg.instance_for_test(overrides=overrides) as instance:
+        run = started_run(instance, _dead_pid())
+        assert fail_lost_runs(instance) == []
+        assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.STARTED

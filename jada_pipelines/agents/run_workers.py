@@ -105,7 +105,13 @@ def started_run_workers(
     instance: dg.DagsterInstance, *, job_names: set[str] | None = None
 ) -> list[RunWorker]:
     """Every ``STARTED`` run (of ``job_names``, when given) whose worker logged its PID, with its liveness.
-    Runs with no such event (executed in-process, or by another launcher) are not judged."""
+    Runs with no such event (executed in-process) are not judged, nor is any run under another launcher:
+    ECS and Kubernetes workers log a PID too, but of a process on another machine, which Dagster's own run
+    monitoring checks."""
+    from dagster._core.launcher import DefaultRunLauncher
+
+    if not isinstance(instance.run_launcher, DefaultRunLauncher):
+        return []
     workers = []
     for run in instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
         if job_names is not None and run.job_name not in job_names:
@@ -130,10 +136,6 @@ def lost_run_workers(instance: dg.DagsterInstance, *, job_names: set[str] | None
 
 def fail_lost_runs(instance: dg.DagsterInstance, *, job_names: set[str] | None = None) -> list[RunWorker]:
     """Mark every started run whose worker is gone as failed, saying so; returns those runs."""
-    from dagster._core.launcher import DefaultRunLauncher
-
-    if not isinstance(instance.run_launcher, DefaultRunLauncher):
-        return []  # other launchers (ECS) check their own workers through Dagster's run monitoring
     failed = []
     for worker in lost_run_workers(instance, job_names=job_names):
         run = instance.get_run_by_id(worker.run_id)
