@@ -4,10 +4,10 @@ The run config carries only the task id and the attempt the sensor claimed (both
 the run looks the lease token up in the queue, and reads the prompt, handoff and settings there and the API
 key from the environment. Only the first run of a claim may start the session: a second run of the same
 attempt (a re-execution from the UI, a launchpad copy) is refused before it touches the working directory or
-the transcript. Reaching the turn cap is not a
-failed run: the run succeeds with outcome ``incomplete`` in its metadata, and the task waits for its next
-attempt. Runs are never retried by Dagster (``dagster/max_retries=0``): the queue owns retries and counts
-every attempt, so Dagster retries on top would run a crashed attempt twice.
+the transcript. Reaching the turn cap is not a failed run: the run succeeds with outcome ``incomplete`` in
+its metadata, and the task waits for its next attempt. Runs are never retried by Dagster
+(``dagster/max_retries=0``): the queue owns retries and counts every attempt, so Dagster retries on top
+would run a crashed attempt twice.
 """
 
 import dagster as dg
