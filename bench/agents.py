@@ -9,12 +9,21 @@ one agent_task_sensor tick takes with a backlog of 10,000 queued tasks.
 2. Sensor tick. 10,000 queued tasks in the SQLite queue; the tick that claims 5 of them (with reconciling)
    and the tick that finds every slot busy, each timed over several repetitions.
 
+3. Daemon workload (``--workload 40``, ``--workload 120``): 12 tasks whose sessions are one 40 s (or 120 s)
+   model call each, through the real daemon, the repository's dagster.yaml and the sensor's default interval.
+   Slot use = the best possible time (whole waves of 5 sessions) over the measured time from the first
+   session's first model call to the last session's last answer (from the transcripts); peak concurrent
+   sessions; and the median and p95 of enqueue→claim, claim→run start and run start→first call.
+
     .venv/bin/python bench/agents.py [--tasks 20] [--delay 0.5] [--backlog 10000]
+    .venv/bin/python bench/agents.py --workload 40 [--workload 120]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
 import statistics
 import tempfile
@@ -25,11 +34,12 @@ from pathlib import Path
 import dagster as dg
 
 from jada_pipelines.agents.attempt import execute_attempt
+from jada_pipelines.agents.dispatch import dispatch_latencies
 from jada_pipelines.agents.local_daemon import ended_session_run_records, peak_concurrency, running_daemon
 from jada_pipelines.agents.queue import Lease, open_queue
 from jada_pipelines.agents.resources import ClaudeSessionResource, TaskQueueResource
 from jada_pipelines.agents.sensors import agent_task_sensor
-from jada_pipelines.emulators.anthropic import AnthropicEmulator
+from jada_pipelines.emulators.anthropic import AnthropicEmulator, end_turn
 from jada_pipelines.settings import MAX_CONCURRENT_SESSIONS
 
 TICK_REPEATS = 7
@@ -74,6 +84,104 @@ def bench_makespan(tasks: int, delay_s: float, scratch: Path) -> None:
     )
     peak = peak_concurrency([(r.start_time, r.end_time) for r in records])
     print(f"  peak concurrent sessions {peak} (limit {MAX_CONCURRENT_SESSIONS})")
+
+
+def _sessions_from_transcripts(data: Path) -> list[tuple[float, float]]:
+    """(first model call, last answer) of every session, from the transcripts' request and reply lines."""
+    spans = []
+    for path in sorted((data / "transcripts").glob("*/attempt-*.jsonl")):
+        entries = [json.loads(line) for line in path.read_text().splitlines()]
+        requests = [e["ts"] for e in entries if e["kind"] == "request"]
+        replies = [e["ts"] for e in entries if e["kind"] == "reply"]
+        if requests and replies:
+            spans.append((min(requests), max(replies)))
+    return spans
+
+
+def bench_daemon_workload(tasks: int, call_s: float, scratch: Path) -> None:
+    """The issue's workload: ``tasks`` sessions of one ``call_s`` model call each, through the real daemon with
+    the repository's dagster.yaml and the sensor's default interval."""
+    home, data = scratch / f"wl-home-{call_s:g}", scratch / f"wl-data-{call_s:g}"
+    os.environ.update(DAGSTER_HOME=str(home), JADA_DATA_DIR=str(data))
+    emulator = AnthropicEmulator(delay_s=call_s)
+    emulator.script(*[end_turn(f"Finished task {i}.") for i in range(tasks)])
+    env = {"ANTHROPIC_BASE_URL": emulator.start(), "ANTHROPIC_API_KEY": "sk-ant-emulator-bench-key"}
+    os.environ.pop("JADA_AGENT_SENSOR_INTERVAL_SECONDS", None)  # the default interval is under test
+    queue = open_queue()
+    workdir = scratch / f"wl-{call_s:g}"
+    workdir.mkdir()
+    try:
+        with running_daemon(home, workdir, env):
+            for i in range(tasks):
+                queue.enqueue(f"wl-{i:03}", f"Workload task {i}")
+            while queue.stats().depth_by_status["done"] < tasks:
+                time.sleep(0.5)
+            with dg.DagsterInstance.get() as instance:
+                records = ended_session_run_records(instance, deadline=time.monotonic() + 60)
+    finally:
+        emulator.stop()
+    spans = _sessions_from_transcripts(data)
+    measured = max(end for _, end in spans) - min(start for start, _ in spans)
+    best = math.ceil(tasks / MAX_CONCURRENT_SESSIONS) * call_s
+    in_call_peak = peak_concurrency(spans)
+    run_peak = peak_concurrency([(r.start_time, r.end_time) for r in records])
+    latencies = dispatch_latencies(queue.attempts(since=0))
+    print(
+        f"daemon workload: {tasks} tasks x one {call_s:g} s model call, real dagster-daemon, default interval"
+    )
+    print(
+        f"  first call to last answer {measured:.1f} s, best possible {best:.0f} s "
+        f"(whole waves of {MAX_CONCURRENT_SESSIONS}): slots busy {100 * best / measured:.0f} %"
+    )
+    print(f"  peak concurrent sessions: {in_call_peak} in a model call, {run_peak} runs (limit 5)")
+    for name, span in latencies.items():
+        print(
+            f"  {name.replace('_', ' ')}: median {span['median_s']} s, p95 {span['p95_s']} s (n={span['count']})"
+        )
+
+
+def _worker_start(warm: bool, result) -> None:
+    """What a spawned run worker does before its first model call, in miniature: import the code location,
+    set a run up in Dagster (an instance, the job, its execution plan), then need ``anthropic``."""
+    started = time.perf_counter()
+    from jada_pipelines.agents import warmup
+
+    if not warm:
+        warmup._started = True  # as if already warmed: no background import
+    import dagster as dg
+    from dagster._core.execution.api import create_execution_plan
+
+    from jada_pipelines.definitions import defs
+
+    with dg.instance_for_test():
+        job = defs.resolve_job_def("agent_session_job")
+        create_execution_plan(
+            job, run_config={"ops": {"agent_session": {"config": {"task_id": "t", "attempt": 1}}}}
+        )
+    setup = time.perf_counter() - started
+    import anthropic  # noqa: F401
+
+    result.put((setup, time.perf_counter() - started))
+
+
+def bench_worker_warmup(pairs: int) -> None:
+    """Side by side, interleaved so the machine's load drifts equally on both: a spawned worker that starts
+    importing the SDK while the code location loads, against one that imports it when the op needs it."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")  # how Dagster's code server starts run workers
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(pairs):
+        for warm in (False, True):
+            queue = context.Queue()
+            process = context.Process(target=_worker_start, args=(warm, queue))
+            process.start()
+            _, total = queue.get(timeout=120)
+            process.join()
+            times[warm].append(total)
+    print(f"run worker start to SDK ready ({pairs} interleaved pairs, spawned like Dagster's run workers)")
+    for warm, label in ((False, "import at first call"), (True, "import warmed while loading")):
+        print(f"  {label}: median {statistics.median(times[warm]):.2f} s, max {max(times[warm]):.2f} s")
 
 
 def bench_engine_makespan(tasks: int, delay_s: float, scratch: Path) -> None:
@@ -139,8 +247,7 @@ def bench_sensor_tick(backlog: int, scratch: Path) -> None:
             busy.append(_timed_tick(instance)[0])
             for request in result.run_requests:  # finish the claimed tasks so the next tick claims again
                 config = request.run_config["ops"]["agent_session"]["config"]
-                task = queue.get(config["task_id"])
-                lease = Lease(task.id, config["lease_token"], task.attempt, task.lease_expires_at, task)
+                lease = queue.lease_for(config["task_id"], config["attempt"])
                 queue.complete(lease, outcome="done", turns=1, cost_usd=0.0, summary="bench")
     print(f"enqueue: {enqueue_ms:.2f} ms per task (one durable transaction each, synchronous=FULL)")
     print(f"sensor tick with {backlog:,} queued tasks (SQLite, {TICK_REPEATS} repetitions)")
@@ -155,7 +262,23 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=20)
     parser.add_argument("--delay", type=float, default=0.5, help="seconds per emulated model call")
     parser.add_argument("--backlog", type=int, default=10_000)
+    parser.add_argument(
+        "--workload",
+        type=float,
+        action="append",
+        metavar="CALL_S",
+        help="only run the daemon workload of 12 tasks x one CALL_S model call (repeatable: --workload 40 --workload 120)",
+    )
+    parser.add_argument("--warmup-pairs", type=int, default=0, help="only compare the SDK warm-up, N pairs")
     args = parser.parse_args()
+    if args.warmup_pairs:
+        bench_worker_warmup(args.warmup_pairs)
+        return
+    if args.workload:
+        for call_s in args.workload:
+            with tempfile.TemporaryDirectory(prefix="jada-bench-workload-") as scratch:
+                bench_daemon_workload(12, call_s, Path(scratch))
+        return
     with tempfile.TemporaryDirectory(prefix="jada-bench-agents-") as scratch:
         bench_sensor_tick(args.backlog, Path(scratch))
         bench_engine_makespan(args.tasks, args.delay, Path(scratch))

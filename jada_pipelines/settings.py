@@ -105,3 +105,23 @@ def workdir_roots() -> list[Path]:
 
 def webserver_url() -> str:
     return (env("JADA_WEBSERVER_URL") or DEFAULT_WEBSERVER_URL).rstrip("/")
+
+
+DEFAULT_AGENT_SENSOR_INTERVAL_SECONDS = 5
+
+
+def agent_sensor_interval_seconds() -> int:
+    """``JADA_AGENT_SENSOR_INTERVAL_SECONDS``: how often ``agent_task_sensor`` ticks (default 5).
+
+    The one setting read when the definitions load rather than when it is used: a sensor's interval is part
+    of its definition, which the daemon reads from the code location, so a change takes effect when the code
+    location is reloaded (restart `dagster-daemon` or reload it in the UI). A bad value stops the load with
+    this message instead of a stack trace deep in Dagster.
+    """
+    seconds = env_int("JADA_AGENT_SENSOR_INTERVAL_SECONDS", DEFAULT_AGENT_SENSOR_INTERVAL_SECONDS)
+    if seconds < 1:
+        raise ConfigError(
+            f"JADA_AGENT_SENSOR_INTERVAL_SECONDS={seconds} must be 1 or more (seconds between ticks of "
+            f"agent_task_sensor; unset means {DEFAULT_AGENT_SENSOR_INTERVAL_SECONDS})."
+        )
+    return seconds

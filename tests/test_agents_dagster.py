@@ -3,16 +3,18 @@ one session per claimed task, records its figures as run metadata, and fails the
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster._core.events import DagsterEvent, DagsterEventType
 
 from jada_pipelines.agents.jobs import ATTEMPT_TAG, TASK_ID_TAG, agent_session_job
 from jada_pipelines.agents.queue import open_queue
 from jada_pipelines.agents.resources import ClaudeSessionResource, TaskQueueResource
-from jada_pipelines.agents.sensors import agent_task_sensor, run_request_for
+from jada_pipelines.agents.sensors import NONCE_TAG, agent_task_sensor, run_request_for
 from jada_pipelines.emulators.anthropic import api_error, end_turn, refusal, tool_use
 
 RESOURCES = {"task_queue": TaskQueueResource(), "claude": ClaudeSessionResource()}
@@ -52,12 +54,25 @@ def test_the_sensor_claims_at_most_five_tasks_and_then_says_every_slot_is_busy(i
     result = tick(instance)
     requests = result.run_requests
     assert len(requests) == 5
-    assert requests[0].run_key == "task:t0:attempt:1"
-    assert requests[0].tags == {TASK_ID_TAG: "t0", ATTEMPT_TAG: "1", "dagster/max_runtime": "7800"}
-    assert set(requests[0].run_config["ops"]["agent_session"]["config"]) == {"task_id", "lease_token"}
+    nonce = queue.get("t0").nonce
+    assert requests[0].run_key == f"task:t0:{nonce}:attempt:1"
+    assert requests[0].tags == {
+        TASK_ID_TAG: "t0",
+        ATTEMPT_TAG: "1",
+        NONCE_TAG: nonce,
+        "dagster/max_runtime": "7800",
+    }
+    assert requests[0].run_config["ops"]["agent_session"]["config"] == {"task_id": "t0", "attempt": 1}
     busy = tick(instance)
     assert isinstance(busy, dg.SkipReason)
     assert busy.skip_message == "All 5 session slots are busy; 2 tasks wait for a free slot."
+
+
+def started(instance, run) -> None:
+    """What the run worker logs when its run starts (the run record gets its start time)."""
+    instance.report_dagster_event(
+        DagsterEvent(DagsterEventType.RUN_START.value, job_name=run.job_name), run_id=run.run_id
+    )
 
 
 def test_an_empty_queue_is_a_readable_skip(instance):
@@ -72,9 +87,9 @@ def test_agent_session_job_is_tagged_for_the_concurrency_limit_and_never_retried
     }
 
 
-def test_the_sensor_runs_by_default_every_30_seconds():
+def test_the_sensor_runs_by_default_every_5_seconds():
     assert agent_task_sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    assert agent_task_sensor.minimum_interval_seconds == 30
+    assert agent_task_sensor.minimum_interval_seconds == 5
 
 
 def test_an_api_still_rate_limited_after_the_sdk_retries_fails_the_run_and_requeues_with_a_back_off(
@@ -123,7 +138,7 @@ def test_a_session_that_hits_its_turn_cap_is_a_successful_run_and_an_incomplete_
     task = open_queue().get("t1")
     assert (task.status, task.turns, task.handoff["next_steps"]) == ("incomplete", 2, ["rest"])
     (again,) = tick(instance).run_requests
-    assert again.run_key == "task:t1:attempt:2"
+    assert again.run_key.endswith(":attempt:2")
 
 
 def test_a_bad_api_key_fails_the_run_and_the_task_with_the_fix_in_the_message(instance, anthropic_emulator):
@@ -154,7 +169,8 @@ def test_a_run_whose_lease_was_taken_sends_nothing_to_the_model(instance, anthro
     result = launch(instance, request)
     assert not result.success
     assert (
-        "no longer this run's" in result.failure_data_for_node("agent_session").user_failure_data.description
+        "not this run's to start"
+        in result.failure_data_for_node("agent_session").user_failure_data.description
     )
     assert anthropic_emulator.requests == []
 
@@ -173,7 +189,7 @@ def test_a_task_whose_run_died_or_was_cancelled_goes_back_with_the_next_attempt(
     else:
         instance.report_run_canceled(run)
     second = tick(instance)
-    assert [r.run_key for r in second.run_requests] == ["task:t1:attempt:2"]
+    assert [r.run_key.rsplit(":", 2)[1:] for r in second.run_requests] == [["attempt", "2"]]
     assert f"ended {ending}" in queue.get("t1").last_error
     (record, _) = queue.attempts(since=0)
     assert record.outcome == "lost"
@@ -186,6 +202,7 @@ def test_a_task_whose_last_attempt_died_becomes_a_dead_letter(instance):
     run = instance.create_run_for_job(
         agent_session_job, run_config=request.run_config, tags={**agent_session_job.tags, **request.tags}
     )
+    started(instance, run)
     instance.report_run_failed(run)
     assert "Tasks whose run ended without an outcome: t1 attempt 1 → dead." in tick(instance).skip_message
     assert queue.get("t1").status == "dead"
@@ -195,7 +212,7 @@ def test_run_requests_name_the_task_and_attempt_in_the_run_key(instance):
     queue = open_queue()
     queue.enqueue("fix-login", "x")
     lease = queue.claim(worker="w", lease_seconds=60)
-    assert run_request_for(lease).run_key == "task:fix-login:attempt:1"
+    assert run_request_for(lease).run_key == f"task:fix-login:{lease.task.nonce}:attempt:1"
 
 
 def test_without_an_api_key_the_run_fails_naming_the_variable_and_the_task_waits_for_a_person(
@@ -249,3 +266,96 @@ def test_model_and_turn_cap_come_from_the_task_then_the_resource_then_the_enviro
     assert ClaudeSessionResource(max_turns=20).spec_for(default).max_turns == 20
     assert ClaudeSessionResource(max_turns=20).spec_for(own).max_turns == 7
     assert spec.workdir.parts[-2:] == ("workdirs", "default")
+
+
+def _create_run(instance, request):
+    return instance.create_run_for_job(
+        agent_session_job, run_config=request.run_config, tags={**agent_session_job.tags, **request.tags}
+    )
+
+
+def test_a_run_that_ended_before_it_ever_started_is_not_charged_an_attempt(instance):
+    queue = open_queue()
+    queue.enqueue("t1", "x", max_attempts=1)
+    (request,) = tick(instance).run_requests
+    run = _create_run(instance, request)
+    instance.report_run_canceled(run)  # cancelled while it waited in Dagster's run queue
+    (again,) = tick(instance).run_requests
+    assert again.run_key.endswith(":attempt:2")
+    assert "not charged" in queue.get("t1").last_error
+
+
+def test_a_claim_whose_run_waits_in_dagsters_queue_keeps_its_lease(instance):
+    from jada_pipelines.agents.sensors import DISPATCH_LEASE_SECONDS, reconcile
+
+    queue = open_queue()
+    queue.enqueue("t1", "x")
+    (request,) = tick(instance).run_requests
+    _create_run(instance, request)  # created and never launched: it waits in Dagster's run queue
+    later = time.time() + DISPATCH_LEASE_SECONDS - 10  # the claim would expire in 10 s
+    reconcile(queue, instance, now=later)
+    assert queue.get("t1").lease_expires_at >= time.time() + DISPATCH_LEASE_SECONDS - 5
+    assert queue.get("t1").status == "dispatched" and queue.get("t1").attempt == 1
+
+
+def test_the_sensor_claims_nothing_while_dagsters_tag_limit_is_full(instance):
+    queue = open_queue()
+    queue.enqueue("t1", "x")
+    # Five session runs cancelled while their commands hang: the queue let go, Dagster still counts them.
+    for _ in range(5):
+        run = instance.create_run_for_job(
+            agent_session_job,
+            run_config={"ops": {"agent_session": {"config": {"task_id": "old", "attempt": 1}}}},
+            tags=agent_session_job.tags,
+        )
+        instance.report_run_canceling(run)
+    result = tick(instance)
+    assert (
+        isinstance(result, dg.SkipReason)
+        and "limit of 5 jada/agent-session runs is full" in result.skip_message
+    )
+    assert queue.get("t1").status == "queued" and queue.get("t1").attempt == 0
+
+
+def test_the_run_config_shows_no_lease_token(instance):
+    queue = open_queue()
+    queue.enqueue("t1", "x")
+    (request,) = tick(instance).run_requests
+    token = queue.lease_for("t1", 1).token
+    assert token not in repr(request.run_config) and token not in repr(request.tags)
+
+
+def test_a_second_run_of_the_same_attempt_is_refused_and_touches_nothing(instance, anthropic_emulator):
+    queue = open_queue()
+    queue.enqueue("t1", "Say hi")
+    anthropic_emulator.script(end_turn("Said hi."))
+    (request,) = tick(instance).run_requests
+    first = launch(instance, request)
+    assert first.success
+    transcript = Path(os.environ["JADA_DATA_DIR"]) / "transcripts" / "t1" / "attempt-1.jsonl"
+    before = transcript.read_text()
+    workdir = Path(os.environ["JADA_DATA_DIR"]) / "workdirs" / "t1"
+    listing = sorted(workdir.rglob("*")) if workdir.exists() else None
+    again = launch(instance, request)  # a re-execution from the UI, with the same config
+    assert not again.success
+    description = again.failure_data_for_node("agent_session").user_failure_data.description
+    assert "not this run's to start" in description and "done" in description
+    assert transcript.read_text() == before
+    assert (sorted(workdir.rglob("*")) if workdir.exists() else None) == listing
+    assert len(anthropic_emulator.message_requests) == 1
+    assert queue.get("t1").status == "done"
+
+
+def test_a_copy_launched_while_the_first_run_holds_the_session_is_refused(instance, anthropic_emulator):
+    queue = open_queue()
+    queue.enqueue("t1", "x")
+    (request,) = tick(instance).run_requests
+    lease = queue.lease_for("t1", 1)
+    assert queue.mark_running(lease, run_id="the-first-run")
+    copy = launch(instance, request)
+    assert not copy.success
+    assert "run the-first-run already runs it" in (
+        copy.failure_data_for_node("agent_session").user_failure_data.description
+    )
+    assert anthropic_emulator.requests == []
+    assert queue.get("t1").status == "running"

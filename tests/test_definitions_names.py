@@ -27,6 +27,7 @@ SENSORS = [
     "asset_check_alert_sensor",
     "cloudwatch_metrics_sensor",
     "freshness_alert_sensor",
+    "lost_run_worker_sensor",
     "run_failure_alert_sensor",
 ]
 RESOURCES = ["claude", "google", "port_sheet", "port_sheet_store", "slack", "task_queue"]

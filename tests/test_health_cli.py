@@ -21,6 +21,7 @@ SECTIONS_IN_ORDER = (
     "queue",
     "dispatch",
     "sessions",
+    "dispatch_24h",
     "cost_24h",
     "sandbox",
     "google_token",

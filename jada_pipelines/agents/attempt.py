@@ -8,9 +8,11 @@ and its replacement from both running one task.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from jada_pipelines.agents.queue import Lease, TaskQueue
 from jada_pipelines.agents.runner import SessionResult, SessionSpec
@@ -120,9 +122,11 @@ def execute_attempt(
     lease_seconds: float = SESSION_LEASE_SECONDS,
     heartbeat_seconds: float = HEARTBEAT_SECONDS,
     on_heartbeat_error: Callable[[Exception], None] | None = None,
+    already_running: bool = False,
 ) -> AttemptOutcome:
-    """Mark the task running, run the session under a heartbeated lease, and record its outcome."""
-    if not queue.mark_running(lease, run_id=run_id):
+    """Mark the task running (unless the caller did), run the session under a heartbeated lease, and record
+    its outcome and when it first called the model."""
+    if not already_running and not queue.mark_running(lease, run_id=run_id):
         raise LeaseLost(
             f"Task {lease.task_id} attempt {lease.attempt} is no longer this run's: its lease expired, or it was "
             "cancelled or superseded before the run started. Nothing was sent to the model."
@@ -136,4 +140,22 @@ def execute_attempt(
     )
     with keeper:
         result = run_session(spec, keeper.lost)
+    first_call = first_call_at(result.transcript_path)
+    if first_call is not None:
+        queue.record_first_call(lease.task_id, lease.attempt, at=first_call)
     return AttemptOutcome(result=result, task_status=record_outcome(queue, lease, result))
+
+
+def first_call_at(transcript: Path | None) -> float | None:
+    """When the session sent its first model call: the first ``request`` line of its transcript."""
+    if transcript is None:
+        return None
+    try:
+        with transcript.open() as lines:
+            for line in lines:
+                entry = json.loads(line)
+                if entry.get("kind") == "request":
+                    return float(entry["ts"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return None

@@ -25,6 +25,7 @@ from typing import Any
 from jada_pipelines.agents.queue import (
     CLAIMABLE,
     DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_RETRY_BACKOFF_S,
     LEASED,
     STATUSES,
     AttemptRecord,
@@ -34,9 +35,10 @@ from jada_pipelines.agents.queue import (
     QueueStats,
     Task,
     check_outcome,
+    new_nonce,
+    retry_backoff,
     validate_enqueue,
 )
-from jada_pipelines.agents.sqlite_queue import DEFAULT_RETRY_BACKOFF_S, retry_backoff
 from jada_pipelines.aws_clients import client, error_code
 from jada_pipelines.settings import ConfigError
 
@@ -50,6 +52,25 @@ _INDEXES = {STATUS_INDEX: ("status", "available_at"), ATTEMPT_INDEX: ("kind", "s
 _KEY_TYPES = {"id": "S", "status": "S", "available_at": "N", "kind": "S", "started_at": "N"}
 LEASE_LOST = "lease expired: the worker stopped heartbeating (crashed, paused or lost)"
 TURN_CAP_EXHAUSTED = "turn cap reached on every attempt"
+CLAIM_NEVER_STARTED = "the claim expired before its run started (not charged as an attempt)"
+# A fenced write is cancelled for one of three reasons. ConditionalCheckFailed on the task item is the fence:
+# the lease is gone. A conflict with another transaction on the same item (most often the live-session
+# counter, which every claim and finish writes) and throttling say nothing about the lease: they are retried,
+# a bounded number of times with a growing pause, so a finished session is never recorded as lost.
+RETRYABLE_CANCELLATIONS = frozenset(
+    {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded"}
+)
+RETRYABLE_ERRORS = frozenset(
+    {
+        "TransactionConflictException",
+        "TransactionInProgressException",
+        "ThrottlingException",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+    }
+)
+FENCED_WRITE_TRIES = 6
+FENCED_WRITE_PAUSE_S = 0.05
 
 _INT_FIELDS = frozenset(
     {"attempt", "max_attempts", "attempt_budget", "max_turns", "priority", "turns", "version"}
@@ -73,11 +94,15 @@ def _from_dynamo(name: str, value: Any) -> Any:
     return value
 
 
-def _new_attempt_item(task_id: str, attempt: int, now: float) -> dict:
+def _new_attempt_item(task_id: str, attempt: int, now: float, queued_at: float | None = None) -> dict:
     """An attempt record as the claim writes it: in flight (outcome "") until the attempt ends."""
     record = dict.fromkeys(_ATTEMPT_FIELDS) | {"task_id": task_id, "attempt": attempt, "outcome": ""}
-    record |= {"turns": 0, "cost_usd": 0.0, "started_at": now}
+    record |= {"turns": 0, "cost_usd": 0.0, "started_at": now, "queued_at": queued_at}
     return {"id": _attempt_key(task_id, attempt), "kind": ATTEMPT_KIND, **record}
+
+
+class QueueBusyError(RuntimeError):
+    """DynamoDB kept cancelling a fenced write for conflicts or throttling after every bounded retry."""
 
 
 class _AllSessionsBusy(Exception):
@@ -370,6 +395,7 @@ class DynamoDBTaskQueue:
             "available_at": now,
             "lease_token": None,
             "version": 0,
+            "nonce": new_nonce(),
         }
         try:
             self._call(
@@ -421,7 +447,7 @@ class DynamoDBTaskQueue:
         }
         e = _Expression()
         condition = f"{e.n('version')} = {e.v(seen['version'])} AND {e.one_of('status', CLAIMABLE)}"
-        attempt = _new_attempt_item(seen["id"], changes["attempt"], now)
+        attempt = _new_attempt_item(seen["id"], changes["attempt"], now, seen["available_at"])
         reasons = self._transact(
             self._update(seen["id"], e, f"SET {e.assign(**changes)}", condition),
             self._counter_change(+1, below=max_live),
@@ -441,14 +467,19 @@ class DynamoDBTaskQueue:
         for status in LEASED:
             for item in self._with_status(status):
                 if item["lease_expires_at"] is not None and item["lease_expires_at"] < now:
+                    never_started = item["status"] == "dispatched"  # not charged: the budget grows by one
+                    budget = item["max_attempts"] + (1 if never_started else 0)
                     self._release(
                         item,
-                        status="dead" if item["attempt"] >= item["max_attempts"] else "queued",
-                        reason=LEASE_LOST,
+                        status="dead" if item["attempt"] >= budget else "queued",
+                        reason=CLAIM_NEVER_STARTED if never_started else LEASE_LOST,
                         now=now,
+                        max_attempts=budget,
                     )
 
-    def _release(self, item: dict, *, status: str, reason: str, now: float) -> bool:
+    def _release(
+        self, item: dict, *, status: str, reason: str, now: float, max_attempts: int | None = None
+    ) -> bool:
         """Take ``item`` out of its leased status, mark its attempt lost and free its session slot.
 
         The ``version`` condition releases it only if nothing was written since it was read: a heartbeat that
@@ -464,6 +495,8 @@ class DynamoDBTaskQueue:
             "updated_at": now,
             "version": item["version"] + 1,
         }
+        if max_attempts is not None:
+            changes["max_attempts"] = max_attempts
         if status in CLAIMABLE:
             changes["available_at"] = now
         condition = f"{e.n('version')} = {e.v(item['version'])} AND {e.one_of('status', LEASED)}"
@@ -509,16 +542,78 @@ class DynamoDBTaskQueue:
         now = self._clock()
         return self._fenced_set(lease, lease_expires_at=now + lease_seconds, updated_at=now) is not None
 
+    def _fenced_transact(self, *items: dict) -> bool:
+        """Run a transaction whose first item is the fenced task write: True when written, False when the
+        fence failed (the lease is gone). Conflicts and throttling are retried; QueueBusyError when they
+        outlast FENCED_WRITE_TRIES."""
+        from botocore.exceptions import ClientError
+
+        reasons: list[str] | None = None
+        for attempt in range(FENCED_WRITE_TRIES):
+            try:
+                reasons = self._transact(*items)
+            except ClientError as exc:
+                if error_code(exc) not in RETRYABLE_ERRORS:
+                    raise
+                reasons = [error_code(exc) or ""]
+            if reasons is None:
+                return True
+            if reasons[0] == "ConditionalCheckFailed":
+                return False
+            if not RETRYABLE_CANCELLATIONS.intersection(reasons) and not RETRYABLE_ERRORS.intersection(
+                reasons
+            ):
+                raise QueueBusyError(
+                    f"DynamoDB cancelled a write to task item {items[0]['Update']['Key']} for {reasons}; "
+                    "this is not a lost lease and was not retried."
+                )
+            time.sleep(FENCED_WRITE_PAUSE_S * 2**attempt)
+        raise QueueBusyError(
+            f"DynamoDB table {self.table!r} kept cancelling a write for {reasons} after {FENCED_WRITE_TRIES} "
+            "tries: it is throttled or very busy. Raise its capacity (or use on-demand billing)."
+        )
+
     def mark_running(self, lease: Lease, *, run_id: str) -> bool:
+        """Only a ``dispatched`` task starts running: a second run holding the same lease is refused."""
+        now = self._clock()
         e = _Expression()
-        changes = e.assign(status="running", run_id=run_id, updated_at=self._clock())
+        changes = e.assign(status="running", run_id=run_id, updated_at=now)
         update = f"SET {changes} ADD {e.n('version')} {e.v(1)}"
+        fence = (
+            f"{e.n('lease_token')} = {e.v(lease.token)} AND {e.n('status')} = {e.v('dispatched')}"
+            f" AND {e.n('lease_expires_at')} >= {e.v(now)}"
+        )
         attempt = _Expression()
         record = self._update(
-            _attempt_key(lease.task_id, lease.attempt), attempt, f"SET {attempt.assign(run_id=run_id)}"
+            _attempt_key(lease.task_id, lease.attempt),
+            attempt,
+            f"SET {attempt.assign(run_id=run_id, run_started_at=now)}",
         )
         # One transaction: the attempt history names the run only if the fenced write went through.
-        return self._transact(self._update(lease.task_id, e, update, self._fence(e, lease)), record) is None
+        return self._fenced_transact(self._update(lease.task_id, e, update, fence), record)
+
+    def lease_for(self, task_id: str, attempt: int) -> Lease | None:
+        """The live lease of ``attempt`` of the task, looked up by the run worker (the token is never in run
+        config); None when that attempt no longer holds the task."""
+        item = self._get(task_id)
+        if (
+            item is None
+            or item["attempt"] != attempt
+            or item["status"] not in LEASED
+            or not item["lease_token"]
+        ):
+            return None
+        task = self._task(item)
+        return Lease(task.id, item["lease_token"], task.attempt, task.lease_expires_at or 0.0, task)
+
+    def record_first_call(self, task_id: str, attempt: int, *, at: float) -> None:
+        e = _Expression()
+        self._update_item(
+            _attempt_key(task_id, attempt),
+            e,
+            f"SET {e.assign(first_call_at=at)}",
+            f"attribute_exists({e.n('id')})",
+        )
 
     def _finish(
         self,
@@ -546,11 +641,8 @@ class DynamoDBTaskQueue:
             cost_usd=cost_usd,
             stop_reason=stop_reason,
         )
-        return (
-            self._transact(
-                self._update(lease.task_id, e, update, self._fence(e, lease)), self._counter_change(-1), close
-            )
-            is None
+        return self._fenced_transact(
+            self._update(lease.task_id, e, update, self._fence(e, lease)), self._counter_change(-1), close
         )
 
     def complete(
@@ -592,14 +684,20 @@ class DynamoDBTaskQueue:
         turns: int = 0,
         cost_usd: float = 0.0,
         outcome: str = "failed",
+        charge_attempt: bool = True,
     ) -> str | None:
         """Retryable: back to ``queued``, or ``dead`` when attempts ran out. Not retryable: ``failed``, except a
         refusal, which is a dead letter for a person to read. Only a ``transient`` failure (the API overloaded
-        or unreachable) waits out a back-off; a lost attempt is due again at once, as on SQLite."""
+        or unreachable) waits out a back-off; a lost attempt is due again at once, as on SQLite.
+        ``charge_attempt=False`` (a run that never started) queues it with one more attempt in its budget."""
         check_outcome(outcome, ("failed", "transient", "refused", "lost"))
         now = self._clock()
         due = now + retry_backoff(lease.attempt, self._retry_backoff_s) if outcome == "transient" else now
-        if retryable:
+        extra: dict = {}
+        if not charge_attempt:
+            status = "queued"
+            extra["max_attempts"] = lease.task.max_attempts + 1
+        elif retryable:
             status = "dead" if lease.attempt >= lease.task.max_attempts else "queued"
         else:
             status = "dead" if outcome == "refused" else "failed"
@@ -609,6 +707,7 @@ class DynamoDBTaskQueue:
             "turns": turns,
             "available_at": due,
             "updated_at": now,
+            **extra,
         }
         finished = self._finish(
             lease, changes, outcome=outcome, turns=turns, cost_usd=cost_usd, stop_reason=None

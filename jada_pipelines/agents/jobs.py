@@ -1,10 +1,13 @@
 """``agent_session_job``: one run is one Claude session for one claimed task attempt.
 
-The run config carries only the task id and the lease token the sensor claimed; the prompt, handoff and
-settings are read from the queue, and the API key from the environment. Reaching the turn cap is not a
-failed run: the run succeeds with outcome ``incomplete`` in its metadata, and the task waits for its next
-attempt. Runs are never retried by Dagster (``dagster/max_retries=0``): the queue owns retries and counts
-every attempt, so Dagster retries on top would run a crashed attempt twice.
+The run config carries only the task id and the attempt the sensor claimed (both safe to show in the UI);
+the run looks the lease token up in the queue, and reads the prompt, handoff and settings there and the API
+key from the environment. Only the first run of a claim may start the session: a second run of the same
+attempt (a re-execution from the UI, a launchpad copy) is refused before it touches the working directory or
+the transcript. Reaching the turn cap is not a failed run: the run succeeds with outcome ``incomplete`` in
+its metadata, and the task waits for its next attempt. Runs are never retried by Dagster
+(``dagster/max_retries=0``): the queue owns retries and counts every attempt, so Dagster retries on top
+would run a crashed attempt twice.
 """
 
 import dagster as dg
@@ -12,10 +15,12 @@ from pydantic import Field
 
 from jada_pipelines import settings
 from jada_pipelines.agents.attempt import AttemptOutcome, LeaseLost, execute_attempt
-from jada_pipelines.agents.queue import Lease
 from jada_pipelines.agents.resources import ClaudeSessionResource, TaskQueueResource
 from jada_pipelines.agents.runner import DEFAULT_SESSION_MAX_SECONDS
 from jada_pipelines.agents.sandbox import sandbox_status
+from jada_pipelines.agents.warmup import warm_anthropic_import
+
+warm_anthropic_import()  # only in a run worker: see warmup.py
 
 TASK_ID_TAG = "jada/task-id"
 # Dagster's own limit on a run (enforced by run monitoring, on in dagster.yaml): the session's wall-clock limit
@@ -33,9 +38,7 @@ SESSION_OP = "agent_session"
 
 class AgentSessionConfig(dg.Config):
     task_id: str = Field(description="The queued task this run works on.")
-    lease_token: str = Field(
-        description="The lease the sensor claimed; it fences every write this run makes."
-    )
+    attempt: int = Field(description="The attempt of the task the sensor claimed for this run.")
 
 
 def session_metadata(outcome: AttemptOutcome, *, model: str, max_turns: int, sandbox: str) -> dict:
@@ -82,6 +85,21 @@ FAILURE_TEXT = {
 }
 
 
+def refusal_text(queue, config: AgentSessionConfig) -> str:
+    task = queue.get(config.task_id)
+    if task is None:
+        return f"Task {config.task_id} is not in the queue."
+    if task.attempt == config.attempt and task.status == "running":
+        held = f"run {task.run_id} already runs it"
+    else:
+        held = f"the task is now {task.status} at attempt {task.attempt}"
+    return (
+        f"Task {config.task_id} attempt {config.attempt} is not this run's to start: {held} (its lease expired, "
+        "it finished, or it was cancelled, superseded or started by another run). Nothing was sent to the model "
+        "and its working directory and transcript were not touched."
+    )
+
+
 @dg.op(name=SESSION_OP, out=dg.Out(dg.Nothing), description="Run one Claude session for the claimed task.")
 def agent_session(
     context: dg.OpExecutionContext,
@@ -90,10 +108,10 @@ def agent_session(
     claude: ClaudeSessionResource,
 ):
     queue = task_queue.open()
-    task = queue.get(config.task_id)
-    if task is None:
-        raise dg.Failure(description=f"Task {config.task_id} is not in the queue.", allow_retries=False)
-    lease = Lease(task.id, config.lease_token, task.attempt, task.lease_expires_at or 0.0, task)
+    lease = queue.lease_for(config.task_id, config.attempt)
+    if lease is None or not queue.mark_running(lease, run_id=context.run_id):
+        raise dg.Failure(description=refusal_text(queue, config), allow_retries=False)
+    task = lease.task
     try:
         spec = claude.spec_for(task)  # reads JADA_AGENT_MODEL and JADA_AGENT_MAX_TURNS
         claude.check_ready(spec)
@@ -107,6 +125,7 @@ def agent_session(
             lease,
             spec,
             run_id=context.run_id,
+            already_running=True,
             run_session=claude.run,
             on_heartbeat_error=lambda exc: context.log.warning(
                 f"Heartbeat of task {task.id} failed: {exc!r}"

@@ -27,7 +27,8 @@ STOP_TIMEOUT_S = 30
 def prepare_home(home: Path, workdir: Path) -> Path:
     """Link dagster.yaml into ``home`` and write a workspace.yaml in ``workdir``; returns the workspace path."""
     home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").symlink_to(REPO / "dagster.yaml")
+    if not (home / "dagster.yaml").is_symlink():  # a restarted daemon reuses its home
+        (home / "dagster.yaml").symlink_to(REPO / "dagster.yaml")
     workspace = workdir / "workspace.yaml"
     workspace.write_text(
         "load_from:\n  - python_module:\n      module_name: jada_pipelines.definitions\n"

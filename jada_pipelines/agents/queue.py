@@ -6,8 +6,11 @@ Plain Python, no Dagster. Delivery is at-least-once with leases:
 - Every write after the claim names the lease token. A worker whose lease expired or was taken over gets
   ``False``/``None`` back and must stop its session: that is what keeps a paused "zombie" worker and its
   replacement from both running the same task.
-- The attempt number only ever grows. It is part of the Dagster run key (``task:<id>:attempt:<n>``), and a
-  reused run key would make the sensor skip the run.
+- The attempt number only ever grows. It is part of the Dagster run key (``task:<id>:<nonce>:attempt:<n>``),
+  and a reused run key would make the sensor skip the run; the nonce is drawn at each enqueue, so a queue that
+  was reset or moved to another backend cannot reuse a key either.
+- A claim whose run never started (it waited in Dagster's run queue, or never got a run) is not charged: its
+  attempt number still moves on, but the task gets one more attempt in its budget.
 
 Statuses (``STATUSES``):
 - ``queued``: waiting for a claim (maybe not before ``available_at``, after a back-off).
@@ -72,6 +75,11 @@ class Task:
     updated_at: float
     available_at: float
     lease_expires_at: float | None
+    nonce: str | None = None  # drawn at enqueue; part of the run key (None: enqueued before nonces existed)
+
+    @property
+    def run_key_nonce(self) -> str:
+        return self.nonce or f"{self.created_at:.0f}"
 
 
 @dataclass(frozen=True)
@@ -106,8 +114,13 @@ class AttemptRecord:
     turns: int
     cost_usd: float
     stop_reason: str | None
-    started_at: float
+    started_at: float  # the claim
     ended_at: float | None
+    # Dispatch latency: when the task became due (enqueued, or re-queued), when its run's session started
+    # (``mark_running``), and when the session sent its first model call. None when not (yet) known.
+    queued_at: float | None = None
+    run_started_at: float | None = None
+    first_call_at: float | None = None
 
 
 class TaskQueue(Protocol):
@@ -129,7 +142,11 @@ class TaskQueue(Protocol):
 
     def heartbeat(self, lease: Lease, *, lease_seconds: float) -> bool: ...  # False: lease lost
 
-    def mark_running(self, lease: Lease, *, run_id: str) -> bool: ...
+    def mark_running(self, lease: Lease, *, run_id: str) -> bool: ...  # only from dispatched
+
+    def lease_for(self, task_id: str, attempt: int) -> Lease | None: ...  # the live lease of that attempt
+
+    def record_first_call(self, task_id: str, attempt: int, *, at: float) -> None: ...
 
     def complete(
         self,
@@ -152,6 +169,7 @@ class TaskQueue(Protocol):
         turns: int = 0,
         cost_usd: float = 0.0,
         outcome: str = "failed",
+        charge_attempt: bool = True,
     ) -> str | None: ...  # the new status ("queued"/"dead"/"failed"), or None when fenced out
 
     def requeue(self, task_id: str, *, reset_attempts: bool = False) -> bool: ...
@@ -230,6 +248,21 @@ def validate_enqueue(
         return resolve_workdir(workdir)
     except settings.ConfigError as exc:
         raise QueueError(str(exc)) from None
+
+
+DEFAULT_RETRY_BACKOFF_S = 60.0
+MAX_RETRY_BACKOFF_S = 3600.0
+
+
+def retry_backoff(attempt: int, base: float) -> float:
+    """Exponential back-off after a transient failure: base, 2·base, 4·base…, capped at an hour."""
+    return min(base * 2 ** max(attempt - 1, 0), MAX_RETRY_BACKOFF_S)
+
+
+def new_nonce() -> str:
+    import secrets
+
+    return secrets.token_hex(4)
 
 
 def check_outcome(outcome: str, allowed: tuple[str, ...]) -> None:

@@ -4,6 +4,8 @@ The cap of 5 sessions holds in two places: the queue's claim counts live leases 
 dagster.yaml limits runs tagged ``jada/agent-session`` to 5 (so runs launched from the UI count too).
 """
 
+import time
+
 import dagster as dg
 
 from jada_pipelines import settings
@@ -14,32 +16,46 @@ from jada_pipelines.agents.jobs import (
     agent_session_job,
     max_runtime_tag,
 )
-from jada_pipelines.agents.queue import LEASED, Lease, QueueStats, TaskQueue
+from jada_pipelines.agents.queue import LEASED, Lease, QueueStats, Task, TaskQueue
 from jada_pipelines.agents.resources import TaskQueueResource
 from jada_pipelines.agents.runner import require_api_credentials, session_max_seconds
 from jada_pipelines.agents.sandbox import sandbox_status
 
-# The claim's lease covers the wait in Dagster's run queue and the run worker's start; the run then
-# heartbeats a shorter session lease. A claim whose run never starts comes back after this long.
+# The claim's lease covers the run worker's start; the run then heartbeats a shorter session lease. While the
+# run waits in Dagster's run queue, reconcile extends the claim, so a long wait never costs an attempt.
 DISPATCH_LEASE_SECONDS = 900.0
 SENSOR_WORKER = "agent_task_sensor"
+# Tells a re-enqueued task's runs (after a queue reset, or a move to another backend) from the old ones.
+NONCE_TAG = "jada/enqueue-nonce"
 # Runs in these states will never record an outcome for their attempt.
 ENDED_RUN_STATUSES = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED, dg.DagsterRunStatus.SUCCESS)
-
-
-def sensor_interval_seconds() -> int:
-    # Read when definitions load (a sensor's interval is part of its definition); only tests lower it.
-    return settings.env_int("JADA_AGENT_SENSOR_INTERVAL_SECONDS", 30)
+# Runs that have not reached their session yet: the claim must outlive the wait.
+WAITING_RUN_STATUSES = (
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+)
+# Tagged runs that hold, or will hold, one of Dagster's 5 session slots.
+SLOT_HOLDING_STATUSES = [
+    *WAITING_RUN_STATUSES,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
 
 
 def run_request_for(lease: Lease, *, max_runtime: str | None = None) -> dg.RunRequest:
+    task = lease.task
     return dg.RunRequest(
-        # The attempt is in the key: a re-queued task must get a new run, a repeated tick must not.
-        run_key=f"task:{lease.task_id}:attempt:{lease.attempt}",
-        run_config={"ops": {SESSION_OP: {"config": {"task_id": lease.task_id, "lease_token": lease.token}}}},
+        # The attempt is in the key, so a re-queued task gets a new run and a repeated tick does not; the
+        # enqueue nonce keeps a reset queue's task:<id>:attempt:1 from matching a key the sensor already used.
+        run_key=f"task:{lease.task_id}:{task.run_key_nonce}:attempt:{lease.attempt}",
+        # The task id and attempt, not the lease token: run config is readable in the UI, and a copy of it
+        # must not let a second run act for the lease. The worker looks the token up in the queue.
+        run_config={"ops": {SESSION_OP: {"config": {"task_id": lease.task_id, "attempt": lease.attempt}}}},
         tags={
             TASK_ID_TAG: lease.task_id,
             ATTEMPT_TAG: str(lease.attempt),
+            NONCE_TAG: task.run_key_nonce,
             **({"dagster/max_runtime": max_runtime} if max_runtime else {}),
         },
     )
@@ -56,37 +72,68 @@ def why_no_session_can_run() -> str | None:
     return sandbox_status().problem
 
 
-def _run_for(instance: dg.DagsterInstance, task_id: str, attempt: int):
-    runs = instance.get_runs(
-        filters=dg.RunsFilter(
-            job_name=agent_session_job.name, tags={TASK_ID_TAG: task_id, ATTEMPT_TAG: str(attempt)}
-        ),
-        limit=1,
+def _run_records_for(instance: dg.DagsterInstance, task: Task) -> list:
+    """The runs of this task attempt; once the session started, only the run that owns it."""
+    if task.status == "running" and task.run_id:
+        record = instance.get_run_record_by_id(task.run_id)
+        return [record] if record is not None else []
+    tags = {TASK_ID_TAG: task.id, ATTEMPT_TAG: str(task.attempt), NONCE_TAG: task.run_key_nonce}
+    return list(
+        instance.get_run_records(filters=dg.RunsFilter(job_name=agent_session_job.name, tags=tags), limit=10)
     )
-    return runs[0] if runs else None
 
 
-def reconcile(queue: TaskQueue, instance: dg.DagsterInstance) -> list[str]:
+def reconcile(queue: TaskQueue, instance: dg.DagsterInstance, *, now: float | None = None) -> list[str]:
     """Tasks whose run ended (failed, cancelled, or crashed out) while still holding their lease go back to the
-    queue with the next attempt, or to dead letters. Returns one line per task moved."""
+    queue with the next attempt, or to dead letters; a run that never started is not charged the attempt.
+    Claims whose run still waits in Dagster's run queue get their lease extended. Returns one line per task
+    moved."""
+    now = time.time() if now is None else now
     moved = []
     for status in LEASED:
         for task in queue.list(status=status, limit=1000):
-            run = _run_for(instance, task.id, task.attempt)
-            if run is None or run.status not in ENDED_RUN_STATUSES:
-                continue  # not launched yet, or still going; an orphaned claim comes back when its lease expires
-            token = run.run_config["ops"][SESSION_OP]["config"]["lease_token"]
-            lease = Lease(task.id, token, task.attempt, task.lease_expires_at or 0.0, task)
+            records = _run_records_for(instance, task)
+            if not records:
+                continue  # not launched yet; an orphaned claim comes back, uncharged, when its lease expires
+            statuses = [record.dagster_run.status for record in records]
+            if task.status == "dispatched" and any(s in WAITING_RUN_STATUSES for s in statuses):
+                lease = queue.lease_for(task.id, task.attempt)
+                if lease is not None and lease.expires_at - now < DISPATCH_LEASE_SECONDS / 2:
+                    queue.heartbeat(lease, lease_seconds=DISPATCH_LEASE_SECONDS)
+                continue
+            if not all(s in ENDED_RUN_STATUSES for s in statuses):
+                continue  # still going
+            lease = queue.lease_for(task.id, task.attempt)
+            if lease is None:
+                continue  # the session recorded its outcome between the two reads
+            started = any(record.start_time is not None for record in records)
+            run = records[0].dagster_run
             error = f"run {run.run_id} ended {run.status.value} before the session recorded an outcome"
-            new_status = queue.fail(lease, error=error, retryable=True, outcome="lost")
+            if not started:
+                error += " (it never started, so the attempt is not charged)"
+            new_status = queue.fail(
+                lease, error=error, retryable=True, outcome="lost", charge_attempt=started
+            )
             if new_status is not None:
                 moved.append(f"{task.id} attempt {task.attempt} → {new_status}")
     return moved
 
 
-def claim_for_free_slots(queue: TaskQueue, max_live: int = settings.MAX_CONCURRENT_SESSIONS) -> list[Lease]:
+def dagster_room(instance: dg.DagsterInstance, limit: int = settings.MAX_CONCURRENT_SESSIONS) -> int:
+    """Session slots Dagster's tag limit still has free: a run cancelled while its command hangs, or a run
+    whose worker died, holds its slot in Dagster after the queue let go of its lease."""
+    taken = instance.get_runs_count(
+        filters=dg.RunsFilter(tags={settings.AGENT_SESSION_TAG: "1"}, statuses=SLOT_HOLDING_STATUSES)
+    )
+    return max(limit - taken, 0)
+
+
+def claim_for_free_slots(
+    queue: TaskQueue, max_live: int = settings.MAX_CONCURRENT_SESSIONS, *, room: int | None = None
+) -> list[Lease]:
+    """Claim up to ``room`` tasks (the free slots in Dagster), never more than ``max_live`` leases at once."""
     leases = []
-    while len(leases) < max_live:
+    while len(leases) < (max_live if room is None else min(room, max_live)):
         lease = queue.claim(worker=SENSOR_WORKER, lease_seconds=DISPATCH_LEASE_SECONDS, max_live=max_live)
         if lease is None:
             break
@@ -94,9 +141,15 @@ def claim_for_free_slots(queue: TaskQueue, max_live: int = settings.MAX_CONCURRE
     return leases
 
 
-def idle_reason(stats: QueueStats, moved: list[str]) -> str:
+def idle_reason(stats: QueueStats, moved: list[str], room: int = settings.MAX_CONCURRENT_SESSIONS) -> str:
     waiting = stats.depth_by_status["queued"] + stats.depth_by_status["incomplete"]
-    if stats.live_sessions >= settings.MAX_CONCURRENT_SESSIONS:
+    if room <= 0 and stats.live_sessions < settings.MAX_CONCURRENT_SESSIONS:
+        reason = (
+            f"Dagster's limit of {settings.MAX_CONCURRENT_SESSIONS} jada/agent-session runs is full, although "
+            f"the queue holds only {stats.live_sessions} leases (runs cancelled or lost but not ended yet); "
+            f"{waiting} tasks wait."
+        )
+    elif stats.live_sessions >= settings.MAX_CONCURRENT_SESSIONS:
         reason = f"All {settings.MAX_CONCURRENT_SESSIONS} session slots are busy; {waiting} tasks wait for a free slot."
     elif waiting:
         reason = f"{waiting} tasks are waiting, but none is due yet (they are backing off after a transient error)."
@@ -109,9 +162,9 @@ def idle_reason(stats: QueueStats, moved: list[str]) -> str:
 # the Definitions' resources, which logs a BetaWarning on every load of the code location.
 @dg.sensor(
     job_name=agent_session_job.name,
-    minimum_interval_seconds=sensor_interval_seconds(),
+    minimum_interval_seconds=settings.agent_sensor_interval_seconds(),
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Every 30 s (JADA_AGENT_SENSOR_INTERVAL_SECONDS): claims queued tasks and starts one "
+    description="Every 5 s (JADA_AGENT_SENSOR_INTERVAL_SECONDS): claims queued tasks and starts one "
     "agent_session_job run per task, never more than 5 sessions at once; claims nothing while "
     "ANTHROPIC_API_KEY is missing or the sandbox is unusable.",
 )
@@ -123,8 +176,9 @@ def agent_task_sensor(context: dg.SensorEvaluationContext, task_queue: TaskQueue
     blocked = why_no_session_can_run()
     if blocked:
         return dg.SkipReason(f"No task was claimed: {blocked}")
-    leases = claim_for_free_slots(queue)
+    room = dagster_room(context.instance)
+    leases = claim_for_free_slots(queue, room=room)
     if not leases:
-        return dg.SkipReason(idle_reason(queue.stats(), moved))
+        return dg.SkipReason(idle_reason(queue.stats(), moved, room))
     max_runtime = max_runtime_tag(session_max_seconds())
     return dg.SensorResult(run_requests=[run_request_for(lease, max_runtime=max_runtime) for lease in leases])

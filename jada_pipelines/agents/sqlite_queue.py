@@ -24,6 +24,7 @@ from pathlib import Path
 from jada_pipelines.agents.queue import (
     CLAIMABLE,
     DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_RETRY_BACKOFF_S,
     LEASED,
     STATUSES,
     AttemptRecord,
@@ -33,14 +34,14 @@ from jada_pipelines.agents.queue import (
     QueueStats,
     Task,
     check_outcome,
+    new_nonce,
+    retry_backoff,
     validate_enqueue,
 )
 
 # RETURNING arrived in SQLite 3.35.
 MIN_SQLITE = (3, 35, 0)
 BUSY_TIMEOUT_MS = 30_000
-DEFAULT_RETRY_BACKOFF_S = 60.0
-MAX_RETRY_BACKOFF_S = 3600.0
 
 # A tuple's repr is a valid SQL list of string literals.
 _LEASED_SQL = f"status IN {LEASED!r}"
@@ -70,7 +71,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     available_at REAL NOT NULL,
     lease_token TEXT,
     lease_owner TEXT,
-    lease_expires_at REAL
+    lease_expires_at REAL,
+    nonce TEXT
 );
 -- The claim reads this index in its ORDER BY order and stops at the first due task, however long the backlog.
 CREATE INDEX IF NOT EXISTS tasks_claimable ON tasks (priority DESC, available_at, created_at) WHERE {_CLAIMABLE_SQL};
@@ -86,6 +88,9 @@ CREATE TABLE IF NOT EXISTS attempts (
     stop_reason TEXT,
     started_at REAL NOT NULL,
     ended_at REAL,
+    queued_at REAL,
+    run_started_at REAL,
+    first_call_at REAL,
     PRIMARY KEY (task_id, attempt)
 );
 CREATE INDEX IF NOT EXISTS attempts_started ON attempts (started_at);
@@ -93,19 +98,21 @@ CREATE INDEX IF NOT EXISTS attempts_started ON attempts (started_at);
 
 _TASK_COLUMNS = (
     "id, prompt, status, attempt, max_attempts, max_turns, priority, workdir, handoff, last_error, turns, "
-    "cost_usd, summary, source, run_id, created_at, updated_at, available_at, lease_expires_at"
+    "cost_usd, summary, source, run_id, created_at, updated_at, available_at, lease_expires_at, nonce"
 )
+# Columns added after the first release: a queue file created before them gets them in init().
+_ADDED_COLUMNS = {
+    "tasks": {"nonce": "TEXT"},
+    "attempts": {"queued_at": "REAL", "run_started_at": "REAL", "first_call_at": "REAL"},
+}
+# A claim that never reached its session (never marked running) is not charged: its budget grows by one.
+_UNCHARGED_BUDGET = "max_attempts + CASE WHEN status = 'dispatched' THEN 1 ELSE 0 END"
 
 
 def _task(row: sqlite3.Row) -> Task:
     values = dict(row)
     values["handoff"] = json.loads(values["handoff"]) if values["handoff"] else None
     return Task(**{name: values[name] for name in Task.__dataclass_fields__})
-
-
-def retry_backoff(attempt: int, base: float) -> float:
-    """Exponential back-off after a transient failure: base, 2·base, 4·base…, capped at an hour."""
-    return min(base * 2 ** max(attempt - 1, 0), MAX_RETRY_BACKOFF_S)
 
 
 class SQLiteTaskQueue:
@@ -176,6 +183,12 @@ class SQLiteTaskQueue:
         with self._reading() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(SCHEMA)
+            for table, columns in _ADDED_COLUMNS.items():
+                present = {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}
+                for name, kind in columns.items():
+                    if name not in present:
+                        conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+            conn.execute("UPDATE tasks SET nonce = lower(hex(randomblob(4))) WHERE nonce IS NULL")
 
     # -- producer side --------------------------------------------------------------------------------------
 
@@ -195,8 +208,8 @@ class SQLiteTaskQueue:
         with self._transaction() as conn:
             row = conn.execute(
                 "INSERT INTO tasks (id, prompt, status, max_attempts, attempt_budget, max_turns, priority, workdir,"
-                " source, created_at, updated_at, available_at)"
-                " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " source, created_at, updated_at, available_at, nonce)"
+                " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 f" ON CONFLICT (id) DO NOTHING RETURNING {_TASK_COLUMNS}",
                 (
                     task_id,
@@ -210,6 +223,7 @@ class SQLiteTaskQueue:
                     now,
                     now,
                     now,
+                    new_nonce(),
                 ),
             ).fetchone()
             if row is not None:
@@ -248,19 +262,24 @@ class SQLiteTaskQueue:
             return None
         task = _task(row)
         conn.execute(
-            "INSERT INTO attempts (task_id, attempt, started_at) VALUES (?, ?, ?)"
-            " ON CONFLICT (task_id, attempt) DO UPDATE SET started_at = excluded.started_at",
-            (task.id, task.attempt, now),
+            "INSERT INTO attempts (task_id, attempt, started_at, queued_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (task_id, attempt) DO UPDATE SET started_at = excluded.started_at,"
+            " queued_at = excluded.queued_at",
+            (task.id, task.attempt, now, task.available_at),
         )
         return Lease(
             task_id=task.id, token=token, attempt=task.attempt, expires_at=now + lease_seconds, task=task
         )
 
     def _reap_expired(self, conn: sqlite3.Connection, now: float) -> None:
-        """Leases that ran out (a crashed or paused worker) go back to the queue, or to dead letters."""
+        """Leases that ran out (a crashed or paused worker) go back to the queue, or to dead letters. A claim
+        that never reached its session (still ``dispatched``) is not charged the attempt."""
         expired = conn.execute(
-            f"UPDATE tasks SET status = CASE WHEN attempt >= max_attempts THEN 'dead' ELSE 'queued' END,"
-            " last_error = 'lease expired: the worker stopped heartbeating (crashed, paused or lost)',"
+            f"UPDATE tasks SET status = CASE WHEN attempt >= {_UNCHARGED_BUDGET} THEN 'dead' ELSE 'queued' END,"
+            f" max_attempts = {_UNCHARGED_BUDGET},"
+            " last_error = CASE WHEN status = 'dispatched'"
+            "  THEN 'the claim expired before its run started (not charged as an attempt)'"
+            "  ELSE 'lease expired: the worker stopped heartbeating (crashed, paused or lost)' END,"
             " lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL, available_at = ?, updated_at = ?"
             f" WHERE {_LEASED_SQL} AND lease_expires_at < ? RETURNING id, attempt",
             (now, now, now),
@@ -290,14 +309,41 @@ class SQLiteTaskQueue:
         return task is not None
 
     def mark_running(self, lease: Lease, *, run_id: str) -> bool:
+        """Only a ``dispatched`` task starts running: a second run holding the same lease (a re-execution
+        from the UI, a launchpad copy of the config) finds it ``running`` or finished and is refused."""
         now = self._clock()
         with self._transaction() as conn:
-            task = self._fenced_update(
-                conn, lease, "status = 'running', run_id = ?, updated_at = ?", (run_id, now)
+            row = conn.execute(
+                "UPDATE tasks SET status = 'running', run_id = ?, updated_at = ?"
+                " WHERE id = ? AND lease_token = ? AND status = 'dispatched' AND lease_expires_at >= ?"
+                " RETURNING id",
+                (run_id, now, lease.task_id, lease.token, now),
+            ).fetchone()
+            if row is not None:
+                self._update_attempt(conn, lease, "run_id = ?, run_started_at = ?", (run_id, now))
+        return row is not None
+
+    def lease_for(self, task_id: str, attempt: int) -> Lease | None:
+        """The live lease of ``attempt`` of the task, looked up by the run worker (the token is never in run
+        config); None when that attempt no longer holds the task."""
+        with self._reading() as conn:
+            row = conn.execute(
+                f"SELECT {_TASK_COLUMNS}, lease_token FROM tasks WHERE id = ? AND attempt = ? AND {_LEASED_SQL}"
+                " AND lease_token IS NOT NULL",
+                (task_id, attempt),
+            ).fetchone()
+        if row is None:
+            return None
+        task = _task(row)
+        return Lease(task.id, row["lease_token"], task.attempt, task.lease_expires_at or 0.0, task)
+
+    def record_first_call(self, task_id: str, attempt: int, *, at: float) -> None:
+        """When the attempt's session sent its first model call (a measurement, so not fenced)."""
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE attempts SET first_call_at = ? WHERE task_id = ? AND attempt = ?",
+                (at, task_id, attempt),
             )
-            if task is not None:
-                self._update_attempt(conn, lease, "run_id = ?", (run_id,))
-        return task is not None
 
     def _update_attempt(
         self, conn: sqlite3.Connection, lease: Lease, assignments: str, params: tuple
@@ -376,14 +422,19 @@ class SQLiteTaskQueue:
         turns: int = 0,
         cost_usd: float = 0.0,
         outcome: str = "failed",
+        charge_attempt: bool = True,
     ) -> str | None:
         """Retryable: back to ``queued``, or ``dead`` when attempts ran out. Not retryable: ``failed``, except a
         refusal, which is a dead letter for a person to read. Only a ``transient`` failure (the API overloaded
-        or unreachable) waits out a back-off; a lost attempt is due again at once."""
+        or unreachable) waits out a back-off; a lost attempt is due again at once. ``charge_attempt=False``
+        (a run that never started) gives the attempt back: the task is queued with one more in its budget."""
         check_outcome(outcome, ("failed", "transient", "refused", "lost"))
         now = self._clock()
         due = now + retry_backoff(lease.attempt, self._retry_backoff_s) if outcome == "transient" else now
-        if retryable:
+        budget = "max_attempts" if charge_attempt else "max_attempts + 1"
+        if not charge_attempt:
+            status = "'queued'"
+        elif retryable:
             status = "CASE WHEN attempt >= max_attempts THEN 'dead' ELSE 'queued' END"
         else:
             status = "'dead'" if outcome == "refused" else "'failed'"
@@ -391,7 +442,7 @@ class SQLiteTaskQueue:
             task = self._fenced_update(
                 conn,
                 lease,
-                f"status = {status}, last_error = ?, turns = ?, cost_usd = cost_usd + ?,"
+                f"status = {status}, max_attempts = {budget}, last_error = ?, turns = ?, cost_usd = cost_usd + ?,"
                 " lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL, available_at = ?, updated_at = ?",
                 (error, turns, cost_usd, due, now),
             )

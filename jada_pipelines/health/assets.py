@@ -32,23 +32,28 @@ def agent_task_queue(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     Each materialization records the queue's figures as metadata (plotted in the UI over time) and grades
     them in its checks; the alert sensor posts any check that fails.
     """
+    from jada_pipelines.agents.dispatch import dispatch_latencies, latency_metadata
     from jada_pipelines.agents.queue import open_queue
     from jada_pipelines.agents.sandbox import sandbox_status
-    from jada_pipelines.health import dispatch
-    from jada_pipelines.health.audit import daemon_heartbeats
+    from jada_pipelines.health import sessions_starting
+    from jada_pipelines.health.audit import daemon_finding, daemon_heartbeats
 
     now = time.time()
     thresholds = grading.Thresholds.from_env()
     queue = open_queue()
     stats = queue.stats(now=now)
+    attempts = queue.attempts(since=now - DAY_SECONDS)
     heartbeats = daemon_heartbeats(context.instance)
-    stale = dispatch.stale_daemons(heartbeats, now=now, thresholds=thresholds)
+    stale = sessions_starting.stale_daemons(heartbeats, now=now, thresholds=thresholds)
     findings = [
         grading.grade_backlog(stats, thresholds),
         grading.grade_dead_letters(stats),
-        grading.grade_turn_cap(queue.attempts(since=now - DAY_SECONDS), thresholds),
-        grading.grade_daemon(heartbeats, now=now, thresholds=thresholds),
-        dispatch.grade(dispatch.gather(queue, context.instance, now=now, stale_daemons=stale), thresholds),
+        grading.grade_turn_cap(attempts, thresholds),
+        # The heartbeats, and any run "started" whose worker is gone.
+        daemon_finding(context.instance, now, thresholds),
+        sessions_starting.grade(
+            sessions_starting.gather(queue, context.instance, now=now, stale_daemons=stale), thresholds
+        ),
         grading.grade_sandbox(sandbox_status()),
     ]
     return dg.MaterializeResult(
@@ -57,6 +62,8 @@ def agent_task_queue(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
             "oldest_queued_minutes": round((stats.oldest_queued_age_s or 0.0) / 60, 1),
             "dead_letters": stats.dead_letters,
             "live_sessions": stats.live_sessions,
+            # Median and p95 over 24 h of enqueue→claim, claim→run start and run start→first model call.
+            **latency_metadata(dispatch_latencies(attempts)),
         },
         check_results=[_check_result(finding) for finding in findings],
     )

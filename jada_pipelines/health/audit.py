@@ -49,15 +49,14 @@ def build_audit(instance: dg.DagsterInstance, *, now: float) -> dict:
     thresholds = grading.Thresholds.from_env()
     builders: dict[str, Callable[[], Section]] = {
         "instance": lambda: _instance_section(instance),
-        "daemons": lambda: _finding_section(
-            grading.grade_daemon(daemon_heartbeats(instance), now=now, thresholds=thresholds)
-        ),
+        "daemons": lambda: _finding_section(daemon_finding(instance, now, thresholds)),
         "runs_24h": lambda: _runs_section(instance, now),
         "recent_failures": lambda: _failures_section(instance, now),
         "automation": lambda: _automation_section(instance),
         "queue": lambda: _queue_section(now, thresholds),
         "dispatch": lambda: _dispatch_section(instance, now, thresholds),
         "sessions": lambda: _sessions_section(now, thresholds),
+        "dispatch_24h": lambda: _dispatch_latency_section(now),
         "cost_24h": lambda: _cost_section(now),
         "sandbox": lambda: _finding_section(grading.grade_sandbox(sandbox_status())),
         "google_token": _google_section,
@@ -71,6 +70,13 @@ def build_audit(instance: dg.DagsterInstance, *, now: float) -> dict:
             name: {"severity": s.severity, "summary": s.summary, **s.details} for name, s in sections.items()
         },
     }
+
+
+def daemon_finding(instance: dg.DagsterInstance, now: float, thresholds: grading.Thresholds):
+    from jada_pipelines.agents.run_workers import started_run_workers, with_lost_workers
+
+    finding = grading.grade_daemon(daemon_heartbeats(instance), now=now, thresholds=thresholds)
+    return with_lost_workers(finding, started_run_workers(instance))
 
 
 def _guarded(build: Callable[[], Section]) -> Section:
@@ -196,11 +202,13 @@ def _automation_section(instance: dg.DagsterInstance) -> Section:
 
 def _dispatch_section(instance: dg.DagsterInstance, now: float, thresholds: grading.Thresholds) -> Section:
     from jada_pipelines.agents.queue import open_queue
-    from jada_pipelines.health import dispatch
+    from jada_pipelines.health import sessions_starting
 
-    stale = dispatch.stale_daemons(daemon_heartbeats(instance), now=now, thresholds=thresholds)
+    stale = sessions_starting.stale_daemons(daemon_heartbeats(instance), now=now, thresholds=thresholds)
     return _finding_section(
-        dispatch.grade(dispatch.gather(open_queue(), instance, now=now, stale_daemons=stale), thresholds)
+        sessions_starting.grade(
+            sessions_starting.gather(open_queue(), instance, now=now, stale_daemons=stale), thresholds
+        )
     )
 
 
@@ -217,6 +225,13 @@ def _sessions_section(now: float, thresholds: grading.Thresholds) -> Section:
     return Section(
         turn_cap.severity, turn_cap.description, {"by_outcome": dict(outcomes), **turn_cap.metadata}
     )
+
+
+def _dispatch_latency_section(now: float) -> Section:
+    from jada_pipelines.agents.dispatch import describe_latencies, dispatch_latencies
+
+    latencies = dispatch_latencies(_attempts_24h(now))
+    return Section("OK", describe_latencies(latencies), {"latencies": latencies})
 
 
 def _cost_section(now: float) -> Section:

@@ -28,7 +28,7 @@ from dagster._daemon.types import DaemonHeartbeat
 
 from jada_pipelines.agents.jobs import ATTEMPT_TAG, TASK_ID_TAG
 from jada_pipelines.agents.queue import open_queue
-from jada_pipelines.health import dispatch, grading
+from jada_pipelines.health import grading, sessions_starting
 from jada_pipelines.health.assets import agent_task_queue
 from jada_pipelines.settings import AGENT_SESSION_TAG
 
@@ -71,10 +71,12 @@ def stop(instance, name: str, kind: InstigatorType) -> None:
 
 
 def graded(queue, instance, now: float) -> grading.Finding:
-    stale = dispatch.stale_daemons(
+    stale = sessions_starting.stale_daemons(
         {n: (b.timestamp if b else None) for n, b in _beats(instance).items()}, now=now, thresholds=DEFAULTS
     )
-    return dispatch.grade(dispatch.gather(queue, instance, now=now, stale_daemons=stale), DEFAULTS)
+    return sessions_starting.grade(
+        sessions_starting.gather(queue, instance, now=now, stale_daemons=stale), DEFAULTS
+    )
 
 
 def _beats(instance):
@@ -149,7 +151,9 @@ def test_the_thresholds_come_from_the_environment(queue, instance, monkeypatch):
     beat(instance, due)
     thresholds = grading.Thresholds.from_env()
 
-    finding = dispatch.grade(dispatch.gather(queue, instance, now=due + 31, stale_daemons=[]), thresholds)
+    finding = sessions_starting.grade(
+        sessions_starting.gather(queue, instance, now=due + 31, stale_daemons=[]), thresholds
+    )
 
     assert finding.severity == "ERROR" and "(limit 30 s)" in finding.description
 

@@ -1,0 +1,43 @@
+"""Every session records enqueue→claim, claim→run start and run start→first model call; `jada health` and the
+agent_task_queue asset show their median and p95 over the last 24 h."""
+
+from __future__ import annotations
+
+import time
+
+import dagster as dg
+
+from jada_pipelines.agents.dispatch import dispatch_latencies, percentile
+from jada_pipelines.agents.queue import AttemptRecord, open_queue
+from jada_pipelines.health.assets import agent_task_queue
+from jada_pipelines.health.audit import build_audit
+
+
+def record(queued, claimed, started, first_call) -> AttemptRecord:
+    return AttemptRecord("t", 1, None, "done", 1, 0.0, None, claimed, None, queued, started, first_call)
+
+
+def test_the_three_spans_get_a_median_and_a_nearest_rank_p95():
+    attempts = [record(0, i, i + 2, i + 2.5) for i in range(1, 21)]
+    attempts.append(record(0, 1, None, None))  # claimed, run not started yet: counted in the first span only
+    latencies = dispatch_latencies(attempts)
+    assert latencies["enqueue_to_claim"] == {"count": 21, "median_s": 10, "p95_s": 19}
+    assert latencies["claim_to_run_start"] == {"count": 20, "median_s": 2, "p95_s": 2}
+    assert latencies["run_start_to_first_call"]["median_s"] == 0.5
+    assert percentile([3.0], 0.95) == 3.0
+
+
+def test_health_and_the_queue_asset_show_the_latencies_of_real_attempts():
+    queue = open_queue()
+    queue.enqueue("t1", "x")
+    lease = queue.claim(worker="w", lease_seconds=60)
+    queue.mark_running(lease, run_id="r1")
+    queue.record_first_call("t1", 1, at=time.time() + 1.5)
+    with dg.instance_for_test() as instance:
+        section = build_audit(instance, now=time.time())["sections"]["dispatch_24h"]
+        result = dg.materialize([agent_task_queue], instance=instance)
+    assert section["latencies"]["run_start_to_first_call"]["count"] == 1
+    assert "run start to first call median 1.5" in section["summary"]
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    assert 1.4 < metadata["run_start_to_first_call_median_s"].value < 1.6
+    assert "claim_to_run_start_p95_s" in metadata and "enqueue_to_claim_median_s" in metadata
