@@ -9,6 +9,15 @@ header, ``usage`` in every reply, and errors as ``{"type": "error", "error": {"t
 ``invalid_request_error`` when a ``tool_use`` is not answered by a ``tool_result`` with its id in the next
 message, so every emulator-backed test also checks that tool results go back with matching ids.
 
+A request with ``"stream": true`` (the Claude Code CLI sends only those) gets the same reply as server-sent
+events, in the order and shapes of https://docs.anthropic.com/en/api/messages-streaming ("Messages
+streaming"): ``message_start`` (the message with empty ``content``, input-side usage and ``output_tokens``
+1), a ``ping``, then per content block ``content_block_start`` (text ``""`` / tool_use with ``input: {}``),
+``content_block_delta`` events (``text_delta`` / ``input_json_delta`` with ``partial_json`` pieces) and
+``content_block_stop``, then ``message_delta`` (``stop_reason``, ``stop_sequence`` and the cumulative
+``usage``) and ``message_stop``. Errors are answered before the stream starts, with the status and JSON body
+of a non-streaming error, as the API does for errors it detects up front.
+
 Tests script the replies in order (``emulator.script(tool_use(...), end_turn("done"))``). With nothing
 scripted it plays a small demo agent chosen by a marker in the task's first user message:
 - ``[demo:turn-cap]``: always asks to run a harmless ``echo``, so the session reaches its turn cap;
@@ -274,7 +283,29 @@ class AnthropicEmulator(LocalServer):
                     reply, request_id = emulator._answer(path, headers, body)
                 if emulator.delay_s:
                     time.sleep(emulator.delay_s)
-                self._send(reply, request_id, (body or {}).get("model", "claude-emulated"))
+                model = (body or {}).get("model", "claude-emulated")
+                if reply.status < 400 and (body or {}).get("stream") is True:
+                    self._stream(reply, request_id, model)
+                else:
+                    self._send(reply, request_id, model)
+
+            def _stream(self, reply: Reply, request_id: str, model: str) -> None:
+                # No content-length: the events are written as they are made and the connection then closes,
+                # which ends the body for an HTTP/1.0 server (BaseHTTPRequestHandler's default).
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.send_header("cache-control", "no-cache")
+                self.send_header("request-id", request_id)
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.close_connection = True
+                try:
+                    for event in stream_events(reply, model):
+                        self.wfile.write(_sse(event))
+                        self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):  # the client went away mid-stream
+                    return
 
             def _send(self, reply: Reply, request_id: str, model: str) -> None:
                 payload = (
@@ -312,6 +343,60 @@ def _message_body(reply: Reply, model: str) -> dict:
         "stop_sequence": None,
         "usage": reply.usage,
     }
+
+
+def stream_events(reply: Reply, model: str) -> list[dict]:
+    """The reply as the documented event sequence (see the module docstring); each dict is one event's data."""
+    message = _message_body(reply, model)
+    usage = dict(reply.usage)
+    start_usage = {**usage, "output_tokens": 1}
+    events: list[dict] = [
+        {
+            "type": "message_start",
+            "message": {**message, "content": [], "stop_reason": None, "usage": start_usage},
+        },
+        {"type": "ping"},
+    ]
+    for index, block in enumerate(reply.content):
+        if block["type"] == "text":
+            events.append(
+                {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}
+            )
+            text = block["text"]
+            pieces = [text[i : i + 16] for i in range(0, len(text), 16)] or [""]
+            events += [
+                {
+                    "type": "content_block_delta",
+                    "index": index,
+                    "delta": {"type": "text_delta", "text": piece},
+                }
+                for piece in pieces
+            ]
+        elif block["type"] == "tool_use":
+            start = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
+            events.append({"type": "content_block_start", "index": index, "content_block": start})
+            raw = json.dumps(block["input"])
+            # The API sends the input as partial JSON strings that only parse once joined.
+            events += [
+                {
+                    "type": "content_block_delta",
+                    "index": index,
+                    "delta": {"type": "input_json_delta", "partial_json": raw[i : i + 12]},
+                }
+                for i in range(0, len(raw), 12)
+            ]
+        else:  # any other block (thinking, server tools) arrives whole in its start event
+            events.append({"type": "content_block_start", "index": index, "content_block": block})
+        events.append({"type": "content_block_stop", "index": index})
+    delta = {"stop_reason": reply.stop_reason, "stop_sequence": None}
+    if reply.stop_details is not None:
+        delta["stop_details"] = reply.stop_details
+    events += [{"type": "message_delta", "delta": delta, "usage": usage}, {"type": "message_stop"}]
+    return events
+
+
+def _sse(event: dict) -> bytes:
+    return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
 
 
 def _error_body(reply: Reply, request_id: str) -> dict:
