@@ -286,10 +286,12 @@ def sandboxed_cli(
     tmp_size_mb: int = 256,
     upstream: str | None = None,
     bwrap: str = "bwrap",
+    cli_env: dict[str, str] | None = None,
 ) -> SandboxedCli:
     """Start a key proxy and write the executable that runs ``cli`` (with the SDK's arguments) sandboxed.
 
-    ``env`` is the allow-listed environment of the sandbox (tools.scrubbed_environment); CLI_ENV is added.
+    ``env`` is the allow-listed environment of the sandbox (tools.scrubbed_environment); CLI_ENV and ``cli_env``
+    (settings of the CLI such as CLAUDE_CODE_MAX_RETRIES; never a secret) are added.
     """
     private_dir = Path(tempfile.mkdtemp(prefix="jada-claude-code-"))  # 0700
     proxy_dir = private_dir / "proxy"
@@ -300,7 +302,7 @@ def sandboxed_cli(
     proxy.start()
     policy = SandboxPolicy(
         workdir=workdir,
-        env={**env, **CLI_ENV},
+        env={**env, **CLI_ENV, **(cli_env or {})},
         network=network,
         tmp_size_mb=tmp_size_mb,
         rlimits=cli_rlimits(),

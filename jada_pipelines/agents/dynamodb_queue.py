@@ -24,6 +24,7 @@ from typing import Any
 
 from jada_pipelines.agents.queue import (
     CLAIMABLE,
+    DEAD_LETTER_OUTCOMES,
     DEFAULT_MAX_ATTEMPTS,
     LEASED,
     STATUSES,
@@ -596,13 +597,13 @@ class DynamoDBTaskQueue:
         """Retryable: back to ``queued``, or ``dead`` when attempts ran out. Not retryable: ``failed``, except a
         refusal, which is a dead letter for a person to read. Only a ``transient`` failure (the API overloaded
         or unreachable) waits out a back-off; a lost attempt is due again at once, as on SQLite."""
-        check_outcome(outcome, ("failed", "transient", "refused", "lost"))
+        check_outcome(outcome, ("failed", "transient", "refused", "lost", "over_budget"))
         now = self._clock()
         due = now + retry_backoff(lease.attempt, self._retry_backoff_s) if outcome == "transient" else now
         if retryable:
             status = "dead" if lease.attempt >= lease.task.max_attempts else "queued"
         else:
-            status = "dead" if outcome == "refused" else "failed"
+            status = "dead" if outcome in DEAD_LETTER_OUTCOMES else "failed"
         changes = {
             "status": status,
             "last_error": error,

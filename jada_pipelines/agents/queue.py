@@ -14,8 +14,8 @@ Statuses (``STATUSES``):
 - ``dispatched``: claimed by the sensor, its run not started yet. ``running``: the session has started.
 - ``done``: finished. ``incomplete``: the last attempt hit its turn cap and left a handoff; it is claimable
   like ``queued``, so the next attempt continues from the handoff.
-- ``failed``: a permanent error (a 400/401/403 from the API); ``dead``: a dead letter, attempts used up or
-  the model refused. Both wait for a person (``requeue``).
+- ``failed``: a permanent error (a 400/401/403 from the API); ``dead``: a dead letter, attempts used up,
+  the model refused, or the task's cost ceiling was reached (outcome ``over_budget``). Both wait for a person (``requeue``).
 - ``cancelled``, ``superseded``: withdrawn by an operator or replaced by a newer task (``supersede``).
 """
 
@@ -46,7 +46,9 @@ LEASED = ("dispatched", "running")
 # Statuses that need a person before anything runs again.
 TERMINAL = ("done", "failed", "dead", "cancelled", "superseded")
 # Outcomes recorded per attempt in AttemptRecord.
-OUTCOMES = ("done", "incomplete", "failed", "transient", "refused", "lost")
+OUTCOMES = ("done", "incomplete", "failed", "transient", "refused", "lost", "over_budget")
+# Outcomes that make the task a dead letter for a person, whatever attempts are left.
+DEAD_LETTER_OUTCOMES = ("refused", "over_budget")
 
 DEFAULT_MAX_ATTEMPTS = 3
 

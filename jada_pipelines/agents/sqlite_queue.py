@@ -23,6 +23,7 @@ from pathlib import Path
 
 from jada_pipelines.agents.queue import (
     CLAIMABLE,
+    DEAD_LETTER_OUTCOMES,
     DEFAULT_MAX_ATTEMPTS,
     LEASED,
     STATUSES,
@@ -380,13 +381,13 @@ class SQLiteTaskQueue:
         """Retryable: back to ``queued``, or ``dead`` when attempts ran out. Not retryable: ``failed``, except a
         refusal, which is a dead letter for a person to read. Only a ``transient`` failure (the API overloaded
         or unreachable) waits out a back-off; a lost attempt is due again at once."""
-        check_outcome(outcome, ("failed", "transient", "refused", "lost"))
+        check_outcome(outcome, ("failed", "transient", "refused", "lost", "over_budget"))
         now = self._clock()
         due = now + retry_backoff(lease.attempt, self._retry_backoff_s) if outcome == "transient" else now
         if retryable:
             status = "CASE WHEN attempt >= max_attempts THEN 'dead' ELSE 'queued' END"
         else:
-            status = "'dead'" if outcome == "refused" else "'failed'"
+            status = "'dead'" if outcome in DEAD_LETTER_OUTCOMES else "'failed'"
         with self._transaction() as conn:
             task = self._fenced_update(
                 conn,
