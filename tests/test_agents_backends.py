@@ -153,7 +153,7 @@ def test_the_cost_ceiling_stops_the_session_and_leaves_a_dead_letter_saying_so(
     assert not result.success
     assert metadata["outcome"].value == "over_budget" and metadata["limit"].value == "cost"
     failure = result.failure_data_for_node("agent_session").user_failure_data
-    assert "cost ceiling (JADA_AGENT_MAX_COST_USD)" in failure.description
+    assert "cost ceiling (its max_cost_usd, else JADA_AGENT_MAX_COST_USD)" in failure.description
     task = open_queue().get("t1")
     assert task.status == "dead" and "cost ceiling" in task.last_error
     assert task.cost_usd > 0.5
@@ -219,3 +219,15 @@ def test_an_unknown_backend_is_a_config_error_naming_both(instance, anthropic_em
     result, _ = run_next(instance)
     description = result.failure_data_for_node("agent_session").user_failure_data.description
     assert "JADA_AGENT_BACKEND='codex'" in description and "'claude-code'" in description
+
+
+@pytest.mark.claude_code
+def test_a_tasks_own_backend_and_ceiling_override_the_environment(instance, anthropic_emulator, monkeypatch):
+    monkeypatch.setenv("JADA_AGENT_BACKEND", "messages")
+    monkeypatch.setenv("JADA_AGENT_MAX_COST_USD", "100")
+    open_queue().enqueue("t1", "x", backend="claude-code", max_cost_usd=0.5)
+    anthropic_emulator.script(*[bash("claude-code", "echo spend", usage=EXPENSIVE) for _ in range(3)])
+    result, metadata = run_next(instance)
+    assert not result.success
+    assert (metadata["backend"].value, metadata["outcome"].value) == ("claude-code", "over_budget")
+    assert "$0.5000 left" in open_queue().get("t1").last_error

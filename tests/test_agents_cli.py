@@ -124,3 +124,14 @@ def test_queue_init_creates_the_sqlite_schema(capsys, tmp_path, monkeypatch):
     code, out, _ = run(capsys, "queue", "init")
     assert code == 0 and "fresh.db" in out
     assert (tmp_path / "fresh.db").exists()
+
+
+def test_add_takes_a_backend_and_a_cost_ceiling(capsys):
+    code, _, _ = run(
+        capsys, "task", "add", "Refactor", "--id", "r1", "--backend", "claude-code", "--max-cost-usd", "3"
+    )
+    task = open_queue().get("r1")
+    assert (code, task.backend, task.max_cost_usd) == (0, "claude-code", 3.0)
+    code, _, err = run(capsys, "task", "add", "x", "--id", "r2", "--max-cost-usd", "0")
+    assert code == 2 and "max_cost_usd=0.0" in err and "positive number of dollars" in err
+    assert open_queue().get("r2") is None

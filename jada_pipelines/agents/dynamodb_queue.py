@@ -347,10 +347,15 @@ class DynamoDBTaskQueue:
         priority: int = 0,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         source: str | None = None,
+        backend: str | None = None,
+        max_cost_usd: float | None = None,
     ) -> EnqueueResult:
         from botocore.exceptions import ClientError
 
-        workdir = validate_enqueue(task_id, prompt, max_turns, max_attempts, workdir)
+        # Items written before backend/max_cost_usd existed read back as None for both: nothing to migrate.
+        workdir = validate_enqueue(
+            task_id, prompt, max_turns, max_attempts, workdir, backend=backend, max_cost_usd=max_cost_usd
+        )
         now = self._clock()
         values = {
             **dict.fromkeys(_TASK_FIELDS),
@@ -366,6 +371,8 @@ class DynamoDBTaskQueue:
             "turns": 0,
             "cost_usd": 0.0,
             "source": source,
+            "backend": backend,
+            "max_cost_usd": max_cost_usd,
             "created_at": now,
             "updated_at": now,
             "available_at": now,

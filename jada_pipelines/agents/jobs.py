@@ -88,8 +88,8 @@ FAILURE_TEXT = {
     "refused": "The model refused the task ({error}). It is a dead letter for a person to review; "
     "`jada task requeue {task_id}` after changing the prompt.",
     "limit": "The session was ended by a limit: {error}",
-    "over_budget": "The task is a dead letter: {error}. Raise JADA_AGENT_MAX_COST_USD (or unset it), then "
-    "`jada task requeue {task_id}`.",
+    "over_budget": "The task is a dead letter: {error}. Raise the ceiling (the task's max_cost_usd, else "
+    "JADA_AGENT_MAX_COST_USD), then `jada task requeue {task_id}`.",
     "lost": "The session stopped because this run lost the task's lease (expired, cancelled or superseded); "
     "another attempt may own it now.",
 }
@@ -118,8 +118,8 @@ def agent_session(
     if spec.max_cost_usd is not None and spec.max_cost_usd <= 0:
         # The ceiling was reached by earlier attempts: no model call, a dead letter that says why.
         error = (
-            f"the task reached its cost ceiling (JADA_AGENT_MAX_COST_USD): its attempts cost ${task.cost_usd:.4f} "
-            f"of ${task.cost_usd + spec.max_cost_usd:.4f}, so no further attempts run"
+            f"the task reached its cost ceiling (its max_cost_usd, else JADA_AGENT_MAX_COST_USD): its attempts "
+            f"cost ${task.cost_usd:.4f} of ${task.cost_usd + spec.max_cost_usd:.4f}, so no further attempts run"
         )
         queue.fail(lease, error=error, retryable=False, outcome="over_budget")
         raise dg.Failure(

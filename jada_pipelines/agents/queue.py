@@ -74,6 +74,14 @@ class Task:
     updated_at: float
     available_at: float
     lease_expires_at: float | None
+    # The session backend ("messages" | "claude-code"); None: JADA_AGENT_BACKEND.
+    backend: str | None = None
+    # What the task may cost over all its attempts; None: JADA_AGENT_MAX_COST_USD (else no ceiling).
+    max_cost_usd: float | None = None
+
+
+# The session backends a task may name (agents/resources.py runs them).
+BACKENDS = ("messages", "claude-code")
 
 
 @dataclass(frozen=True)
@@ -125,6 +133,8 @@ class TaskQueue(Protocol):
         priority: int = 0,
         max_attempts: int = 3,
         source: str | None = None,
+        backend: str | None = None,
+        max_cost_usd: float | None = None,
     ) -> EnqueueResult: ...
 
     def claim(self, *, worker: str, lease_seconds: float, max_live: int = 5) -> Lease | None: ...
@@ -215,11 +225,28 @@ def resolve_workdir(workdir: str | None) -> str | None:
 
 
 def validate_enqueue(
-    task_id: str, prompt: str, max_turns: int | None, max_attempts: int, workdir: str | None = None
+    task_id: str,
+    prompt: str,
+    max_turns: int | None,
+    max_attempts: int,
+    workdir: str | None = None,
+    *,
+    backend: str | None = None,
+    max_cost_usd: float | None = None,
 ) -> str | None:
     """Reject input no backend should store; shared so both backends say the same thing. Returns the
     task's working directory resolved (see ``resolve_workdir``)."""
     validate_task_id(task_id)
+    if backend is not None and backend not in BACKENDS:
+        raise QueueError(
+            f"backend={backend!r} for task {task_id!r} is not a session backend: use one of "
+            f"{', '.join(BACKENDS)} (or leave it empty for JADA_AGENT_BACKEND)."
+        )
+    if max_cost_usd is not None and not max_cost_usd > 0:
+        raise QueueError(
+            f"max_cost_usd={max_cost_usd} for task {task_id!r} must be a positive number of dollars (or unset "
+            "for JADA_AGENT_MAX_COST_USD)."
+        )
     if not prompt or not prompt.strip():
         raise QueueError(f"Task {task_id!r} has an empty prompt: say what the agent should do.")
     if max_turns is not None and max_turns < 1:

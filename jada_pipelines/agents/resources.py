@@ -52,11 +52,10 @@ class TaskQueueResource(dg.ConfigurableResource):
         return open_queue(self.url)
 
 
-BACKENDS = ("messages", "claude-code")
-
-
 def backend_from_env() -> str:
     """``JADA_AGENT_BACKEND``: ``messages`` (the default: our own loop over the Messages API) or ``claude-code``."""
+    from jada_pipelines.agents.queue import BACKENDS
+
     raw = (settings.env("JADA_AGENT_BACKEND") or "messages").lower()
     if raw not in BACKENDS:
         raise settings.ConfigError(
@@ -123,11 +122,13 @@ class ClaudeSessionResource(dg.ConfigurableResource):
             )
         return max_turns
 
-    def resolved_backend(self) -> str:
-        return backend_from_env()
+    def resolved_backend(self, task: Task) -> str:
+        """The task's own backend (``jada task add --backend``, the sheet's ``backend`` column), else
+        JADA_AGENT_BACKEND."""
+        return task.backend or backend_from_env()
 
     def spec_for(self, task: Task) -> SessionSpec:
-        ceiling = max_cost_from_env()
+        ceiling = task.max_cost_usd if task.max_cost_usd is not None else max_cost_from_env()
         return SessionSpec(
             task_id=task.id,
             attempt=task.attempt,
@@ -136,7 +137,7 @@ class ClaudeSessionResource(dg.ConfigurableResource):
             max_turns=self.resolved_max_turns(task),
             model=self.resolved_model(),
             handoff=task.handoff,
-            backend=self.resolved_backend(),
+            backend=self.resolved_backend(task),
             max_cost_usd=None if ceiling is None else ceiling - task.cost_usd,
         )
 

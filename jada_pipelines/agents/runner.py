@@ -127,8 +127,8 @@ class SessionError(Exception):
 
 def cost_ceiling_error(spent: float, allowed: float) -> str:
     return (
-        f"the task reached its cost ceiling (JADA_AGENT_MAX_COST_USD): this attempt spent ${spent:.4f} of the "
-        f"${allowed:.4f} left, so no further attempts run"
+        f"the task reached its cost ceiling (its max_cost_usd, else JADA_AGENT_MAX_COST_USD): this attempt "
+        f"spent ${spent:.4f} of the ${allowed:.4f} left, so no further attempts run"
     )
 
 

@@ -71,7 +71,9 @@ CREATE TABLE IF NOT EXISTS tasks (
     available_at REAL NOT NULL,
     lease_token TEXT,
     lease_owner TEXT,
-    lease_expires_at REAL
+    lease_expires_at REAL,
+    backend TEXT,
+    max_cost_usd REAL
 );
 -- The claim reads this index in its ORDER BY order and stops at the first due task, however long the backlog.
 CREATE INDEX IF NOT EXISTS tasks_claimable ON tasks (priority DESC, available_at, created_at) WHERE {_CLAIMABLE_SQL};
@@ -94,8 +96,10 @@ CREATE INDEX IF NOT EXISTS attempts_started ON attempts (started_at);
 
 _TASK_COLUMNS = (
     "id, prompt, status, attempt, max_attempts, max_turns, priority, workdir, handoff, last_error, turns, "
-    "cost_usd, summary, source, run_id, created_at, updated_at, available_at, lease_expires_at"
+    "cost_usd, summary, source, run_id, created_at, updated_at, available_at, lease_expires_at, backend, max_cost_usd"
 )
+# Columns added after the first release: a file made before them gets them on open (init), empty.
+ADDED_COLUMNS = {"backend": "TEXT", "max_cost_usd": "REAL"}
 
 
 def _task(row: sqlite3.Row) -> Task:
@@ -177,6 +181,12 @@ class SQLiteTaskQueue:
         with self._reading() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(SCHEMA)
+            have = {row["name"] for row in conn.execute("PRAGMA table_info(tasks)")}
+            for name, kind in ADDED_COLUMNS.items():
+                if name not in have:
+                    # Two processes may open an old file at once: the loser's ALTER finds the column there.
+                    with contextlib.suppress(sqlite3.OperationalError):
+                        conn.execute(f"ALTER TABLE tasks ADD COLUMN {name} {kind}")
 
     # -- producer side --------------------------------------------------------------------------------------
 
@@ -190,14 +200,18 @@ class SQLiteTaskQueue:
         priority: int = 0,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         source: str | None = None,
+        backend: str | None = None,
+        max_cost_usd: float | None = None,
     ) -> EnqueueResult:
-        workdir = validate_enqueue(task_id, prompt, max_turns, max_attempts, workdir)
+        workdir = validate_enqueue(
+            task_id, prompt, max_turns, max_attempts, workdir, backend=backend, max_cost_usd=max_cost_usd
+        )
         now = self._clock()
         with self._transaction() as conn:
             row = conn.execute(
                 "INSERT INTO tasks (id, prompt, status, max_attempts, attempt_budget, max_turns, priority, workdir,"
-                " source, created_at, updated_at, available_at)"
-                " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " source, created_at, updated_at, available_at, backend, max_cost_usd)"
+                " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 f" ON CONFLICT (id) DO NOTHING RETURNING {_TASK_COLUMNS}",
                 (
                     task_id,
@@ -211,6 +225,8 @@ class SQLiteTaskQueue:
                     now,
                     now,
                     now,
+                    backend,
+                    max_cost_usd,
                 ),
             ).fetchone()
             if row is not None:

@@ -3,6 +3,10 @@
 A row asks for work when its task cell is not empty. The task id is derived from the row key and the
 prompt, so pulling the same row again finds the task it already made, and editing the prompt makes a new
 task and supersedes the old one (a person changed their mind; the old prompt must not run on).
+
+An optional ``backend`` column picks the session backend of the row's task (``messages`` or
+``claude-code``; empty: JADA_AGENT_BACKEND). It is read when the task is made; a value that is neither
+keeps the row's task out of the queue, and the asset's metadata and log say which rows and what to type.
 """
 
 import hashlib
@@ -72,6 +76,30 @@ def requested_tasks(rows: "pd.DataFrame", *, key_column: str, task_column: str) 
     return requested
 
 
+BACKEND_COLUMN = "backend"
+
+
+def requested_backends(
+    rows: "pd.DataFrame", *, key_column: str, backend_column: str = BACKEND_COLUMN
+) -> tuple[dict[str, str], dict[str, str]]:
+    """``({key: backend}, {key: bad value})`` from the optional backend column (empty cells are left out)."""
+    from jada_pipelines.agents.queue import BACKENDS
+    from jada_pipelines.port_sheet.sync import key_text
+
+    if backend_column not in rows.columns:
+        return {}, {}
+    chosen, bad = {}, {}
+    for key_value, cell in zip(rows[key_column], rows[backend_column], strict=True):
+        key, value = key_text(key_value), prompt_text(cell)
+        if key is None or value is None:
+            continue
+        if value.lower() in BACKENDS:
+            chosen[key] = value.lower()
+        else:
+            bad[key] = value
+    return chosen, bad
+
+
 @dataclass(frozen=True)
 class TaskSync:
     """What one pass over the sheet did to the queue, by task id."""
@@ -81,7 +109,9 @@ class TaskSync:
     superseded: list[str]
 
 
-def sync_tasks(queue: "TaskQueue", requested: dict[str, tuple[str, str]]) -> TaskSync:
+def sync_tasks(
+    queue: "TaskQueue", requested: dict[str, tuple[str, str]], backends: dict[str, str] | None = None
+) -> TaskSync:
     """Enqueue each requested task once, and supersede the row's older tasks that have not finished.
 
     Superseding runs for known tasks too, so a pass that crashed between the enqueue and the supersede is
@@ -90,7 +120,7 @@ def sync_tasks(queue: "TaskQueue", requested: dict[str, tuple[str, str]]) -> Tas
     enqueued, known, superseded = [], [], []
     open_by_source = _open_sheet_tasks(queue)
     for key, (task_id, prompt) in requested.items():
-        result = queue.enqueue(task_id, prompt, source=task_source(key))
+        result = queue.enqueue(task_id, prompt, source=task_source(key), backend=(backends or {}).get(key))
         (enqueued if result.created else known).append(task_id)
         for older in open_by_source.get(task_source(key), []):
             if older.id != task_id and queue.supersede(older.id, by=task_id):
@@ -135,7 +165,16 @@ def port_sheet_tasks(
     requested = requested_tasks(
         port_sheet_rows.rows, key_column=port_sheet_rows.key_column, task_column=task_column
     )
-    outcome = sync_tasks(task_queue.open(), requested)
+    backends, bad_backends = requested_backends(port_sheet_rows.rows, key_column=port_sheet_rows.key_column)
+    bad_backends = {key: value for key, value in bad_backends.items() if key in requested}
+    if bad_backends:
+        listed = ", ".join(f"{key}: {value!r}" for key, value in list(bad_backends.items())[:LISTED_IDS])
+        context.log.warning(
+            f"Rows whose '{BACKEND_COLUMN}' cell is not a session backend were not queued ({listed}): type "
+            "'messages' or 'claude-code' there, or empty it for JADA_AGENT_BACKEND."
+        )
+        requested = {key: value for key, value in requested.items() if key not in bad_backends}
+    outcome = sync_tasks(task_queue.open(), requested, backends)
     return dg.MaterializeResult(
         metadata={
             "task_column": column_note,
@@ -145,5 +184,6 @@ def port_sheet_tasks(
             "superseded": len(outcome.superseded),
             "enqueued_ids": dg.MetadataValue.json(outcome.enqueued[:LISTED_IDS]),
             "superseded_ids": dg.MetadataValue.json(outcome.superseded[:LISTED_IDS]),
+            "bad_backend_rows": dg.MetadataValue.json(dict(list(bad_backends.items())[:LISTED_IDS])),
         }
     )
