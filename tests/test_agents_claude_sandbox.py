@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 
 import pytest
 
@@ -136,3 +137,186 @@ def test_the_proxy_streams_events_as_they_arrive(anthropic_emulator, tmp_path):
     assert message.content[1].input == {"command": "echo streamed through the proxy"}
     assert anthropic_emulator.requests[0].headers["x-api-key"] == EMULATOR_API_KEY
     assert not (tmp_path / "api.sock").exists()
+
+
+# -- the hostile commands of test_agents_sandbox.py, sent through Claude Code's Bash tool in real runs ------------
+
+
+@pytest.fixture
+def instance():
+    import dagster as dg
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        yield instance
+
+
+@pytest.fixture
+def claude_code(monkeypatch, anthropic_emulator):
+    monkeypatch.setenv("JADA_AGENT_BACKEND", "claude-code")
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    return {**SECRETS, "ANTHROPIC_API_KEY": EMULATOR_API_KEY}
+
+
+def run_commands(instance, emulator, *commands: str, task_id: str = "hostile"):
+    """One real agent_session_job run on the Claude Code backend whose model sends ``commands`` to Bash, one
+    per turn, then ends. Returns (the run's result, the tool result texts sent back, the transcript's text)."""
+    from jada_pipelines.agents.jobs import agent_session_job
+    from jada_pipelines.agents.queue import open_queue
+    from jada_pipelines.agents.resources import ClaudeSessionResource, TaskQueueResource
+    from jada_pipelines.agents.runner import transcript_path
+    from jada_pipelines.agents.sensors import run_request_for
+
+    queue = open_queue()
+    queue.enqueue(task_id, "Do what the port sheet says.")
+    emulator.script(
+        *[tool_use("Bash", {"command": command, "description": "a step"}) for command in commands],
+        end_turn("Done."),
+    )
+    first = len(emulator.message_requests)
+    lease = queue.claim(worker="test", lease_seconds=600)
+    request = run_request_for(lease)
+    result = agent_session_job.execute_in_process(
+        run_config=request.run_config,
+        tags={**agent_session_job.tags, **request.tags},
+        instance=instance,
+        resources={"task_queue": TaskQueueResource(), "claude": ClaudeSessionResource()},
+        raise_on_error=False,
+    )
+    results = []
+    for recorded in emulator.message_requests[first + 1 :]:
+        (block,) = [b for b in recorded.body["messages"][-1]["content"] if b.get("type") == "tool_result"]
+        content = block["content"]
+        results.append(content if isinstance(content, str) else "".join(c.get("text", "") for c in content))
+    return result, results, transcript_path(task_id, lease.attempt).read_text()
+
+
+SECRETS = {
+    "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/TSANDBOX1/BSANDBOX1/sandboxwebhooksecret",
+    "JADA_POSTGRES_URL": "postgresql+psycopg2://jada:pg-sandbox-password@127.0.0.1:5432/jada",
+    "AWS_SECRET_ACCESS_KEY": "aws-sandbox-secret-key",
+}
+
+
+def test_through_claude_code_no_secret_or_host_file_is_readable(instance, anthropic_emulator, claude_code):
+    import os
+    from pathlib import Path
+
+    from jada_pipelines.agents.queue import open_queue
+
+    repo = Path(__file__).resolve().parents[1]
+    data_dir = Path(os.environ["JADA_DATA_DIR"])
+    open_queue()
+    result, results, transcript = run_commands(
+        instance,
+        anthropic_emulator,
+        r"tr '\0' '\n' < /proc/$PPID/environ; for f in /proc/[0-9]*/environ; do tr '\0' '\n' < $f; done; env",
+        f"cat {data_dir}/tasks.db | head -c 300; ls {os.environ['DAGSTER_HOME']} /root /home; cat {repo}/pyproject.toml",
+        "grep CapEff /proc/self/status; unshare -U true 2>/dev/null && echo nested || echo no-nested; id -u",
+    )
+    assert result.success, result.failure_data_for_node("agent_session")
+    environ, files, privileges = results
+    for name, value in claude_code.items():
+        for text in (*results, transcript):
+            assert value not in text, f"{name} leaked into a tool result or the transcript"
+    assert f"ANTHROPIC_API_KEY={PLACEHOLDER_KEY}" in environ
+    assert "SQLite format" not in files and "[project]" not in files and "No such file or directory" in files
+    assert "CapEff:\t0000000000000000" in privileges and "no-nested" in privileges and "1000" in privileges
+
+
+def test_through_claude_code_writes_outside_the_workdir_and_detached_processes_do_not_survive(
+    instance, anthropic_emulator, claude_code
+):
+    import os
+    import uuid
+    from pathlib import Path
+
+    mark = uuid.uuid4().hex
+    sleep = str(4000 + os.getpid() % 1000)  # a sleep duration no other process on the host uses
+    repo = Path(__file__).resolve().parents[1]
+    result, results, _ = run_commands(
+        instance,
+        anthropic_emulator,
+        f"echo x > /tmp/escape-{mark}; echo x > {repo}/escape-{mark}; echo x > /usr/escape-{mark}; echo tried",
+        f"setsid sleep {sleep}1 > /dev/null 2>&1 < /dev/null & nohup sleep {sleep}2 > /dev/null 2>&1 & echo started",
+    )
+    assert result.success
+    assert "tried" in results[0] and "started" in results[1]
+    assert not Path(f"/tmp/escape-{mark}").exists() and not (repo / f"escape-{mark}").exists()
+    assert not Path(f"/usr/escape-{mark}").exists()
+    # The session is over: its CLI, bwrap and everything the commands started are gone.
+    deadline = time.monotonic() + 5
+    while host_processes_matching(f"sleep {sleep}") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert host_processes_matching(f"sleep {sleep}") == []
+    assert host_processes_matching("/jada-cli/claude") == []
+
+
+def test_through_claude_code_a_host_loopback_service_is_not_reachable(
+    instance, anthropic_emulator, claude_code
+):
+    import socket
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        server.settimeout(0.5)
+        port = server.getsockname()[1]
+        probe = f"(exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null && echo connected || echo refused"
+        result, results, _ = run_commands(instance, anthropic_emulator, probe)
+        assert result.success and "refused" in results[0] and "connected" not in results[0]
+        with pytest.raises(TimeoutError):
+            server.accept()
+
+
+def test_a_stopped_claude_code_session_ends_at_once_and_leaves_no_process(anthropic_emulator, tmp_path):
+    """The lease was lost (the stop event): the CLI and the sandbox end within a second or two, mid-command."""
+    import os
+    import threading
+
+    from jada_pipelines.agents.claude_code import run_claude_code_session
+    from jada_pipelines.agents.runner import SessionSpec, default_workdir
+
+    sleep = str(5000 + os.getpid() % 1000)
+    # (Claude Code refuses a bare long `sleep`; a program that waits is what a real stuck command looks like.)
+    command = f"python3 -c 'import time; time.sleep({sleep})'"
+    anthropic_emulator.script(tool_use("Bash", {"command": command, "description": "wait"}))
+    stop = threading.Event()
+    spec = SessionSpec(
+        "stopped", 1, "x", default_workdir("stopped"), 5, "claude-sonnet-5-5", backend="claude-code"
+    )
+    stopped_at = []
+
+    def stop_once_the_command_runs():
+        deadline = time.monotonic() + 60
+        while not host_processes_matching(f"time.sleep({sleep})") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        stopped_at.append(time.monotonic())
+        stop.set()
+
+    watcher = threading.Thread(target=stop_once_the_command_runs, daemon=True)
+    watcher.start()
+    result = run_claude_code_session(spec, stop=stop)
+    ended_at = time.monotonic()
+    watcher.join()
+    assert result.outcome == "lost" and "lease was lost" in result.error
+    assert ended_at - stopped_at[0] < 3, ended_at - stopped_at[0]
+    assert len(anthropic_emulator.message_requests) == 1  # the command was running when the session stopped
+    assert host_processes_matching(f"time.sleep({sleep})") == []
+    assert host_processes_matching("/jada-cli/claude") == []
+
+
+def host_processes_matching(marker: str) -> list[str]:
+    from pathlib import Path
+
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline:
+            found.append(f"{entry.name}: {cmdline}")
+    return found

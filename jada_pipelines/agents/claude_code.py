@@ -61,6 +61,8 @@ RESUME_PROMPT = (
     "where you stopped and finish the task."
 )
 _POLL_S = 0.2
+# After killing the sandbox, how long the SDK may take to notice before its query is cancelled.
+_KILL_WAIT_S = 10.0
 
 
 def config_dir(task_id: str) -> Path:
@@ -173,7 +175,7 @@ def run_claude_code_session(
             resume=resume,
             stderr=lambda line: stderr_tail.append(line[-500:]) if len(stderr_tail) < 200 else None,
         )
-        limit = asyncio.run(_drive(prompt, options, progress, transcript, stop, deadline))
+        limit = asyncio.run(_drive(prompt, options, progress, transcript, stop, deadline, sandboxed))
     result = _result(spec, progress, limit, previous_cost, stderr_tail, transcript.path)
     result.duration_s = time.monotonic() - started
     result.continuation = continuation
@@ -192,17 +194,23 @@ def run_claude_code_session(
     return result
 
 
-async def _drive(prompt, options, progress: _Progress, transcript: _Transcript, stop, deadline) -> str | None:
+async def _drive(
+    prompt, options, progress: _Progress, transcript: _Transcript, stop, deadline, sandboxed
+) -> str | None:
     """Consume the SDK's messages until the result, the stop event or the deadline; returns what cut it short
-    ("lost" or "wall_clock"), else None. Cancelling the query ends the CLI (and so the whole sandbox)."""
+    ("lost" or "wall_clock"), else None. Cutting short kills the sandbox (bwrap and all in it): the CLI's
+    output ends, and the SDK's query finishes and cleans up as after any CLI exit."""
     task = asyncio.ensure_future(_consume(prompt, options, progress, transcript))
     while not task.done():
         await asyncio.wait({task}, timeout=_POLL_S)
         cut = "lost" if stop.is_set() else "wall_clock" if time.monotonic() >= deadline else None
         if cut and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            sandboxed.kill()
+            done, _ = await asyncio.wait({task}, timeout=_KILL_WAIT_S)
+            if not done:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
             return cut
     return None
 

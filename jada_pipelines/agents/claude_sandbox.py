@@ -31,6 +31,7 @@ import http.client
 import os
 import shlex
 import shutil
+import signal
 import socketserver
 import ssl
 import tempfile
@@ -265,7 +266,18 @@ class SandboxedCli:
     proxy: KeyProxy
     private_dir: Path
 
+    def kill(self) -> bool:
+        """End the running sandbox at once (SIGKILL to bwrap; the kernel ends its PID namespace with it).
+        The SDK then sees the CLI's output end. False when no sandbox was started (or it is gone)."""
+        try:
+            pid = int((self.private_dir / "bwrap.pid").read_text())
+            os.kill(pid, signal.SIGKILL)
+        except (OSError, ValueError):
+            return False
+        return True
+
     def close(self) -> None:
+        self.kill()
         self.proxy.stop()
         shutil.rmtree(self.private_dir, ignore_errors=True)
 
@@ -319,7 +331,11 @@ def sandboxed_cli(
     # the sandboxed program's), and the sandbox's /proc shows it, so bwrap must start with none: the SDK
     # hands this script the worker's whole environment, the API key included.
     quoted = " ".join(shlex.quote(arg) for arg in argv)
-    executable.write_text(f'#!/bin/sh\nexec /usr/bin/env -i {quoted} "$@"\n')
+    # The script's pid is bwrap's (exec keeps it): killing it ends the sandbox and everything in it.
+    pid_file = private_dir / "bwrap.pid"
+    executable.write_text(
+        f'#!/bin/sh\necho $$ > {shlex.quote(str(pid_file))}\nexec /usr/bin/env -i {quoted} "$@"\n'
+    )
     executable.chmod(0o700)
     return SandboxedCli(executable=executable, proxy=proxy, private_dir=private_dir)
 
