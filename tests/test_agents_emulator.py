@@ -4,6 +4,7 @@ errors in the documented shape with request ids and retry hints, usage in every 
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 
@@ -157,3 +158,29 @@ def test_an_error_for_a_streamed_request_comes_before_the_stream_with_its_status
         assert stream.get_final_text() == "ok"
     client.close()
     assert [r.status for r in anthropic_emulator.requests] == [529, 529, 200]
+
+
+def test_gather_holds_the_first_requests_until_that_many_wait_at_once():
+    import threading
+
+    from jada_pipelines.emulators.anthropic import AnthropicEmulator
+
+    with AnthropicEmulator(gather=3) as emulator:
+        answered = []
+
+        def call():
+            post(emulator.base_url, {"x-api-key": "k"})
+            answered.append(time.monotonic())
+
+        threads = [threading.Thread(target=call) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        time.sleep(1.0)
+        assert answered == []  # two are held
+        started = time.monotonic()
+        call()  # the third releases all three
+        for thread in threads:
+            thread.join(5)
+        assert len(answered) == 3 and all(t >= started for t in answered)
+        assert emulator.gathered_at_once == 3
+        post(emulator.base_url, {"x-api-key": "k"})  # afterwards nothing is held

@@ -23,6 +23,8 @@ scripted it plays a small demo agent chosen by a marker in the task's first user
 - ``[demo:turn-cap]``: always asks to run a harmless ``echo``, so the session reaches its turn cap;
 - ``[demo:refuse]``: refuses (``stop_reason: refusal``);
 - anything else: one to three ``echo`` tool calls, then ``end_turn`` with a short summary.
+The demo calls the shell tool by the name the request offers: ``bash`` (our Messages loop) or Claude
+Code's ``Bash``.
 A request without tools (the handoff call) gets a JSON handoff back.
 
     emulator = AnthropicEmulator(delay_s=0.5)
@@ -221,7 +223,11 @@ def demo_reply(body: dict) -> Reply:
     calls_so_far = sum(1 for message in body.get("messages", []) if message.get("role") == "assistant")
     wanted = 1 if DEMO_TURN_CAP in prompt else 1 + zlib.crc32(prompt.encode()) % 3
     if DEMO_TURN_CAP in prompt or calls_so_far < wanted:
-        return tool_use("bash", {"command": f"echo 'demo step {calls_so_far + 1}'"}, text="Working on it.")
+        command = f"echo 'demo step {calls_so_far + 1}'"
+        names = {tool.get("name") for tool in body.get("tools") or []}
+        if "bash" not in names and "Bash" in names:  # Claude Code's shell tool
+            return tool_use("Bash", {"command": command, "description": "demo step"}, text="Working on it.")
+        return tool_use("bash", {"command": command}, text="Working on it.")
     return end_turn(f"Demo task finished after {calls_so_far} tool calls (local emulator, no model).")
 
 
@@ -230,9 +236,18 @@ class AnthropicEmulator(LocalServer):
 
     thread_name = "anthropic-emulator"
 
-    def __init__(self, *, delay_s: float = 0.0, port: int = 0) -> None:
+    def __init__(
+        self, *, delay_s: float = 0.0, port: int = 0, gather: int = 0, gather_timeout_s: float = 120
+    ) -> None:
+        """``gather``: hold the first requests until this many are waiting at once (or ``gather_timeout_s``
+        passed), then answer them all and never hold again: a test that needs N sessions in flight together
+        gets them, whatever their start-up times."""
         super().__init__(port=port)
         self.delay_s = delay_s
+        self.gather = gather
+        self.gather_timeout_s = gather_timeout_s
+        self.gathered_at_once = 0
+        self._gathering = threading.Condition()
         self._lock = threading.Lock()
         self._script: list[Reply] = []
         self.requests: list[RecordedRequest] = []
@@ -246,6 +261,21 @@ class AnthropicEmulator(LocalServer):
     def message_requests(self) -> list[RecordedRequest]:
         with self._lock:
             return [r for r in self.requests if r.path == MESSAGES_PATH]
+
+    def _gather(self) -> None:
+        with self._gathering:
+            if self.gathered_at_once >= self.gather:
+                return
+            self.gathered_at_once += 1
+            if self.gathered_at_once >= self.gather:
+                self._gathering.notify_all()
+                return
+            self._gathering.wait_for(
+                lambda: self.gathered_at_once >= self.gather, timeout=self.gather_timeout_s
+            )
+            # Timed out: stop holding anyone (the test then sees fewer sessions in flight than it wanted).
+            self.gather = min(self.gather, self.gathered_at_once)
+            self._gathering.notify_all()
 
     def _answer(self, path: str, headers: dict[str, str], body: dict) -> tuple[Reply, str]:
         with self._lock:
@@ -281,6 +311,7 @@ class AnthropicEmulator(LocalServer):
                 else:
                     headers = {name.lower(): value for name, value in self.headers.items()}
                     reply, request_id = emulator._answer(path, headers, body)
+                emulator._gather()
                 if emulator.delay_s:
                     time.sleep(emulator.delay_s)
                 model = (body or {}).get("model", "claude-emulated")
