@@ -231,3 +231,14 @@ def test_a_tasks_own_backend_and_ceiling_override_the_environment(instance, anth
     assert not result.success
     assert (metadata["backend"].value, metadata["outcome"].value) == ("claude-code", "over_budget")
     assert "$0.5000 left" in open_queue().get("t1").last_error
+
+
+@pytest.mark.claude_code
+def test_claude_code_refuses_to_run_with_the_sandbox_off(instance, anthropic_emulator, monkeypatch):
+    monkeypatch.setenv("JADA_AGENT_BACKEND", "claude-code")
+    monkeypatch.setenv("JADA_AGENT_SANDBOX", "off")
+    open_queue().enqueue("t1", "x")
+    result, _ = run_next(instance)
+    description = result.failure_data_for_node("agent_session").user_failure_data.description
+    assert "only run sandboxed" in description and "JADA_AGENT_BACKEND=messages" in description
+    assert anthropic_emulator.requests == []
