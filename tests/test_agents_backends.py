@@ -192,7 +192,7 @@ def test_an_api_error_maps_to_failed_or_transient_as_on_the_messages_backend(
 
 
 @pytest.mark.claude_code
-def test_without_the_sdk_a_claude_code_task_fails_at_once_with_the_fix(
+def test_without_the_sdk_a_claude_code_task_is_parked_failed_with_the_fix_before_any_call(
     instance, anthropic_emulator, monkeypatch
 ):
     import importlib.util
@@ -203,8 +203,7 @@ def test_without_the_sdk_a_claude_code_task_fails_at_once_with_the_fix(
         "find_spec",
         lambda name, *a: None if name == "claude_agent_sdk" else real_find_spec(name, *a),
     )
-    monkeypatch.setenv("JADA_AGENT_BACKEND", "claude-code")
-    open_queue().enqueue("t1", "x")
+    open_queue().enqueue("t1", "x", backend="claude-code")  # the default backend (messages) can run
     result, _ = run_next(instance)
     assert not result.success
     description = result.failure_data_for_node("agent_session").user_failure_data.description
@@ -213,12 +212,19 @@ def test_without_the_sdk_a_claude_code_task_fails_at_once_with_the_fix(
     assert open_queue().get("t1").status == "failed"
 
 
-def test_an_unknown_backend_is_a_config_error_naming_both(instance, anthropic_emulator, monkeypatch):
-    monkeypatch.setenv("JADA_AGENT_BACKEND", "codex")
+def test_an_unknown_backend_or_ceiling_setting_claims_nothing_and_names_the_fix(
+    instance, anthropic_emulator, monkeypatch
+):
     open_queue().enqueue("t1", "x")
-    result, _ = run_next(instance)
-    description = result.failure_data_for_node("agent_session").user_failure_data.description
-    assert "JADA_AGENT_BACKEND='codex'" in description and "'claude-code'" in description
+    for name, value, expected in [
+        ("JADA_AGENT_BACKEND", "codex", "JADA_AGENT_BACKEND='codex' is not a session backend"),
+        ("JADA_AGENT_MAX_COST_USD", "lots", "JADA_AGENT_MAX_COST_USD='lots' is not a positive number"),
+    ]:
+        monkeypatch.setenv(name, value)
+        skip = agent_task_sensor(dg.build_sensor_context(instance=instance, resources=RESOURCES))
+        assert isinstance(skip, dg.SkipReason) and expected in skip.skip_message
+        monkeypatch.delenv(name)
+    assert open_queue().get("t1").attempt == 0
 
 
 @pytest.mark.claude_code
@@ -235,10 +241,33 @@ def test_a_tasks_own_backend_and_ceiling_override_the_environment(instance, anth
 
 @pytest.mark.claude_code
 def test_claude_code_refuses_to_run_with_the_sandbox_off(instance, anthropic_emulator, monkeypatch):
-    monkeypatch.setenv("JADA_AGENT_BACKEND", "claude-code")
     monkeypatch.setenv("JADA_AGENT_SANDBOX", "off")
-    open_queue().enqueue("t1", "x")
+    open_queue().enqueue("t1", "x", backend="claude-code")
     result, _ = run_next(instance)
     description = result.failure_data_for_node("agent_session").user_failure_data.description
     assert "only run sandboxed" in description and "JADA_AGENT_BACKEND=messages" in description
     assert anthropic_emulator.requests == []
+    monkeypatch.setenv("JADA_AGENT_BACKEND", "claude-code")  # as the default, the sensor claims nothing
+    open_queue().enqueue("t2", "x")
+    skip = agent_task_sensor(dg.build_sensor_context(instance=instance, resources=RESOURCES))
+    assert "only run sandboxed" in skip.skip_message and open_queue().get("t2").attempt == 0
+
+
+@pytest.mark.claude_code
+def test_a_default_backend_that_cannot_start_claims_nothing_so_no_attempt_is_spent(
+    instance, anthropic_emulator, monkeypatch
+):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "claude_agent_sdk" else real_find_spec(name, *a),
+    )
+    monkeypatch.setenv("JADA_AGENT_BACKEND", "claude-code")
+    open_queue().enqueue("t1", "x")
+    skip = agent_task_sensor(dg.build_sensor_context(instance=instance, resources=RESOURCES))
+    assert isinstance(skip, dg.SkipReason) and ".[claude-code]" in skip.skip_message
+    task = open_queue().get("t1")
+    assert (task.status, task.attempt) == ("queued", 0)
