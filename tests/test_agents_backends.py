@@ -271,3 +271,23 @@ def test_a_default_backend_that_cannot_start_claims_nothing_so_no_attempt_is_spe
     assert isinstance(skip, dg.SkipReason) and ".[claude-code]" in skip.skip_message
     task = open_queue().get("t1")
     assert (task.status, task.attempt) == ("queued", 0)
+
+
+@pytest.mark.claude_code
+def test_a_cli_that_does_not_start_claims_nothing_and_names_the_fix(
+    instance, anthropic_emulator, monkeypatch, tmp_path
+):
+    from jada_pipelines.agents import claude_code
+
+    broken = tmp_path / "_bundled" / "claude"
+    broken.parent.mkdir()
+    broken.write_text("#!/bin/sh\necho 'cannot execute binary file: Exec format error' >&2\nexit 126\n")
+    broken.chmod(0o755)
+    (broken.parent / "claude.version").write_text("2.1.332 (Claude Code)\n")
+    monkeypatch.setattr(claude_code, "bundled_cli", lambda: broken)
+    monkeypatch.setenv("JADA_AGENT_BACKEND", "claude-code")
+    open_queue().enqueue("t1", "x")
+    skip = agent_task_sensor(dg.build_sensor_context(instance=instance, resources=RESOURCES))
+    assert "does not start as version 2.1.332 (cannot execute binary file" in skip.skip_message
+    assert "--force-reinstall" in skip.skip_message and "JADA_AGENT_BACKEND=messages" in skip.skip_message
+    assert open_queue().get("t1").attempt == 0

@@ -74,9 +74,48 @@ def session_files_exist(config: Path, session_id: str) -> bool:
     return any(config.glob(f"projects/*/{session_id}.jsonl"))
 
 
+# check_cli runs the CLI's `--version` once per this many seconds (the sensor asks every tick).
+_CLI_PROBE_TTL_S = 300.0
+_cli_probes: dict[str, tuple[float, str | None]] = {}
+
+
+def probe_cli(cli: Path) -> str | None:
+    """None when ``cli --version`` runs and reports the version its wheel says; else why not, with the fix.
+    (``--version`` makes no network call and runs no model; an empty environment keeps every secret out.)"""
+    import subprocess
+
+    cached = _cli_probes.get(str(cli))
+    if cached and time.monotonic() - cached[0] < _CLI_PROBE_TTL_S:
+        return cached[1]
+    expected = cli_version(cli)
+    try:
+        done = subprocess.run([str(cli), "--version"], capture_output=True, text=True, timeout=30, env={})
+        reported = done.stdout.strip()
+        if done.returncode != 0 or not reported.startswith(expected):
+            detail = (done.stderr or done.stdout).strip().splitlines()
+            problem = (
+                f"The Claude Code CLI at {cli} does not start as version {expected} "
+                f"({detail[-1] if detail else f'exit {done.returncode}'})"
+            )
+        else:
+            problem = None
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        problem = f"The Claude Code CLI at {cli} could not be started ({exc})"
+    if problem:
+        problem += (
+            ": reinstall the extra (`pip install --force-reinstall -c requirements.lock -e '.[claude-code]'`) "
+            "on a Linux x86-64 worker, or set JADA_AGENT_BACKEND=messages."
+        )
+    _cli_probes[str(cli)] = (time.monotonic(), problem)
+    return problem
+
+
 def check_cli() -> Path:
-    """The bundled CLI, or ConfigError naming the fix (missing package, no binary, a sandbox that is off)."""
+    """The bundled CLI, or ConfigError naming the fix (missing package, no binary, a CLI that does not start,
+    a sandbox that is off)."""
     cli = bundled_cli()
+    if problem := probe_cli(cli):
+        raise settings.ConfigError(problem)
     if sandbox_mode() == "off":
         raise settings.ConfigError(
             "JADA_AGENT_SANDBOX=off, but Claude Code sessions only run sandboxed (the CLI would hold the API "
