@@ -320,3 +320,27 @@ def host_processes_matching(marker: str) -> list[str]:
         if marker in cmdline:
             found.append(f"{entry.name}: {cmdline}")
     return found
+
+
+def test_a_claude_code_session_past_its_wall_clock_limit_is_cut_and_hands_off(
+    anthropic_emulator, monkeypatch
+):
+    import os
+
+    from jada_pipelines.agents.claude_code import SESSION_KEY, run_claude_code_session
+    from jada_pipelines.agents.runner import SessionSpec, default_workdir
+
+    monkeypatch.setenv("JADA_AGENT_SESSION_MAX_SECONDS", "10")
+    sleep = str(6000 + os.getpid() % 1000)
+    command = f"python3 -c 'import time; time.sleep({sleep})'"
+    anthropic_emulator.script(tool_use("Bash", {"command": command, "description": "wait"}))
+    spec = SessionSpec("slow", 1, "x", default_workdir("slow"), 5, "claude-sonnet-5-5", backend="claude-code")
+    started = time.monotonic()
+    result = run_claude_code_session(spec)
+    elapsed = time.monotonic() - started
+    assert (result.outcome, result.limit) == ("incomplete", "wall_clock")
+    assert "JADA_AGENT_SESSION_MAX_SECONDS" in result.error
+    assert 10 <= elapsed < 14, elapsed
+    assert SESSION_KEY in result.handoff  # the next attempt can resume the session
+    assert host_processes_matching(f"time.sleep({sleep})") == []
+    assert host_processes_matching("/jada-cli/claude") == []

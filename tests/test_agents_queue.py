@@ -349,3 +349,16 @@ def test_an_sqlite_file_from_before_backend_and_max_cost_gains_them_on_open_and_
     assert queue.get("new").backend == "messages"
     SQLiteTaskQueue(path)  # opening again is a no-op
     assert queue.claim(worker="w", lease_seconds=LEASE).task_id == "old"
+
+
+def test_over_budget_is_a_dead_letter_whatever_attempts_are_left(task_queue_backend):
+    task_queue_backend.enqueue("t1", "x", max_attempts=5)
+    lease = task_queue_backend.claim(worker="w", lease_seconds=LEASE)
+    status = task_queue_backend.fail(
+        lease, error="the task reached its cost ceiling", retryable=False, cost_usd=0.7, outcome="over_budget"
+    )
+    task = task_queue_backend.get("t1")
+    assert (status, task.status, task.cost_usd) == ("dead", "dead", pytest.approx(0.7))
+    assert task.last_error == "the task reached its cost ceiling"
+    (record,) = task_queue_backend.attempts(since=0)
+    assert record.outcome == "over_budget"
