@@ -5,6 +5,7 @@ Anthropic emulator. Only how a tool call is spelled differs (``bash`` vs Claude 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -179,16 +180,32 @@ def test_a_ceiling_reached_by_earlier_attempts_sends_nothing_to_the_model(
     assert queue.get("t1").status == "dead"
 
 
-def test_an_api_error_maps_to_failed_or_transient_as_on_the_messages_backend(
-    backend, instance, anthropic_emulator, monkeypatch
+def test_api_errors_map_to_failed_or_transient_after_the_retries_as_on_the_messages_backend(
+    backend, instance, anthropic_emulator
 ):
-    open_queue().enqueue("t1", "x")
+    queue = open_queue()
+    queue.enqueue("t1", "x")
     anthropic_emulator.script(*[api_error(401, "invalid x-api-key") for _ in range(4)])
     result, metadata = run_next(instance)
     assert not result.success and metadata["outcome"].value == "failed"
     failure = result.failure_data_for_node("agent_session").user_failure_data
     assert "check ANTHROPIC_API_KEY" in failure.description and "401" in failure.description
-    assert open_queue().get("t1").status == "failed"
+    assert queue.get("t1").status == "failed"
+    # The Messages loop does not retry a 401; the Claude Code CLI retries it (CLAUDE_CODE_MAX_RETRIES = 2).
+    assert anthropic_emulator.clear_script() == (3 if backend == "messages" else 1)
+
+    # One 529 is retried away; three (the first call and both retries) leave the task queued with a back-off.
+    queue.enqueue("t2", "x")
+    anthropic_emulator.script(api_error(529, retry_after_ms=1), end_turn("fine"))
+    result, metadata = run_next(instance)
+    assert result.success and metadata["api_retries"].value == 1 and queue.get("t2").status == "done"
+    queue.enqueue("t3", "x")
+    anthropic_emulator.script(*[api_error(529, retry_after_ms=1) for _ in range(3)])
+    result, metadata = run_next(instance)
+    assert not result.success and metadata["outcome"].value == "transient"
+    assert metadata["api_retries"].value == 2
+    task = queue.get("t3")
+    assert task.status == "queued" and task.available_at > time.time() + 30
 
 
 @pytest.mark.claude_code

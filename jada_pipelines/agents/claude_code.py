@@ -144,6 +144,7 @@ class _Progress:
     session_id: str | None = None
     message_ids: set[str] = dataclasses.field(default_factory=set)
     last_text: str = ""
+    retries: int = 0  # the CLI's api_retry events
     result: object = None
     error: str | None = None
 
@@ -263,6 +264,8 @@ async def _consume(prompt, options, progress: _Progress, transcript: _Transcript
             transcript.write(type(message).__name__, message=data)
             if isinstance(message, SystemMessage) and message.subtype == "init":
                 progress.session_id = message.data.get("session_id") or progress.session_id
+            elif isinstance(message, SystemMessage) and message.subtype == "api_retry":
+                progress.retries += 1
             elif isinstance(message, AssistantMessage):
                 if message.model != "<synthetic>" and message.message_id:
                     progress.message_ids.add(message.message_id)
@@ -316,8 +319,8 @@ def _result(
         "usage": _usage(getattr(message, "usage", None)),
         "cost_usd": cost,
         "duration_s": 0.0,
-        "api_retries": 0,
-        "request_ids": [],
+        "api_retries": progress.retries,
+        "request_ids": [],  # the CLI does not report them
         "transcript_path": path,
         "backend": BACKEND,
         "session_id": progress.session_id,

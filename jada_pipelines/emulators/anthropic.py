@@ -257,6 +257,12 @@ class AnthropicEmulator(LocalServer):
         with self._lock:
             self._script.extend(replies)
 
+    def clear_script(self) -> int:
+        """Drop the replies not used yet (a client may retry fewer times than scripted); returns how many."""
+        with self._lock:
+            left, self._script = len(self._script), []
+        return left
+
     @property
     def message_requests(self) -> list[RecordedRequest]:
         with self._lock:
