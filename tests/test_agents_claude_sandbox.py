@@ -344,3 +344,25 @@ def test_a_claude_code_session_past_its_wall_clock_limit_is_cut_and_hands_off(
     assert SESSION_KEY in result.handoff  # the next attempt can resume the session
     assert host_processes_matching(f"time.sleep({sleep})") == []
     assert host_processes_matching("/jada-cli/claude") == []
+
+
+def test_a_claude_code_session_that_fills_its_workdir_is_ended_as_failed(anthropic_emulator, monkeypatch):
+    import os
+
+    from jada_pipelines.agents.claude_code import run_claude_code_session
+    from jada_pipelines.agents.runner import SessionSpec, default_workdir
+
+    monkeypatch.setenv("JADA_AGENT_WORKDIR_MAX_MB", "2")
+    sleep = str(7000 + os.getpid() % 1000)
+    # Claude Code's own config folder is writable from inside too, so it counts against the same limit.
+    command = (
+        f"head -c 3000000 /dev/urandom > /jada-claude/big; python3 -c 'import time; time.sleep({sleep})'"
+    )
+    anthropic_emulator.script(tool_use("Bash", {"command": command, "description": "fill"}))
+    spec = SessionSpec("full", 1, "x", default_workdir("full"), 5, "claude-sonnet-5-5", backend="claude-code")
+    started = time.monotonic()
+    result = run_claude_code_session(spec)
+    assert (result.outcome, result.limit) == ("failed", "workdir")
+    assert "over JADA_AGENT_WORKDIR_MAX_MB=2" in result.error
+    assert time.monotonic() - started < 30
+    assert host_processes_matching(f"time.sleep({sleep})") == []

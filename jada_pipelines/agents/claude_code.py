@@ -22,6 +22,7 @@ contract of the Messages backend (``runner.py``): the same ``SessionSpec`` in, t
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import json
@@ -45,7 +46,12 @@ from jada_pipelines.agents.runner import (
     transcript_path,
 )
 from jada_pipelines.agents.sandbox import network_mode, sandbox_mode
-from jada_pipelines.agents.tools import DEFAULT_TMP_SIZE_MB, scrubbed_environment
+from jada_pipelines.agents.tools import (
+    DEFAULT_TMP_SIZE_MB,
+    DEFAULT_WORKDIR_MAX_MB,
+    directory_size,
+    scrubbed_environment,
+)
 
 BACKEND = "claude-code"
 CLAUDE_CODE_TOOLS = ("Read", "Edit", "Write", "Grep", "Glob", "Bash", "TodoWrite")
@@ -63,6 +69,26 @@ RESUME_PROMPT = (
 _POLL_S = 0.2
 # After killing the sandbox, how long the SDK may take to notice before its query is cancelled.
 _KILL_WAIT_S = 10.0
+# How often the working directory and the CLI's config folder (both writable from inside) are measured.
+_DISK_CHECK_S = 2.0
+
+
+def _disk_check(workdir: Path, config: Path):
+    """A function returning why the session must end when the working directory and the task's Claude Code
+    folder together use more than JADA_AGENT_WORKDIR_MAX_MB, else None."""
+    limit_mb = settings.env_positive_int("JADA_AGENT_WORKDIR_MAX_MB", DEFAULT_WORKDIR_MAX_MB)
+
+    def check() -> str | None:
+        used = directory_size(workdir) + directory_size(config)
+        if used <= limit_mb * 2**20:
+            return None
+        return (
+            f"the working directory {workdir} and the task's Claude Code folder {config} use {used / 2**20:.1f} "
+            f"MB, over JADA_AGENT_WORKDIR_MAX_MB={limit_mb}; the session was ended. Free space in them (or raise "
+            "the limit), then `jada task requeue` the task."
+        )
+
+    return check
 
 
 def config_dir(task_id: str) -> Path:
@@ -136,7 +162,7 @@ class _Transcript:
         self._file.flush()
 
     def close(self) -> None:
-        self._file.close()
+        self._file.close()  # closing twice is harmless
 
 
 @dataclasses.dataclass
@@ -147,6 +173,7 @@ class _Progress:
     retries: int = 0  # the CLI's api_retry events
     result: object = None
     error: str | None = None
+    limit_error: str | None = None  # why a limit (the disk) ended the session
 
 
 def run_claude_code_session(
@@ -183,67 +210,78 @@ def run_claude_code_session(
         backend=BACKEND,
         continuation=continuation,
     )
-    progress = _Progress()
-    stderr_tail: list[str] = []
-    workdir = spec.workdir.resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-    with sandboxed_cli(
-        cli,
-        workdir=workdir,
-        config_dir=config,
-        env=scrubbed_environment(workdir),
-        network=network_mode() == "host",
-        tmp_size_mb=settings.env_positive_int("JADA_AGENT_TMP_MB", DEFAULT_TMP_SIZE_MB),
-        cli_env={
-            "CLAUDE_CODE_MAX_RETRIES": str(max_retries),
-            "API_TIMEOUT_MS": str(int(api_timeout_s * 1000)),
-        },
-    ) as sandboxed:
-        from claude_agent_sdk import ClaudeAgentOptions
+    try:
+        progress = _Progress()
+        stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
+        workdir = spec.workdir.resolve()
+        workdir.mkdir(parents=True, exist_ok=True)
+        with sandboxed_cli(
+            cli,
+            workdir=workdir,
+            config_dir=config,
+            env=scrubbed_environment(workdir),
+            network=network_mode() == "host",
+            tmp_size_mb=settings.env_positive_int("JADA_AGENT_TMP_MB", DEFAULT_TMP_SIZE_MB),
+            cli_env={
+                "CLAUDE_CODE_MAX_RETRIES": str(max_retries),
+                "API_TIMEOUT_MS": str(int(api_timeout_s * 1000)),
+            },
+        ) as sandboxed:
+            from claude_agent_sdk import ClaudeAgentOptions
 
-        options = ClaudeAgentOptions(
-            cli_path=str(sandboxed.executable),
-            cwd=str(workdir),
-            model=spec.model,
-            max_turns=spec.max_turns,
-            max_budget_usd=spec.max_cost_usd,
-            tools=list(CLAUDE_CODE_TOOLS),
-            allowed_tools=list(CLAUDE_CODE_TOOLS),
-            permission_mode="dontAsk",
-            setting_sources=[],
-            system_prompt={"type": "preset", "preset": "claude_code", "append": APPEND_PROMPT},
-            resume=resume,
-            stderr=lambda line: stderr_tail.append(line[-500:]) if len(stderr_tail) < 200 else None,
+            options = ClaudeAgentOptions(
+                cli_path=str(sandboxed.executable),
+                cwd=str(workdir),
+                model=spec.model,
+                max_turns=spec.max_turns,
+                # The CLI's budget counts the whole session, so a resumed one starts with what it already cost.
+                max_budget_usd=None if spec.max_cost_usd is None else spec.max_cost_usd + previous_cost,
+                tools=list(CLAUDE_CODE_TOOLS),
+                allowed_tools=list(CLAUDE_CODE_TOOLS),
+                permission_mode="dontAsk",
+                setting_sources=[],
+                system_prompt={"type": "preset", "preset": "claude_code", "append": APPEND_PROMPT},
+                resume=resume,
+                stderr=lambda line: stderr_tail.append(line[-500:]),
+            )
+            disk_check = _disk_check(workdir, config)
+            limit = asyncio.run(
+                _drive(prompt, options, progress, transcript, stop, deadline, sandboxed, disk_check)
+            )
+        result = _result(spec, progress, limit, previous_cost, stderr_tail, transcript.path)
+        result.duration_s = time.monotonic() - started
+        result.continuation = continuation
+        result.cli_version = cli_version(cli)
+        transcript.write(
+            "outcome",
+            outcome=result.outcome,
+            stop_reason=result.stop_reason,
+            turns=result.turns,
+            error=result.error,
+            handoff=result.handoff,
+            cost_usd=result.cost_usd,
+            session_id=result.session_id,
         )
-        limit = asyncio.run(_drive(prompt, options, progress, transcript, stop, deadline, sandboxed))
-    result = _result(spec, progress, limit, previous_cost, stderr_tail, transcript.path)
-    result.duration_s = time.monotonic() - started
-    result.continuation = continuation
-    result.cli_version = cli_version(cli)
-    transcript.write(
-        "outcome",
-        outcome=result.outcome,
-        stop_reason=result.stop_reason,
-        turns=result.turns,
-        error=result.error,
-        handoff=result.handoff,
-        cost_usd=result.cost_usd,
-        session_id=result.session_id,
-    )
-    transcript.close()
+    finally:
+        transcript.close()
     return result
 
 
 async def _drive(
-    prompt, options, progress: _Progress, transcript: _Transcript, stop, deadline, sandboxed
+    prompt, options, progress: _Progress, transcript: _Transcript, stop, deadline, sandboxed, disk_check
 ) -> str | None:
-    """Consume the SDK's messages until the result, the stop event or the deadline; returns what cut it short
-    ("lost" or "wall_clock"), else None. Cutting short kills the sandbox (bwrap and all in it): the CLI's
+    """Consume the SDK's messages until the result, the stop event, the deadline or a full disk; returns what
+    cut it short ("lost", "wall_clock" or "workdir"), else None. Cutting short kills the sandbox (bwrap and all in it): the CLI's
     output ends, and the SDK's query finishes and cleans up as after any CLI exit."""
     task = asyncio.ensure_future(_consume(prompt, options, progress, transcript))
+    next_disk_check = time.monotonic() + _DISK_CHECK_S
     while not task.done():
         await asyncio.wait({task}, timeout=_POLL_S)
         cut = "lost" if stop.is_set() else "wall_clock" if time.monotonic() >= deadline else None
+        if cut is None and time.monotonic() >= next_disk_check:
+            next_disk_check = time.monotonic() + _DISK_CHECK_S
+            if (full := await asyncio.to_thread(disk_check)) is not None:
+                progress.limit_error, cut = full, "workdir"
         if cut and not task.done():
             sandboxed.kill()
             done, _ = await asyncio.wait({task}, timeout=_KILL_WAIT_S)
@@ -307,7 +345,7 @@ def _result(
     progress: _Progress,
     limit: str | None,
     previous_cost: float,
-    stderr_tail: list[str],
+    stderr_tail: collections.deque[str],
     path: Path,
 ) -> SessionResult:
     message = progress.result
@@ -331,13 +369,15 @@ def _result(
         return SessionResult(
             "lost", None, error="the session was stopped: its lease was lost or withdrawn", **common
         )
+    if limit == "workdir":
+        return SessionResult("failed", None, error=progress.limit_error, limit="workdir", **common)
     if limit == "wall_clock":
         handoff = _handoff(progress, previous_cost, "The session reached its wall-clock limit.")
         reached = "the session reached its wall-clock limit (JADA_AGENT_SESSION_MAX_SECONDS) and was stopped"
         return SessionResult("incomplete", None, handoff=handoff, error=reached, limit="wall_clock", **common)
     if message is None:
         detail = progress.error or "the Claude Code CLI ended without a result"
-        tail = " | ".join(stderr_tail[-5:])
+        tail = " | ".join(list(stderr_tail)[-5:])
         error = f"{detail}{f' (stderr: {tail})' if tail else ''}"
         return SessionResult("transient", None, error=error, **common)
     if subtype == "success" and not message.is_error:
