@@ -366,3 +366,12 @@ def test_a_claude_code_session_that_fills_its_workdir_is_ended_as_failed(anthrop
     assert "over JADA_AGENT_WORKDIR_MAX_MB=2" in result.error
     assert time.monotonic() - started < 30
     assert host_processes_matching(f"time.sleep({sleep})") == []
+
+
+def test_the_cli_retries_an_overloaded_error_inside_a_stream_through_the_proxy(anthropic_emulator, tmp_path):
+    from jada_pipelines.emulators.anthropic import overloaded_mid_stream
+
+    anthropic_emulator.script(overloaded_mid_stream(), end_turn("After the retry."))
+    messages, proxy = run_cli(tmp_path)
+    assert (messages[-1]["subtype"], messages[-1]["result"]) == ("success", "After the retry.")
+    assert proxy.forwarded == 2 and len(anthropic_emulator.message_requests) == 2

@@ -184,3 +184,24 @@ def test_gather_holds_the_first_requests_until_that_many_wait_at_once():
         assert len(answered) == 3 and all(t >= started for t in answered)
         assert emulator.gathered_at_once == 3
         post(emulator.base_url, {"x-api-key": "k"})  # afterwards nothing is held
+
+
+def test_an_error_inside_a_started_stream_is_the_documented_error_event(anthropic_emulator):
+    import anthropic
+
+    from jada_pipelines.emulators.anthropic import overloaded_mid_stream
+
+    anthropic_emulator.script(overloaded_mid_stream())
+    client = anthropic.Anthropic(max_retries=0)
+    with (
+        pytest.raises(anthropic.APIStatusError) as raised,
+        client.messages.stream(
+            model="m", max_tokens=9, messages=[{"role": "user", "content": "hi"}]
+        ) as stream,
+    ):
+        stream.get_final_message()
+    client.close()
+    assert raised.value.body == {
+        "type": "error",
+        "error": {"type": "overloaded_error", "message": "Overloaded"},
+    }

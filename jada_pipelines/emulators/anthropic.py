@@ -16,7 +16,8 @@ streaming"): ``message_start`` (the message with empty ``content``, input-side u
 ``content_block_delta`` events (``text_delta`` / ``input_json_delta`` with ``partial_json`` pieces) and
 ``content_block_stop``, then ``message_delta`` (``stop_reason``, ``stop_sequence`` and the cumulative
 ``usage``) and ``message_stop``. Errors are answered before the stream starts, with the status and JSON body
-of a non-streaming error, as the API does for errors it detects up front.
+of a non-streaming error, as the API does for errors it detects up front; ``overloaded_mid_stream()`` sends
+the documented ``error`` event inside a stream that has started.
 
 Tests script the replies in order (``emulator.script(tool_use(...), end_turn("done"))``). With nothing
 scripted it plays a small demo agent chosen by a marker in the task's first user message:
@@ -85,6 +86,9 @@ class Reply:
     usage: dict = field(default_factory=lambda: dict(DEFAULT_USAGE))
     error_message: str = ""
     headers: dict[str, str] = field(default_factory=dict)
+    # Streamed requests only: after message_start and a ping, an ``error`` event of this type, then the end
+    # (the docs' example is an overloaded_error during high usage, which a non-streamed call gets as a 529).
+    stream_error: str | None = None
 
 
 def end_turn(text: str = "Done.", *, usage: dict | None = None) -> Reply:
@@ -134,6 +138,11 @@ def refusal(category: str = "cyber", explanation: str = "This request could enab
 def context_window_exceeded(text: str = "") -> Reply:
     content = ({"type": "text", "text": text},) if text else ()
     return Reply(content=content, stop_reason="model_context_window_exceeded")
+
+
+def overloaded_mid_stream(message: str = "Overloaded") -> Reply:
+    """A streamed reply that fails after it started: an ``error`` event of type ``overloaded_error``."""
+    return Reply(content=(), stop_reason=None, stream_error="overloaded_error", error_message=message)
 
 
 def api_error(
@@ -394,6 +403,9 @@ def stream_events(reply: Reply, model: str) -> list[dict]:
         },
         {"type": "ping"},
     ]
+    if reply.stream_error:
+        error = {"type": reply.stream_error, "message": reply.error_message or reply.stream_error}
+        return [*events, {"type": "error", "error": error}]
     for index, block in enumerate(reply.content):
         if block["type"] == "text":
             events.append(
