@@ -12,6 +12,12 @@ GOOGLE_PORT ?= 8765
 ANTHROPIC_PORT ?= 8766
 PAGE_PORT ?= 8767
 SLACK_PORT ?= 8768
+# The optional extras installed. `make dev EXTRAS=dev` (or `make test EXTRAS=dev`) leaves out the Claude Code
+# backend (claude-agent-sdk, about 400 MB with its bundled CLI); the tests that run that CLI are then deselected.
+EXTRAS ?= dev,claude-code
+ifeq ($(findstring claude-code,$(EXTRAS)),)
+PYTEST_SELECT := -m "not claude_code"
+endif
 
 .PHONY: dev test lint format demo bench system-deps browser-deps
 
@@ -40,7 +46,7 @@ browser-deps:
 $(STAMP): pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or run 'make PYTHON=/path/to/python3.11 ...'"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -c requirements.lock -e '.[dev]'
+	$(BIN)/pip install -q -c requirements.lock -e '.[$(EXTRAS)]'
 	$(BIN)/pip check
 	touch $(STAMP)
 
@@ -58,7 +64,7 @@ test: system-deps browser-deps $(STAMP)
 	$(BIN)/pip check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_SELECT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

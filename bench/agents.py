@@ -8,6 +8,12 @@ one agent_task_sensor tick takes with a backlog of 10,000 queued tasks.
    sensor interval, Dagster's run queue and run-worker start-up.
 2. Sensor tick. 10,000 queued tasks in the SQLite queue; the tick that claims 5 of them (with reconciling)
    and the tick that finds every slot busy, each timed over several repetitions.
+4. Backends (``--backends``, run on its own). The same emulated task (three shell commands, then the end)
+   on the Messages backend and on the Claude Code backend, each session in a fresh Python process as a run
+   worker would be: start-up (process start to the first model call), the session's duration, peak memory
+   (the worker process alone, and the worker with all its descendants, sampled every 20 ms: the sandboxed
+   bash commands, or bwrap, the bridge, the Claude Code CLI and its shells) and the number of model calls.
+   Sessions alternate between the backends.
 
 3. Daemon workload (``--workload 40``, ``--workload 120``): 12 tasks whose sessions are one 40 s (or 120 s)
    model call each, through the real daemon, the repository's dagster.yaml and the sensor's default interval.
@@ -17,6 +23,7 @@ one agent_task_sensor tick takes with a backlog of 10,000 queued tasks.
 
     .venv/bin/python bench/agents.py [--tasks 20] [--delay 0.5] [--backlog 10000]
     .venv/bin/python bench/agents.py --workload 40 [--workload 120]
+    .venv/bin/python bench/agents.py --backends [--repeats 3]
 """
 
 from __future__ import annotations
@@ -257,6 +264,118 @@ def bench_sensor_tick(backlog: int, scratch: Path) -> None:
     print(f"  all slots busy: median {statistics.median(busy) * 1000:.1f} ms, max {max(busy) * 1000:.1f} ms")
 
 
+SESSION_CHILD = """
+import json, resource, sys, threading, time
+from pathlib import Path
+from jada_pipelines.agents.runner import SessionSpec, run_session
+backend, task_id, workdir = sys.argv[1:4]
+spec = SessionSpec(task_id, 1, "Benchmark task", Path(workdir), 30, "claude-sonnet-5-5", backend=backend)
+if backend == "claude-code":
+    from jada_pipelines.agents.claude_code import run_claude_code_session as run
+else:
+    run = run_session
+result = run(spec, stop=threading.Event())
+print(json.dumps({
+    "outcome": result.outcome,
+    "turns": result.turns,
+    "self_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+}))
+"""
+
+
+def _tree_rss_mb(root: int) -> float:
+    """Resident memory of ``root`` and all its descendants (the sandbox, the CLI, its shells), right now."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                parents[int(entry.name)] = int(fields[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    tree, frontier = {root}, [root]
+    while frontier:
+        pid = frontier.pop()
+        children = [child for child, parent in parents.items() if parent == pid and child not in tree]
+        tree.update(children)
+        frontier.extend(children)
+    total_kb = 0
+    for pid in tree:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total_kb += int(line.split()[1])
+        except OSError:
+            continue
+    return total_kb / 1024
+
+
+def _one_session(emulator: AnthropicEmulator, backend: str, task_id: str, data: Path) -> dict:
+    import json
+    import subprocess
+    import sys
+
+    from jada_pipelines.emulators.anthropic import end_turn, tool_use
+
+    name = "Bash" if backend == "claude-code" else "bash"
+    extra = {"description": "a step"} if backend == "claude-code" else {}
+    emulator.script(
+        *[tool_use(name, {"command": f"echo step {i}", **extra}) for i in (1, 2, 3)], end_turn("Finished.")
+    )
+    before = len(emulator.message_requests)
+    workdir = data / "workdirs" / task_id
+    workdir.mkdir(parents=True)
+    started = time.monotonic()
+    child = subprocess.Popen(
+        [sys.executable, "-c", SESSION_CHILD, backend, task_id, str(workdir)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    first_call, peak_tree_mb = None, 0.0
+    while child.poll() is None:
+        if first_call is None and len(emulator.message_requests) > before:
+            first_call = time.monotonic()
+        peak_tree_mb = max(peak_tree_mb, _tree_rss_mb(child.pid))
+        time.sleep(0.02)
+    ended = time.monotonic()
+    figures = json.loads(child.stdout.read().strip().splitlines()[-1])
+    assert figures["outcome"] == "done", figures
+    return {
+        **figures,
+        "startup_s": (first_call or ended) - started,
+        "total_s": ended - started,
+        "calls": len(emulator.message_requests) - before,
+        "tree_rss_mb": peak_tree_mb,
+    }
+
+
+def bench_backends(repeats: int, scratch: Path) -> None:
+    data = scratch / "backends-data"
+    os.environ.update(JADA_DATA_DIR=str(data), ANTHROPIC_API_KEY="sk-ant-emulator-bench-key")
+    emulator = AnthropicEmulator()
+    os.environ["ANTHROPIC_BASE_URL"] = emulator.start()
+    runs: dict[str, list[dict]] = {"messages": [], "claude-code": []}
+    try:
+        for i in range(repeats):
+            for backend in runs:
+                runs[backend].append(_one_session(emulator, backend, f"{backend}-{i}", data))
+    finally:
+        emulator.stop()
+    print(f"backends: the same task (3 shell commands, then the end), {repeats} sessions each, median")
+    print(
+        f"  {'':<12} {'start-up':>9} {'session':>9} {'worker peak':>12} {'worker+children':>16} {'model calls':>12}"
+    )
+    for backend, figures in runs.items():
+
+        def median(key: str, figures=figures) -> float:
+            return statistics.median(f[key] for f in figures)
+
+        print(
+            f"  {backend:<12} {median('startup_s'):>8.2f}s {median('total_s'):>8.2f}s "
+            f"{median('self_rss_mb'):>9.0f} MB {median('tree_rss_mb'):>13.0f} MB {median('calls'):>12.0f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=20)
@@ -270,6 +389,8 @@ def main() -> None:
         help="only run the daemon workload of 12 tasks x one CALL_S model call (repeatable: --workload 40 --workload 120)",
     )
     parser.add_argument("--warmup-pairs", type=int, default=0, help="only compare the SDK warm-up, N pairs")
+    parser.add_argument("--backends", action="store_true", help="only compare the two session backends")
+    parser.add_argument("--repeats", type=int, default=3, help="sessions per backend with --backends")
     args = parser.parse_args()
     if args.warmup_pairs:
         bench_worker_warmup(args.warmup_pairs)
@@ -280,6 +401,9 @@ def main() -> None:
                 bench_daemon_workload(12, call_s, Path(scratch))
         return
     with tempfile.TemporaryDirectory(prefix="jada-bench-agents-") as scratch:
+        if args.backends:
+            bench_backends(args.repeats, Path(scratch))
+            return
         bench_sensor_tick(args.backlog, Path(scratch))
         bench_engine_makespan(args.tasks, args.delay, Path(scratch))
         bench_makespan(args.tasks, args.delay, Path(scratch))

@@ -192,3 +192,14 @@ def test_list_marks_a_cut_error_with_an_ellipsis_and_cuts_a_short_one_not_at_all
     rows = {line.split()[0]: line for line in out.splitlines()[1:]}
     assert rows["long"].endswith("word…") and len(rows["long"].split("  ")[-1].strip()) <= 60
     assert rows["short"].endswith("It broke.")
+
+
+def test_add_takes_a_backend_and_a_cost_ceiling(capsys):
+    code, _, _ = run(
+        capsys, "task", "add", "Refactor", "--id", "r1", "--backend", "claude-code", "--max-cost-usd", "3"
+    )
+    task = open_queue().get("r1")
+    assert (code, task.backend, task.max_cost_usd) == (0, "claude-code", 3.0)
+    code, _, err = run(capsys, "task", "add", "x", "--id", "r2", "--max-cost-usd", "0")
+    assert code == 2 and "max_cost_usd=0.0" in err and "positive number of dollars" in err
+    assert open_queue().get("r2") is None

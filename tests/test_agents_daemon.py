@@ -72,3 +72,53 @@ def test_twelve_queued_tasks_all_finish_with_at_most_five_sessions_at_once(daemo
     assert peak <= MAX_CONCURRENT_SESSIONS
     # Sessions did run side by side, so the limit above was really exercised.
     assert peak >= 2
+
+
+CLAUDE_CODE_SESSIONS = 5
+
+
+@pytest.fixture
+def gathering_emulator():
+    """Holds the first model calls until five wait at once: five sessions are then surely in flight together."""
+    emulator = AnthropicEmulator(
+        delay_s=CALL_DELAY_S, gather=CLAUDE_CODE_SESSIONS, gather_timeout_s=DEADLINE_S
+    )
+    emulator.start()
+    yield emulator
+    emulator.stop()
+
+
+@pytest.mark.daemon
+@pytest.mark.claude_code
+@pytest.mark.timeout(DEADLINE_S + 60)
+def test_five_claude_code_sessions_run_at_once_through_the_daemon(tmp_path, gathering_emulator):
+    env = {
+        "ANTHROPIC_BASE_URL": gathering_emulator.base_url,
+        "ANTHROPIC_API_KEY": "sk-ant-emulator-test-key",
+        "JADA_AGENT_SENSOR_INTERVAL_SECONDS": "2",
+        "JADA_AGENT_BACKEND": "claude-code",
+    }
+    queue = open_queue()
+    for i in range(CLAUDE_CODE_SESSIONS):
+        queue.enqueue(f"cc-{i}", f"Demo task number {i}")
+    with running_daemon(Path(os.environ["DAGSTER_HOME"]), tmp_path, env) as daemon:
+        deadline = time.monotonic() + DEADLINE_S
+        while time.monotonic() < deadline and daemon.poll() is None:
+            if queue.stats().depth_by_status["done"] == CLAUDE_CODE_SESSIONS:
+                break
+            time.sleep(1)
+        log = (tmp_path / "daemon.log").read_text()
+        assert daemon.poll() is None, f"dagster-daemon exited early:\n{log[-3000:]}"
+    statuses = {task.id: (task.status, task.last_error) for task in queue.list()}
+    assert {status for status, _ in statuses.values()} == {"done"}, f"{statuses}\n{log[-3000:]}"
+    assert gathering_emulator.gathered_at_once == CLAUDE_CODE_SESSIONS
+    # Every model call came from the Claude Code CLI, through the key proxy.
+    agents = {r.headers.get("user-agent", "").split("/")[0] for r in gathering_emulator.message_requests}
+    assert agents == {"claude-cli"}
+    with dg.DagsterInstance.get() as instance:
+        records = ended_session_run_records(instance, deadline=deadline)
+    assert len(records) == CLAUDE_CODE_SESSIONS
+    assert {record.dagster_run.status for record in records} == {dg.DagsterRunStatus.SUCCESS}
+    assert (
+        peak_concurrency([(record.start_time, record.end_time) for record in records]) == CLAUDE_CODE_SESSIONS
+    )

@@ -314,3 +314,51 @@ def test_open_queue_defaults_to_sqlite_in_the_data_dir_and_rejects_unknown_urls(
     assert open_queue().path == tmp_path / "other.db"
     with pytest.raises(ConfigError, match="JADA_TASK_QUEUE_URL"):
         open_queue("redis://localhost")
+
+
+def test_a_task_keeps_its_own_backend_and_cost_ceiling_and_bad_ones_are_refused(task_queue_backend):
+    task = task_queue_backend.enqueue("t1", "x", backend="claude-code", max_cost_usd=2.5).task
+    assert (task.backend, task.max_cost_usd) == ("claude-code", 2.5)
+    assert task_queue_backend.get("t1").max_cost_usd == 2.5
+    plain = task_queue_backend.enqueue("t2", "x").task
+    assert (plain.backend, plain.max_cost_usd) == (None, None)
+    with pytest.raises(QueueError, match=r"backend='codex'.*messages, claude-code"):
+        task_queue_backend.enqueue("t3", "x", backend="codex")
+    with pytest.raises(QueueError, match="max_cost_usd=0"):
+        task_queue_backend.enqueue("t4", "x", max_cost_usd=0)
+
+
+def test_an_sqlite_file_from_before_backend_and_max_cost_gains_them_on_open_and_keeps_its_tasks(tmp_path):
+    from jada_pipelines.agents.sqlite_queue import SCHEMA
+
+    path = tmp_path / "old.db"
+    old_schema = SCHEMA.replace(",\n    backend TEXT,\n    max_cost_usd REAL", "")
+    assert old_schema != SCHEMA
+    conn = sqlite3.connect(path)
+    conn.executescript(old_schema)
+    conn.execute(
+        "INSERT INTO tasks (id, prompt, status, max_attempts, attempt_budget, created_at, updated_at, available_at)"
+        " VALUES ('old', 'from before', 'queued', 3, 3, 1, 1, 1)"
+    )
+    conn.commit()
+    conn.close()
+    queue = SQLiteTaskQueue(path)
+    task = queue.get("old")
+    assert (task.prompt, task.backend, task.max_cost_usd) == ("from before", None, None)
+    queue.enqueue("new", "x", backend="messages", max_cost_usd=1.0)
+    assert queue.get("new").backend == "messages"
+    SQLiteTaskQueue(path)  # opening again is a no-op
+    assert queue.claim(worker="w", lease_seconds=LEASE).task_id == "old"
+
+
+def test_over_budget_is_a_dead_letter_whatever_attempts_are_left(task_queue_backend):
+    task_queue_backend.enqueue("t1", "x", max_attempts=5)
+    lease = task_queue_backend.claim(worker="w", lease_seconds=LEASE)
+    status = task_queue_backend.fail(
+        lease, error="the task reached its cost ceiling", retryable=False, cost_usd=0.7, outcome="over_budget"
+    )
+    task = task_queue_backend.get("t1")
+    assert (status, task.status, task.cost_usd) == ("dead", "dead", pytest.approx(0.7))
+    assert task.last_error == "the task reached its cost ceiling"
+    (record,) = task_queue_backend.attempts(since=0)
+    assert record.outcome == "over_budget"

@@ -22,7 +22,7 @@ def test_loading_definitions_needs_no_environment_no_network_and_no_heavy_client
         "def refuse(*a, **k): raise OSError('network used while loading the definitions')\n"
         "socket.socket.connect = socket.socket.connect_ex = socket.getaddrinfo = socket.create_connection = refuse\n"
         "import sys, jada_pipelines.definitions as d; d.defs.get_repository_def();"
-        "heavy=[m for m in ('anthropic','pandas','gspread','google.auth','boto3','slack_sdk') if m in sys.modules];"
+        "heavy=[m for m in ('anthropic','pandas','gspread','google.auth','boto3','slack_sdk','claude_agent_sdk','mcp') if m in sys.modules];"
         "print(','.join(heavy))"
     )
     out = subprocess.run(

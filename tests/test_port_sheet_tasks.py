@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from jada_pipelines.port_sheet.tasks import requested_tasks, sync_tasks, task_id_for
+from jada_pipelines.port_sheet.tasks import requested_backends, requested_tasks, sync_tasks, task_id_for
 
 
 @pytest.fixture
@@ -73,3 +73,21 @@ def test_a_finished_task_is_not_superseded_and_other_rows_are_not_touched(queue)
     assert outcome.superseded == []
     assert queue.get(done.task.id).status == "done"
     assert queue.get(neighbour.task.id).status == "queued"
+
+
+def test_the_optional_backend_column_sets_each_rows_backend_and_a_bad_value_is_named(queue):
+    sheet = pd.DataFrame(
+        {
+            "id": ["a", "b", "c", "d"],
+            "task": ["do a", "do b", "do c", "do d"],
+            "backend": ["claude-code", "", "Messages", "codex"],
+        }
+    )
+    backends, bad = requested_backends(sheet, key_column="id")
+    assert (backends, bad) == ({"a": "claude-code", "c": "messages"}, {"d": "codex"})
+    requested = requested_tasks(sheet, key_column="id", task_column="task")
+    sync_tasks(queue, requested, backends)
+    assert queue.get(task_id_for("a", "do a")).backend == "claude-code"
+    assert queue.get(task_id_for("b", "do b")).backend is None  # JADA_AGENT_BACKEND decides
+    assert queue.get(task_id_for("c", "do c")).backend == "messages"
+    assert requested_backends(pd.DataFrame({"id": ["a"]}), key_column="id") == ({}, {})

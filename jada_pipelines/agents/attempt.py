@@ -101,7 +101,8 @@ def record_outcome(queue: TaskQueue, lease: Lease, result: SessionResult) -> str
         return task.status if task is not None else None
     if result.outcome == "lost":
         return None
-    # failed (400/401/403) and refused are for a person; transient goes back to the queue with a back-off.
+    # failed (400/401/403), refused and over_budget are for a person; transient goes back to the queue with a
+    # back-off.
     return queue.fail(
         lease,
         error=result.error or result.outcome,

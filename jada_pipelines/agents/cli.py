@@ -28,6 +28,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add.add_argument("--workdir", help="working directory (default: $JADA_DATA_DIR/workdirs/<id>)")
     add.add_argument("--priority", type=int, default=0, help="higher runs first (default 0)")
     add.add_argument("--max-attempts", type=int, default=3, help="sessions before a dead letter (default 3)")
+    add.add_argument(
+        "--backend",
+        choices=("messages", "claude-code"),
+        help="session backend: our Messages API loop or Claude Code (default: JADA_AGENT_BACKEND, messages)",
+    )
+    add.add_argument(
+        "--max-cost-usd",
+        type=float,
+        help="cost ceiling over all attempts; reaching it makes a dead letter (default: JADA_AGENT_MAX_COST_USD, none)",
+    )
     add.set_defaults(func=add_task)
 
     listing = actions.add_parser("list", help="list tasks")
@@ -106,6 +116,8 @@ def add_task(args: argparse.Namespace) -> int:
         priority=args.priority,
         max_attempts=args.max_attempts,
         source="cli",
+        backend=args.backend,
+        max_cost_usd=args.max_cost_usd,
     )
     if not result.created:
         if result.task.prompt != args.prompt:

@@ -24,6 +24,7 @@ from typing import Any
 
 from jada_pipelines.agents.queue import (
     CLAIMABLE,
+    DEAD_LETTER_OUTCOMES,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_RETRY_BACKOFF_S,
     LEASED,
@@ -371,10 +372,15 @@ class DynamoDBTaskQueue:
         priority: int = 0,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         source: str | None = None,
+        backend: str | None = None,
+        max_cost_usd: float | None = None,
     ) -> EnqueueResult:
         from botocore.exceptions import ClientError
 
-        workdir = validate_enqueue(task_id, prompt, max_turns, max_attempts, workdir)
+        # Items written before backend/max_cost_usd existed read back as None for both: nothing to migrate.
+        workdir = validate_enqueue(
+            task_id, prompt, max_turns, max_attempts, workdir, backend=backend, max_cost_usd=max_cost_usd
+        )
         now = self._clock()
         values = {
             **dict.fromkeys(_TASK_FIELDS),
@@ -390,6 +396,8 @@ class DynamoDBTaskQueue:
             "turns": 0,
             "cost_usd": 0.0,
             "source": source,
+            "backend": backend,
+            "max_cost_usd": max_cost_usd,
             "created_at": now,
             "updated_at": now,
             "available_at": now,
@@ -690,7 +698,7 @@ class DynamoDBTaskQueue:
         refusal, which is a dead letter for a person to read. Only a ``transient`` failure (the API overloaded
         or unreachable) waits out a back-off; a lost attempt is due again at once, as on SQLite.
         ``charge_attempt=False`` (a run that never started) queues it with one more attempt in its budget."""
-        check_outcome(outcome, ("failed", "transient", "refused", "lost"))
+        check_outcome(outcome, ("failed", "transient", "refused", "lost", "over_budget"))
         now = self._clock()
         due = now + retry_backoff(lease.attempt, self._retry_backoff_s) if outcome == "transient" else now
         extra: dict = {}
@@ -700,7 +708,7 @@ class DynamoDBTaskQueue:
         elif retryable:
             status = "dead" if lease.attempt >= lease.task.max_attempts else "queued"
         else:
-            status = "dead" if outcome == "refused" else "failed"
+            status = "dead" if outcome in DEAD_LETTER_OUTCOMES else "failed"
         changes = {
             "status": status,
             "last_error": error,

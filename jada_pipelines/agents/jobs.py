@@ -46,7 +46,18 @@ def session_metadata(outcome: AttemptOutcome, *, model: str, max_turns: int, san
     sandbox its commands ran in."""
     result = outcome.result
     usage = result.usage
+    claude_code = (
+        {
+            "claude_code_session_id": result.session_id or "none",
+            "claude_code_version": result.cli_version or "unknown",
+            "continuation": result.continuation or "fresh",
+        }
+        if result.backend == "claude-code"
+        else {}
+    )
     return {
+        "backend": result.backend,
+        **claude_code,
         "sandbox": sandbox,
         "outcome": result.outcome,
         "task_status": outcome.task_status or "unknown (lease lost)",
@@ -80,6 +91,8 @@ FAILURE_TEXT = {
     "refused": "The model refused the task ({error}). It is a dead letter for a person to review; "
     "`jada task requeue {task_id}` after changing the prompt.",
     "limit": "The session was ended by a limit: {error}",
+    "over_budget": "The task is a dead letter: {error}. Raise the ceiling (the task's max_cost_usd, else "
+    "JADA_AGENT_MAX_COST_USD), then `jada task requeue {task_id}`.",
     "lost": "The session stopped because this run lost the task's lease (expired, cancelled or superseded); "
     "another attempt may own it now.",
 }
@@ -113,12 +126,24 @@ def agent_session(
         raise dg.Failure(description=refusal_text(queue, config), allow_retries=False)
     task = lease.task
     try:
-        spec = claude.spec_for(task)  # reads JADA_AGENT_MODEL and JADA_AGENT_MAX_TURNS
+        # reads JADA_AGENT_MODEL, JADA_AGENT_MAX_TURNS, JADA_AGENT_BACKEND and JADA_AGENT_MAX_COST_USD
+        spec = claude.spec_for(task)
         claude.check_ready(spec)
     except settings.ConfigError as exc:
         # Every attempt would fail the same way: park the task as failed until a person fixes the setting.
         queue.fail(lease, error=str(exc), retryable=False)
         raise dg.Failure(description=str(exc), allow_retries=False) from None
+    if spec.max_cost_usd is not None and spec.max_cost_usd <= 0:
+        # The ceiling was reached by earlier attempts: no model call, a dead letter that says why.
+        error = (
+            f"the task reached its cost ceiling (its max_cost_usd, else JADA_AGENT_MAX_COST_USD): its attempts "
+            f"cost ${task.cost_usd:.4f} of ${task.cost_usd + spec.max_cost_usd:.4f}, so no further attempts run"
+        )
+        queue.fail(lease, error=error, retryable=False, outcome="over_budget")
+        raise dg.Failure(
+            description=FAILURE_TEXT["over_budget"].format(error=error, task_id=task.id, status="dead"),
+            allow_retries=False,
+        )
     try:
         outcome = execute_attempt(
             queue,
@@ -144,9 +169,8 @@ def agent_session(
         )
         yield dg.Output(None, metadata=metadata)
         return
-    text = FAILURE_TEXT["limit" if result.limit else result.outcome].format(
-        error=result.error, task_id=task.id, status=outcome.task_status
-    )
+    key = result.outcome if result.outcome == "over_budget" else "limit" if result.limit else result.outcome
+    text = FAILURE_TEXT[key].format(error=result.error, task_id=task.id, status=outcome.task_status)
     raise dg.Failure(description=text, metadata=metadata, allow_retries=False)
 
 

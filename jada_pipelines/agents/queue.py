@@ -17,8 +17,8 @@ Statuses (``STATUSES``):
 - ``dispatched``: claimed by the sensor, its run not started yet. ``running``: the session has started.
 - ``done``: finished. ``incomplete``: the last attempt hit its turn cap and left a handoff; it is claimable
   like ``queued``, so the next attempt continues from the handoff.
-- ``failed``: a permanent error (a 400/401/403 from the API); ``dead``: a dead letter, attempts used up or
-  the model refused. Both wait for a person (``requeue``).
+- ``failed``: a permanent error (a 400/401/403 from the API); ``dead``: a dead letter, attempts used up,
+  the model refused, or the task's cost ceiling was reached (outcome ``over_budget``). Both wait for a person (``requeue``).
 - ``cancelled``, ``superseded``: withdrawn by an operator or replaced by a newer task (``supersede``).
 """
 
@@ -49,7 +49,9 @@ LEASED = ("dispatched", "running")
 # Statuses that need a person before anything runs again.
 TERMINAL = ("done", "failed", "dead", "cancelled", "superseded")
 # Outcomes recorded per attempt in AttemptRecord.
-OUTCOMES = ("done", "incomplete", "failed", "transient", "refused", "lost")
+OUTCOMES = ("done", "incomplete", "failed", "transient", "refused", "lost", "over_budget")
+# Outcomes that make the task a dead letter for a person, whatever attempts are left.
+DEAD_LETTER_OUTCOMES = ("refused", "over_budget")
 
 DEFAULT_MAX_ATTEMPTS = 3
 
@@ -76,10 +78,18 @@ class Task:
     available_at: float
     lease_expires_at: float | None
     nonce: str | None = None  # drawn at enqueue; part of the run key (None: enqueued before nonces existed)
+    # The session backend ("messages" | "claude-code"); None: JADA_AGENT_BACKEND.
+    backend: str | None = None
+    # What the task may cost over all its attempts; None: JADA_AGENT_MAX_COST_USD (else no ceiling).
+    max_cost_usd: float | None = None
 
     @property
     def run_key_nonce(self) -> str:
         return self.nonce or f"{self.created_at:.0f}"
+
+
+# The session backends a task may name (agents/resources.py runs them).
+BACKENDS = ("messages", "claude-code")
 
 
 @dataclass(frozen=True)
@@ -136,6 +146,8 @@ class TaskQueue(Protocol):
         priority: int = 0,
         max_attempts: int = 3,
         source: str | None = None,
+        backend: str | None = None,
+        max_cost_usd: float | None = None,
     ) -> EnqueueResult: ...
 
     def claim(self, *, worker: str, lease_seconds: float, max_live: int = 5) -> Lease | None: ...
@@ -231,11 +243,28 @@ def resolve_workdir(workdir: str | None) -> str | None:
 
 
 def validate_enqueue(
-    task_id: str, prompt: str, max_turns: int | None, max_attempts: int, workdir: str | None = None
+    task_id: str,
+    prompt: str,
+    max_turns: int | None,
+    max_attempts: int,
+    workdir: str | None = None,
+    *,
+    backend: str | None = None,
+    max_cost_usd: float | None = None,
 ) -> str | None:
     """Reject input no backend should store; shared so both backends say the same thing. Returns the
     task's working directory resolved (see ``resolve_workdir``)."""
     validate_task_id(task_id)
+    if backend is not None and backend not in BACKENDS:
+        raise QueueError(
+            f"backend={backend!r} for task {task_id!r} is not a session backend: use one of "
+            f"{', '.join(BACKENDS)} (or leave it empty for JADA_AGENT_BACKEND)."
+        )
+    if max_cost_usd is not None and not max_cost_usd > 0:
+        raise QueueError(
+            f"max_cost_usd={max_cost_usd} for task {task_id!r} must be a positive number of dollars (or unset "
+            "for JADA_AGENT_MAX_COST_USD)."
+        )
     if not prompt or not prompt.strip():
         raise QueueError(f"Task {task_id!r} has an empty prompt: say what the agent should do.")
     if max_turns is not None and max_turns < 1:

@@ -52,8 +52,39 @@ class TaskQueueResource(dg.ConfigurableResource):
         return open_queue(self.url)
 
 
+def backend_from_env() -> str:
+    """``JADA_AGENT_BACKEND``: ``messages`` (the default: our own loop over the Messages API) or ``claude-code``."""
+    from jada_pipelines.agents.queue import BACKENDS
+
+    raw = (settings.env("JADA_AGENT_BACKEND") or "messages").lower()
+    if raw not in BACKENDS:
+        raise settings.ConfigError(
+            f"JADA_AGENT_BACKEND={raw!r} is not a session backend: set it to 'messages' (the default) or "
+            "'claude-code' (needs the .[claude-code] extra)."
+        )
+    return raw
+
+
+def max_cost_from_env() -> float | None:
+    """``JADA_AGENT_MAX_COST_USD``: what one task may cost over all its attempts; unset means no ceiling."""
+    raw = settings.env("JADA_AGENT_MAX_COST_USD")
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise settings.ConfigError(
+            f"JADA_AGENT_MAX_COST_USD={raw!r} is not a positive number of dollars: set it to the most one task "
+            "may cost over all its attempts, such as 5, or unset it for no ceiling."
+        )
+    return value
+
+
 class ClaudeSessionResource(dg.ConfigurableResource):
-    """Runs one Claude session for a task with the anthropic SDK. The API key and base URL come from
+    """Runs one Claude session for a task, with the anthropic SDK (backend ``messages``) or the Claude Code CLI
+    (``claude-code``, JADA_AGENT_BACKEND). The API key and base URL come from
     ANTHROPIC_API_KEY (or ANTHROPIC_AUTH_TOKEN) and ANTHROPIC_BASE_URL, read by the SDK when the run starts.
 
     Example::
@@ -91,7 +122,13 @@ class ClaudeSessionResource(dg.ConfigurableResource):
             )
         return max_turns
 
+    def resolved_backend(self, task: Task) -> str:
+        """The task's own backend (``jada task add --backend``, the sheet's ``backend`` column), else
+        JADA_AGENT_BACKEND."""
+        return task.backend or backend_from_env()
+
     def spec_for(self, task: Task) -> SessionSpec:
+        ceiling = task.max_cost_usd if task.max_cost_usd is not None else max_cost_from_env()
         return SessionSpec(
             task_id=task.id,
             attempt=task.attempt,
@@ -100,6 +137,8 @@ class ClaudeSessionResource(dg.ConfigurableResource):
             max_turns=self.resolved_max_turns(task),
             model=self.resolved_model(),
             handoff=task.handoff,
+            backend=self.resolved_backend(task),
+            max_cost_usd=None if ceiling is None else ceiling - task.cost_usd,
         )
 
     def check_ready(self, spec: SessionSpec) -> None:
@@ -113,8 +152,18 @@ class ClaudeSessionResource(dg.ConfigurableResource):
         problem = sandbox_status().problem
         if problem:
             raise settings.ConfigError(problem)
+        if spec.backend == "claude-code":
+            from jada_pipelines.agents.claude_code import check_cli
+
+            check_cli()
 
     def run(self, spec: SessionSpec, stop: threading.Event) -> SessionResult:
+        if spec.backend == "claude-code":
+            from jada_pipelines.agents.claude_code import run_claude_code_session
+
+            return run_claude_code_session(
+                spec, stop=stop, max_retries=self.max_retries, api_timeout_s=self.api_timeout_seconds
+            )
         return run_session(
             spec,
             stop=stop,

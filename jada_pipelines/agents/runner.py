@@ -8,6 +8,8 @@ Plain Python, no Dagster. What the loop does with each ``stop_reason``:
 - ``refusal``: ``refused``, a dead letter for a person (the category and explanation go in the error).
 - ``model_context_window_exceeded``: ``incomplete``, with a handoff built from what the session touched
   (asking the model for one would overflow the same window).
+A session whose cost reaches the attempt's share of the task's cost ceiling (``SessionSpec.max_cost_usd``)
+ends after that call with outcome ``over_budget``: a dead letter, whose error names the ceiling.
 Reaching the turn cap is an outcome, not a crash: pending tool calls are answered "not executed", then one
 extra call, not counted and with ``tool_choice: none``, asks for a JSON handoff; the outcome is
 ``incomplete``. API errors left after the SDK's own retries: 400/401/403/404/413/422 are permanent
@@ -83,6 +85,10 @@ class SessionSpec:
     model: str
     handoff: dict | None = None
     max_tokens: int = DEFAULT_MAX_TOKENS
+    backend: str = "messages"  # messages | claude-code (backends.py)
+    # What this attempt may still spend before the task's cost ceiling (JADA_AGENT_MAX_COST_USD); None: no
+    # ceiling. The session stops with outcome ``over_budget`` once its cost reaches it.
+    max_cost_usd: float | None = None
 
 
 @dataclass
@@ -100,8 +106,14 @@ class SessionResult:
     handoff: dict | None = None
     error: str | None = None
     status_code: int | None = None
-    # Which limit ended the session, when one did: "workdir" (disk) or "wall_clock".
+    # Which limit ended the session, when one did: "workdir" (disk), "wall_clock" or "cost".
     limit: str | None = None
+    backend: str = "messages"
+    # Claude Code only: its session id and CLI version, and how the attempt began ("resumed session <id>",
+    # "fresh, from the handoff" or "fresh").
+    session_id: str | None = None
+    cli_version: str | None = None
+    continuation: str | None = None
 
 
 class SessionError(Exception):
@@ -111,6 +123,13 @@ class SessionError(Exception):
         super().__init__(message)
         self.outcome = outcome
         self.status_code = status_code
+
+
+def cost_ceiling_error(spent: float, allowed: float) -> str:
+    return (
+        f"the task reached its cost ceiling (its max_cost_usd, else JADA_AGENT_MAX_COST_USD): this attempt "
+        f"spent ${spent:.4f} of the ${allowed:.4f} left, so no further attempts run"
+    )
 
 
 def default_workdir(task_id: str) -> Path:
@@ -297,6 +316,8 @@ class ClaudeSession:
             reply = self._call()
             self.turns += 1
             stop_reason = reply.stop_reason
+            if (over := self._over_budget(stop_reason)) is not None:
+                return over
             if stop_reason in ("end_turn", "stop_sequence"):
                 return self._result("done", stop_reason, summary=_text_of(reply.content) or None)
             if stop_reason == "refusal":
@@ -312,6 +333,17 @@ class ClaudeSession:
             if self.turns >= self.spec.max_turns:
                 return self._hand_off(reply)
             self._continue_after(reply)
+
+    def _over_budget(self, stop_reason: str | None) -> SessionResult | None:
+        """``over_budget`` once this attempt's cost reached what the task's cost ceiling left it (unless the
+        model just finished: that work is kept as ``done``)."""
+        limit = self.spec.max_cost_usd
+        if limit is None or stop_reason in ("end_turn", "stop_sequence"):
+            return None
+        spent = cost_usd(self.spec.model, self.usage)
+        if spent < limit:
+            return None
+        return self._result("over_budget", stop_reason, error=cost_ceiling_error(spent, limit), limit="cost")
 
     def _continue_after(self, reply) -> None:
         """Add the user message that lets the model carry on after a tool_use, pause_turn or max_tokens."""

@@ -103,6 +103,9 @@ class SandboxPolicy:
     rlimits: Rlimits = field(default_factory=Rlimits)
     system_paths: tuple[str, ...] = SYSTEM_PATHS
     etc_paths: tuple[str, ...] = ETC_PATHS
+    # More host paths to show inside: (host path, path inside, writable). The Claude Code backend binds its
+    # CLI read-only and the task's config directory and key-proxy socket folder read-write.
+    binds: tuple[tuple[str, str, bool], ...] = ()
 
 
 def _system_mounts(paths: tuple[str, ...]) -> list[str]:
@@ -115,8 +118,11 @@ def _system_mounts(paths: tuple[str, ...]) -> list[str]:
     return args
 
 
-def bwrap_argv(policy: SandboxPolicy, command: str, *, bwrap: str = "bwrap") -> list[str]:
-    """The full argument list that runs ``command`` with bash inside the sandbox ``policy`` describes."""
+def bwrap_argv(
+    policy: SandboxPolicy, command: str, *, bwrap: str = "bwrap", arguments: tuple[str, ...] = ()
+) -> list[str]:
+    """The full argument list that runs ``command`` with bash inside the sandbox ``policy`` describes;
+    ``arguments`` follow as bash's ``$0 $1...`` (``bash -c command args...``)."""
     workdir = str(policy.workdir)
     args = [
         bwrap,
@@ -163,6 +169,10 @@ def bwrap_argv(policy: SandboxPolicy, command: str, *, bwrap: str = "bwrap") -> 
         "--bind",
         workdir,
         workdir,
+    ]
+    for source, target, writable in policy.binds:
+        args += ["--bind" if writable else "--ro-bind", source, target]
+    args += [
         # ...and the rest is read-only: the sandbox's own root (where bwrap made the working directory's
         # parents) and /dev (its device nodes stay usable).
         "--remount-ro",
@@ -176,6 +186,7 @@ def bwrap_argv(policy: SandboxPolicy, command: str, *, bwrap: str = "bwrap") -> 
         "/bin/bash",
         "-c",
         command,
+        *arguments,
     ]
     return args
 

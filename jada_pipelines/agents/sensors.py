@@ -63,10 +63,19 @@ def run_request_for(lease: Lease, *, max_runtime: str | None = None) -> dg.RunRe
 
 def why_no_session_can_run() -> str | None:
     """A sentence naming the fix when every session would fail before its first model call (no API key, no
-    sandbox, a malformed setting): the sensor then claims nothing, so no attempt is spent."""
+    sandbox, a malformed setting, a default backend of Claude Code that cannot start): the sensor then claims
+    nothing, so no attempt is spent. (A task that names Claude Code itself on a worker that cannot run it is
+    claimed, and parked as failed with the same sentence before any model call.)"""
+    from jada_pipelines.agents.resources import backend_from_env, max_cost_from_env
+
     try:
         require_api_credentials()
         session_max_seconds()
+        max_cost_from_env()
+        if backend_from_env() == "claude-code":
+            from jada_pipelines.agents.claude_code import check_cli
+
+            check_cli()
     except settings.ConfigError as exc:
         return str(exc)
     return sandbox_status().problem

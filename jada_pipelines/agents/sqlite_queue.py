@@ -23,6 +23,7 @@ from pathlib import Path
 
 from jada_pipelines.agents.queue import (
     CLAIMABLE,
+    DEAD_LETTER_OUTCOMES,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_RETRY_BACKOFF_S,
     LEASED,
@@ -72,7 +73,9 @@ CREATE TABLE IF NOT EXISTS tasks (
     lease_token TEXT,
     lease_owner TEXT,
     lease_expires_at REAL,
-    nonce TEXT
+    nonce TEXT,
+    backend TEXT,
+    max_cost_usd REAL
 );
 -- The claim reads this index in its ORDER BY order and stops at the first due task, however long the backlog.
 CREATE INDEX IF NOT EXISTS tasks_claimable ON tasks (priority DESC, available_at, created_at) WHERE {_CLAIMABLE_SQL};
@@ -98,11 +101,12 @@ CREATE INDEX IF NOT EXISTS attempts_started ON attempts (started_at);
 
 _TASK_COLUMNS = (
     "id, prompt, status, attempt, max_attempts, max_turns, priority, workdir, handoff, last_error, turns, "
-    "cost_usd, summary, source, run_id, created_at, updated_at, available_at, lease_expires_at, nonce"
+    "cost_usd, summary, source, run_id, created_at, updated_at, available_at, lease_expires_at, nonce, backend, "
+    "max_cost_usd"
 )
 # Columns added after the first release: a queue file created before them gets them in init().
 _ADDED_COLUMNS = {
-    "tasks": {"nonce": "TEXT"},
+    "tasks": {"nonce": "TEXT", "backend": "TEXT", "max_cost_usd": "REAL"},
     "attempts": {"queued_at": "REAL", "run_started_at": "REAL", "first_call_at": "REAL"},
 }
 # A claim that never reached its session (never marked running) is not charged: its budget grows by one.
@@ -187,7 +191,9 @@ class SQLiteTaskQueue:
                 present = {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}
                 for name, kind in columns.items():
                     if name not in present:
-                        conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+                        # Two processes may open an old file at once: the loser's ALTER finds the column there.
+                        with contextlib.suppress(sqlite3.OperationalError):
+                            conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
             conn.execute("UPDATE tasks SET nonce = lower(hex(randomblob(4))) WHERE nonce IS NULL")
 
     # -- producer side --------------------------------------------------------------------------------------
@@ -202,14 +208,18 @@ class SQLiteTaskQueue:
         priority: int = 0,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         source: str | None = None,
+        backend: str | None = None,
+        max_cost_usd: float | None = None,
     ) -> EnqueueResult:
-        workdir = validate_enqueue(task_id, prompt, max_turns, max_attempts, workdir)
+        workdir = validate_enqueue(
+            task_id, prompt, max_turns, max_attempts, workdir, backend=backend, max_cost_usd=max_cost_usd
+        )
         now = self._clock()
         with self._transaction() as conn:
             row = conn.execute(
                 "INSERT INTO tasks (id, prompt, status, max_attempts, attempt_budget, max_turns, priority, workdir,"
-                " source, created_at, updated_at, available_at, nonce)"
-                " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " source, created_at, updated_at, available_at, nonce, backend, max_cost_usd)"
+                " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 f" ON CONFLICT (id) DO NOTHING RETURNING {_TASK_COLUMNS}",
                 (
                     task_id,
@@ -224,6 +234,8 @@ class SQLiteTaskQueue:
                     now,
                     now,
                     new_nonce(),
+                    backend,
+                    max_cost_usd,
                 ),
             ).fetchone()
             if row is not None:
@@ -428,7 +440,7 @@ class SQLiteTaskQueue:
         refusal, which is a dead letter for a person to read. Only a ``transient`` failure (the API overloaded
         or unreachable) waits out a back-off; a lost attempt is due again at once. ``charge_attempt=False``
         (a run that never started) gives the attempt back: the task is queued with one more in its budget."""
-        check_outcome(outcome, ("failed", "transient", "refused", "lost"))
+        check_outcome(outcome, ("failed", "transient", "refused", "lost", "over_budget"))
         now = self._clock()
         due = now + retry_backoff(lease.attempt, self._retry_backoff_s) if outcome == "transient" else now
         budget = "max_attempts" if charge_attempt else "max_attempts + 1"
@@ -437,7 +449,7 @@ class SQLiteTaskQueue:
         elif retryable:
             status = "CASE WHEN attempt >= max_attempts THEN 'dead' ELSE 'queued' END"
         else:
-            status = "'dead'" if outcome == "refused" else "'failed'"
+            status = "'dead'" if outcome in DEAD_LETTER_OUTCOMES else "'failed'"
         with self._transaction() as conn:
             task = self._fenced_update(
                 conn,

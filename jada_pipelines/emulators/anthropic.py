@@ -9,11 +9,23 @@ header, ``usage`` in every reply, and errors as ``{"type": "error", "error": {"t
 ``invalid_request_error`` when a ``tool_use`` is not answered by a ``tool_result`` with its id in the next
 message, so every emulator-backed test also checks that tool results go back with matching ids.
 
+A request with ``"stream": true`` (the Claude Code CLI sends only those) gets the same reply as server-sent
+events, in the order and shapes of https://docs.anthropic.com/en/api/messages-streaming ("Messages
+streaming"): ``message_start`` (the message with empty ``content``, input-side usage and ``output_tokens``
+1), a ``ping``, then per content block ``content_block_start`` (text ``""`` / tool_use with ``input: {}``),
+``content_block_delta`` events (``text_delta`` / ``input_json_delta`` with ``partial_json`` pieces) and
+``content_block_stop``, then ``message_delta`` (``stop_reason``, ``stop_sequence`` and the cumulative
+``usage``) and ``message_stop``. Errors are answered before the stream starts, with the status and JSON body
+of a non-streaming error, as the API does for errors it detects up front; ``overloaded_mid_stream()`` sends
+the documented ``error`` event inside a stream that has started.
+
 Tests script the replies in order (``emulator.script(tool_use(...), end_turn("done"))``). With nothing
 scripted it plays a small demo agent chosen by a marker in the task's first user message:
 - ``[demo:turn-cap]``: always asks to run a harmless ``echo``, so the session reaches its turn cap;
 - ``[demo:refuse]``: refuses (``stop_reason: refusal``);
 - anything else: one to three ``echo`` tool calls, then ``end_turn`` with a short summary.
+The demo calls the shell tool by the name the request offers: ``bash`` (our Messages loop) or Claude
+Code's ``Bash``.
 A request without tools (the handoff call) gets a JSON handoff back.
 
     emulator = AnthropicEmulator(delay_s=0.5)
@@ -74,6 +86,9 @@ class Reply:
     usage: dict = field(default_factory=lambda: dict(DEFAULT_USAGE))
     error_message: str = ""
     headers: dict[str, str] = field(default_factory=dict)
+    # Streamed requests only: after message_start and a ping, an ``error`` event of this type, then the end
+    # (the docs' example is an overloaded_error during high usage, which a non-streamed call gets as a 529).
+    stream_error: str | None = None
 
 
 def end_turn(text: str = "Done.", *, usage: dict | None = None) -> Reply:
@@ -123,6 +138,11 @@ def refusal(category: str = "cyber", explanation: str = "This request could enab
 def context_window_exceeded(text: str = "") -> Reply:
     content = ({"type": "text", "text": text},) if text else ()
     return Reply(content=content, stop_reason="model_context_window_exceeded")
+
+
+def overloaded_mid_stream(message: str = "Overloaded") -> Reply:
+    """A streamed reply that fails after it started: an ``error`` event of type ``overloaded_error``."""
+    return Reply(content=(), stop_reason=None, stream_error="overloaded_error", error_message=message)
 
 
 def api_error(
@@ -212,7 +232,11 @@ def demo_reply(body: dict) -> Reply:
     calls_so_far = sum(1 for message in body.get("messages", []) if message.get("role") == "assistant")
     wanted = 1 if DEMO_TURN_CAP in prompt else 1 + zlib.crc32(prompt.encode()) % 3
     if DEMO_TURN_CAP in prompt or calls_so_far < wanted:
-        return tool_use("bash", {"command": f"echo 'demo step {calls_so_far + 1}'"}, text="Working on it.")
+        command = f"echo 'demo step {calls_so_far + 1}'"
+        names = {tool.get("name") for tool in body.get("tools") or []}
+        if "bash" not in names and "Bash" in names:  # Claude Code's shell tool
+            return tool_use("Bash", {"command": command, "description": "demo step"}, text="Working on it.")
+        return tool_use("bash", {"command": command}, text="Working on it.")
     return end_turn(f"Demo task finished after {calls_so_far} tool calls (local emulator, no model).")
 
 
@@ -221,9 +245,18 @@ class AnthropicEmulator(LocalServer):
 
     thread_name = "anthropic-emulator"
 
-    def __init__(self, *, delay_s: float = 0.0, port: int = 0) -> None:
+    def __init__(
+        self, *, delay_s: float = 0.0, port: int = 0, gather: int = 0, gather_timeout_s: float = 120
+    ) -> None:
+        """``gather``: hold the first requests until this many are waiting at once (or ``gather_timeout_s``
+        passed), then answer them all and never hold again: a test that needs N sessions in flight together
+        gets them, whatever their start-up times."""
         super().__init__(port=port)
         self.delay_s = delay_s
+        self.gather = gather
+        self.gather_timeout_s = gather_timeout_s
+        self.gathered_at_once = 0
+        self._gathering = threading.Condition()
         self._lock = threading.Lock()
         self._script: list[Reply] = []
         self.requests: list[RecordedRequest] = []
@@ -233,10 +266,31 @@ class AnthropicEmulator(LocalServer):
         with self._lock:
             self._script.extend(replies)
 
+    def clear_script(self) -> int:
+        """Drop the replies not used yet (a client may retry fewer times than scripted); returns how many."""
+        with self._lock:
+            left, self._script = len(self._script), []
+        return left
+
     @property
     def message_requests(self) -> list[RecordedRequest]:
         with self._lock:
             return [r for r in self.requests if r.path == MESSAGES_PATH]
+
+    def _gather(self) -> None:
+        with self._gathering:
+            if self.gathered_at_once >= self.gather:
+                return
+            self.gathered_at_once += 1
+            if self.gathered_at_once >= self.gather:
+                self._gathering.notify_all()
+                return
+            self._gathering.wait_for(
+                lambda: self.gathered_at_once >= self.gather, timeout=self.gather_timeout_s
+            )
+            # Timed out: stop holding anyone (the test then sees fewer sessions in flight than it wanted).
+            self.gather = min(self.gather, self.gathered_at_once)
+            self._gathering.notify_all()
 
     def _answer(self, path: str, headers: dict[str, str], body: dict) -> tuple[Reply, str]:
         with self._lock:
@@ -272,9 +326,32 @@ class AnthropicEmulator(LocalServer):
                 else:
                     headers = {name.lower(): value for name, value in self.headers.items()}
                     reply, request_id = emulator._answer(path, headers, body)
+                emulator._gather()
                 if emulator.delay_s:
                     time.sleep(emulator.delay_s)
-                self._send(reply, request_id, (body or {}).get("model", "claude-emulated"))
+                model = (body or {}).get("model", "claude-emulated")
+                if reply.status < 400 and (body or {}).get("stream") is True:
+                    self._stream(reply, request_id, model)
+                else:
+                    self._send(reply, request_id, model)
+
+            def _stream(self, reply: Reply, request_id: str, model: str) -> None:
+                # No content-length: the events are written as they are made and the connection then closes,
+                # which ends the body for an HTTP/1.0 server (BaseHTTPRequestHandler's default).
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.send_header("cache-control", "no-cache")
+                self.send_header("request-id", request_id)
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.close_connection = True
+                try:
+                    for event in stream_events(reply, model):
+                        self.wfile.write(_sse(event))
+                        self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):  # the client went away mid-stream
+                    return
 
             def _send(self, reply: Reply, request_id: str, model: str) -> None:
                 payload = (
@@ -312,6 +389,63 @@ def _message_body(reply: Reply, model: str) -> dict:
         "stop_sequence": None,
         "usage": reply.usage,
     }
+
+
+def stream_events(reply: Reply, model: str) -> list[dict]:
+    """The reply as the documented event sequence (see the module docstring); each dict is one event's data."""
+    message = _message_body(reply, model)
+    usage = dict(reply.usage)
+    start_usage = {**usage, "output_tokens": 1}
+    events: list[dict] = [
+        {
+            "type": "message_start",
+            "message": {**message, "content": [], "stop_reason": None, "usage": start_usage},
+        },
+        {"type": "ping"},
+    ]
+    if reply.stream_error:
+        error = {"type": reply.stream_error, "message": reply.error_message or reply.stream_error}
+        return [*events, {"type": "error", "error": error}]
+    for index, block in enumerate(reply.content):
+        if block["type"] == "text":
+            events.append(
+                {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}
+            )
+            text = block["text"]
+            pieces = [text[i : i + 16] for i in range(0, len(text), 16)] or [""]
+            events += [
+                {
+                    "type": "content_block_delta",
+                    "index": index,
+                    "delta": {"type": "text_delta", "text": piece},
+                }
+                for piece in pieces
+            ]
+        elif block["type"] == "tool_use":
+            start = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
+            events.append({"type": "content_block_start", "index": index, "content_block": start})
+            raw = json.dumps(block["input"])
+            # The API sends the input as partial JSON strings that only parse once joined.
+            events += [
+                {
+                    "type": "content_block_delta",
+                    "index": index,
+                    "delta": {"type": "input_json_delta", "partial_json": raw[i : i + 12]},
+                }
+                for i in range(0, len(raw), 12)
+            ]
+        else:  # any other block (thinking, server tools) arrives whole in its start event
+            events.append({"type": "content_block_start", "index": index, "content_block": block})
+        events.append({"type": "content_block_stop", "index": index})
+    delta = {"stop_reason": reply.stop_reason, "stop_sequence": None}
+    if reply.stop_details is not None:
+        delta["stop_details"] = reply.stop_details
+    events += [{"type": "message_delta", "delta": delta, "usage": usage}, {"type": "message_stop"}]
+    return events
+
+
+def _sse(event: dict) -> bytes:
+    return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
 
 
 def _error_body(reply: Reply, request_id: str) -> dict:

@@ -3,6 +3,10 @@
 A row asks for work when its task cell is not empty. The task id is derived from the row key and the
 prompt, so pulling the same row again finds the task it already made, and editing the prompt makes a new
 task and supersedes the old one (a person changed their mind; the old prompt must not run on).
+
+An optional ``backend`` column picks the session backend of the row's task (``messages`` or
+``claude-code``; empty: JADA_AGENT_BACKEND). It is read when the task is made; a value that is neither
+keeps the row's task out of the queue, and the asset's metadata and log say which rows and what to type.
 """
 
 import hashlib
@@ -74,6 +78,30 @@ def requested_tasks(rows: "pd.DataFrame", *, key_column: str, task_column: str) 
     return requested
 
 
+BACKEND_COLUMN = "backend"
+
+
+def requested_backends(
+    rows: "pd.DataFrame", *, key_column: str, backend_column: str = BACKEND_COLUMN
+) -> tuple[dict[str, str], dict[str, str]]:
+    """``({key: backend}, {key: bad value})`` from the optional backend column (empty cells are left out)."""
+    from jada_pipelines.agents.queue import BACKENDS
+    from jada_pipelines.port_sheet.sync import key_text
+
+    if backend_column not in rows.columns:
+        return {}, {}
+    chosen, bad = {}, {}
+    for key_value, cell in zip(rows[key_column], rows[backend_column], strict=True):
+        key, value = key_text(key_value), prompt_text(cell)
+        if key is None or value is None:
+            continue
+        if value.lower() in BACKENDS:
+            chosen[key] = value.lower()
+        else:
+            bad[key] = value
+    return chosen, bad
+
+
 @dataclass(frozen=True)
 class TaskSync:
     """What one pass over the sheet did to the queue, by task id."""
@@ -87,9 +115,14 @@ class TaskSync:
 
 
 def sync_tasks(
-    queue: "TaskQueue", requested: dict[str, tuple[str, str]], *, present: "Iterable[str]" = ()
+    queue: "TaskQueue",
+    requested: dict[str, tuple[str, str]],
+    backends: dict[str, str] | None = None,
+    *,
+    present: "Iterable[str]" = (),
 ) -> TaskSync:
-    """Enqueue each requested task once; withdraw the row's older tasks that are still waiting.
+    """Enqueue each requested task once (with the row's session backend, when it names one); withdraw the
+    row's older tasks that are still waiting.
 
     A row's older task that no session holds is superseded (the prompt changed) or cancelled (the task
     cell was emptied: ``present`` lists the keys read in this pull, so a row merely missing from a read is
@@ -101,7 +134,7 @@ def sync_tasks(
     enqueued, known, superseded, cancelled, running = [], [], [], [], []
     open_by_source = _open_sheet_tasks(queue)
     for key, (task_id, prompt) in requested.items():
-        result = queue.enqueue(task_id, prompt, source=task_source(key))
+        result = queue.enqueue(task_id, prompt, source=task_source(key), backend=(backends or {}).get(key))
         (enqueued if result.created else known).append(task_id)
         for older in open_by_source.get(task_source(key), []):
             if older.id == task_id:
@@ -159,8 +192,17 @@ def port_sheet_tasks(
     requested = requested_tasks(
         port_sheet_rows.rows, key_column=port_sheet_rows.key_column, task_column=task_column
     )
+    backends, bad_backends = requested_backends(port_sheet_rows.rows, key_column=port_sheet_rows.key_column)
+    bad_backends = {key: value for key, value in bad_backends.items() if key in requested}
+    if bad_backends:
+        listed = ", ".join(f"{key}: {value!r}" for key, value in list(bad_backends.items())[:LISTED_IDS])
+        context.log.warning(
+            f"Rows whose '{BACKEND_COLUMN}' cell is not a session backend were not queued ({listed}): type "
+            "'messages' or 'claude-code' there, or empty it for JADA_AGENT_BACKEND."
+        )
+        requested = {key: value for key, value in requested.items() if key not in bad_backends}
     present = _present_keys(port_sheet_rows) if task_column in port_sheet_rows.header else []
-    outcome = sync_tasks(task_queue.open(), requested, present=present)
+    outcome = sync_tasks(task_queue.open(), requested, backends, present=present)
     return dg.MaterializeResult(
         metadata={
             "task_column": column_note,
@@ -173,6 +215,7 @@ def port_sheet_tasks(
             "enqueued_ids": dg.MetadataValue.json(outcome.enqueued[:LISTED_IDS]),
             "superseded_ids": dg.MetadataValue.json(outcome.superseded[:LISTED_IDS]),
             "cancelled_ids": dg.MetadataValue.json(outcome.cancelled[:LISTED_IDS]),
+            "bad_backend_rows": dg.MetadataValue.json(dict(list(bad_backends.items())[:LISTED_IDS])),
         }
     )
 

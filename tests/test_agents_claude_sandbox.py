@@ -1,0 +1,377 @@
+"""The bundled Claude Code CLI runs inside the bubblewrap sandbox against the Anthropic emulator, reaching it only
+through the key proxy: the CLI holds a placeholder key, its Bash commands cannot read the real one (not even
+from bwrap's own process in /proc), cannot reach the host's loopback and cannot use the proxy for anything but
+the Messages API."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+
+from jada_pipelines.agents.claude_sandbox import PLACEHOLDER_KEY, bundled_cli, sandboxed_cli
+from jada_pipelines.agents.tools import scrubbed_environment
+from jada_pipelines.emulators.anthropic import end_turn, tool_use
+from tests.fixtures.anthropic import EMULATOR_API_KEY
+
+pytestmark = pytest.mark.claude_code
+
+CLI_ARGS = ["--output-format", "stream-json", "--verbose", "--max-turns", "5", "--permission-mode", "dontAsk"]
+
+
+def run_cli(tmp_path, prompt: str = "go", allowed: str = "Bash") -> tuple[list[dict], object]:
+    workdir = tmp_path / "work"
+    workdir.mkdir(exist_ok=True)
+    with sandboxed_cli(
+        bundled_cli(), workdir=workdir, config_dir=tmp_path / "config", env=scrubbed_environment(workdir)
+    ) as cli:
+        done = subprocess.run(
+            [str(cli.executable), "-p", prompt, *CLI_ARGS, "--allowedTools", allowed],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=workdir,
+        )
+        proxy = cli.proxy
+    assert done.returncode == 0, done.stderr[-2000:]
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")], proxy
+
+
+def tool_output(emulator) -> str:
+    """The tool result the CLI sent back to the model in its last request."""
+    last = emulator.message_requests[-1].body["messages"][-1]["content"]
+    return "\n".join(
+        block["content"] if isinstance(block["content"], str) else json.dumps(block["content"])
+        for block in last
+        if block.get("type") == "tool_result"
+    )
+
+
+def test_the_sandboxed_cli_finishes_a_task_with_only_the_placeholder_key(anthropic_emulator, tmp_path):
+    anthropic_emulator.script(
+        tool_use(
+            "Bash", {"command": "echo made-in-sandbox > out.txt && cat out.txt", "description": "write"}
+        ),
+        end_turn("All done."),
+    )
+    messages, proxy = run_cli(tmp_path)
+    result = messages[-1]
+    assert (result["type"], result["subtype"], result["num_turns"]) == ("result", "success", 2)
+    assert result["result"] == "All done."
+    assert (tmp_path / "work" / "out.txt").read_text() == "made-in-sandbox\n"
+    assert "made-in-sandbox" in tool_output(anthropic_emulator)
+    # Every request reached the API streamed, through the proxy, which put the worker's key on it.
+    assert [r.path for r in anthropic_emulator.requests] == ["/v1/messages"] * 2
+    assert all(r.body["stream"] is True for r in anthropic_emulator.requests)
+    assert {r.headers["x-api-key"] for r in anthropic_emulator.requests} == {EMULATOR_API_KEY}
+    assert "authorization" not in anthropic_emulator.requests[0].headers
+    assert (proxy.forwarded, proxy.refused) == (2, 0)
+
+
+def test_the_models_bash_cannot_read_the_key_reach_host_loopback_or_misuse_the_proxy(
+    anthropic_emulator, tmp_path
+):
+    host_url = anthropic_emulator.base_url
+    hostile = "; ".join(
+        [
+            # every process the sandbox can see, bwrap's own first process included
+            "cat /proc/[0-9]*/environ | tr '\\0' '\\n' | grep -a ANTHROPIC_API_KEY | sort -u",
+            "env | grep -a ANTHROPIC",
+            f"curl -s -m 5 {host_url}/v1/messages -o /dev/null -w 'host loopback: %{{http_code}}\\n' "
+            "|| echo 'host loopback: unreachable'",
+            # the proxy answers only the Messages API; the bridge's address is in the CLI's environment
+            "curl -s -m 5 -X GET \"$ANTHROPIC_BASE_URL/v1/models\" -w ' models: %{http_code}\\n'",
+            "curl -s -m 5 -X POST \"$ANTHROPIC_BASE_URL/v1/files\" -w ' files: %{http_code}\\n'",
+            "ls / ; ls /jada-proxy; id -u",
+        ]
+    )
+    anthropic_emulator.script(tool_use("Bash", {"command": hostile, "description": "probe"}), end_turn("ok"))
+    _, proxy = run_cli(tmp_path)
+    output = tool_output(anthropic_emulator)
+    assert EMULATOR_API_KEY not in output
+    assert f"ANTHROPIC_API_KEY={PLACEHOLDER_KEY}" in output
+    assert "host loopback: unreachable" in output or "host loopback: 000" in output
+    assert "models: 403" in output and "files: 403" in output and "permission_error" in output
+    assert proxy.refused == 2
+    assert "1000" in output.split()
+    for name in ("root", "home", "work"):
+        assert name not in output.split()  # the host's folders are not there
+    assert len(anthropic_emulator.message_requests) == 2  # nothing else reached the emulator
+
+
+def test_a_missing_sdk_is_a_config_error_naming_the_extra(monkeypatch):
+    import importlib.util
+
+    from jada_pipelines import settings
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(settings.ConfigError, match=r"\.\[claude-code\]"):
+        bundled_cli()
+
+
+def test_the_proxy_streams_events_as_they_arrive(anthropic_emulator, tmp_path):
+    """A streamed reply passes through the proxy intact: the real SDK, pointed at the bridge-less socket via
+    an HTTP transport over the unix socket, rebuilds the scripted message."""
+    import anthropic
+    import httpx2 as httpx  # the anthropic SDK's HTTP library
+
+    from jada_pipelines.agents.claude_sandbox import KeyProxy
+
+    anthropic_emulator.script(tool_use("Bash", {"command": "echo streamed through the proxy"}, text="Hi"))
+    proxy = KeyProxy(tmp_path / "api.sock")
+    proxy.start()
+    try:
+        transport = anthropic.DefaultHttpxClient(
+            transport=httpx.HTTPTransport(uds=str(tmp_path / "api.sock"))
+        )
+        client = anthropic.Anthropic(api_key="placeholder", base_url="http://sandbox", http_client=transport)
+        with client.messages.stream(
+            model="m", max_tokens=9, messages=[{"role": "user", "content": "hi"}]
+        ) as s:
+            message = s.get_final_message()
+        client.close()
+    finally:
+        proxy.stop()
+    assert message.content[1].input == {"command": "echo streamed through the proxy"}
+    assert anthropic_emulator.requests[0].headers["x-api-key"] == EMULATOR_API_KEY
+    assert not (tmp_path / "api.sock").exists()
+
+
+# -- the hostile commands of test_agents_sandbox.py, sent through Claude Code's Bash tool in real runs ------------
+
+
+@pytest.fixture
+def instance():
+    import dagster as dg
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        yield instance
+
+
+@pytest.fixture
+def claude_code(monkeypatch, anthropic_emulator):
+    monkeypatch.setenv("JADA_AGENT_BACKEND", "claude-code")
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    return {**SECRETS, "ANTHROPIC_API_KEY": EMULATOR_API_KEY}
+
+
+def run_commands(instance, emulator, *commands: str, task_id: str = "hostile"):
+    """One real agent_session_job run on the Claude Code backend whose model sends ``commands`` to Bash, one
+    per turn, then ends. Returns (the run's result, the tool result texts sent back, the transcript's text)."""
+    from jada_pipelines.agents.jobs import agent_session_job
+    from jada_pipelines.agents.queue import open_queue
+    from jada_pipelines.agents.resources import ClaudeSessionResource, TaskQueueResource
+    from jada_pipelines.agents.runner import transcript_path
+    from jada_pipelines.agents.sensors import run_request_for
+
+    queue = open_queue()
+    queue.enqueue(task_id, "Do what the port sheet says.")
+    emulator.script(
+        *[tool_use("Bash", {"command": command, "description": "a step"}) for command in commands],
+        end_turn("Done."),
+    )
+    first = len(emulator.message_requests)
+    lease = queue.claim(worker="test", lease_seconds=600)
+    request = run_request_for(lease)
+    result = agent_session_job.execute_in_process(
+        run_config=request.run_config,
+        tags={**agent_session_job.tags, **request.tags},
+        instance=instance,
+        resources={"task_queue": TaskQueueResource(), "claude": ClaudeSessionResource()},
+        raise_on_error=False,
+    )
+    results = []
+    for recorded in emulator.message_requests[first + 1 :]:
+        (block,) = [b for b in recorded.body["messages"][-1]["content"] if b.get("type") == "tool_result"]
+        content = block["content"]
+        results.append(content if isinstance(content, str) else "".join(c.get("text", "") for c in content))
+    return result, results, transcript_path(task_id, lease.attempt).read_text()
+
+
+SECRETS = {
+    "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/TSANDBOX1/BSANDBOX1/sandboxwebhooksecret",
+    "JADA_POSTGRES_URL": "postgresql+psycopg2://jada:pg-sandbox-password@127.0.0.1:5432/jada",
+    "AWS_SECRET_ACCESS_KEY": "aws-sandbox-secret-key",
+}
+
+
+def test_through_claude_code_no_secret_or_host_file_is_readable(instance, anthropic_emulator, claude_code):
+    import os
+    from pathlib import Path
+
+    from jada_pipelines.agents.queue import open_queue
+
+    repo = Path(__file__).resolve().parents[1]
+    data_dir = Path(os.environ["JADA_DATA_DIR"])
+    open_queue()
+    result, results, transcript = run_commands(
+        instance,
+        anthropic_emulator,
+        r"tr '\0' '\n' < /proc/$PPID/environ; for f in /proc/[0-9]*/environ; do tr '\0' '\n' < $f; done; env",
+        f"cat {data_dir}/tasks.db | head -c 300; ls {os.environ['DAGSTER_HOME']} /root /home; cat {repo}/pyproject.toml",
+        "grep CapEff /proc/self/status; unshare -U true 2>/dev/null && echo nested || echo no-nested; id -u",
+    )
+    assert result.success, result.failure_data_for_node("agent_session")
+    environ, files, privileges = results
+    for name, value in claude_code.items():
+        for text in (*results, transcript):
+            assert value not in text, f"{name} leaked into a tool result or the transcript"
+    assert f"ANTHROPIC_API_KEY={PLACEHOLDER_KEY}" in environ
+    assert "SQLite format" not in files and "[project]" not in files and "No such file or directory" in files
+    assert "CapEff:\t0000000000000000" in privileges and "no-nested" in privileges and "1000" in privileges
+
+
+def test_through_claude_code_writes_outside_the_workdir_and_detached_processes_do_not_survive(
+    instance, anthropic_emulator, claude_code
+):
+    import os
+    import uuid
+    from pathlib import Path
+
+    mark = uuid.uuid4().hex
+    sleep = str(4000 + os.getpid() % 1000)  # a sleep duration no other process on the host uses
+    repo = Path(__file__).resolve().parents[1]
+    result, results, _ = run_commands(
+        instance,
+        anthropic_emulator,
+        f"echo x > /tmp/escape-{mark}; echo x > {repo}/escape-{mark}; echo x > /usr/escape-{mark}; echo tried",
+        f"setsid sleep {sleep}1 > /dev/null 2>&1 < /dev/null & nohup sleep {sleep}2 > /dev/null 2>&1 & echo started",
+    )
+    assert result.success
+    assert "tried" in results[0] and "started" in results[1]
+    assert not Path(f"/tmp/escape-{mark}").exists() and not (repo / f"escape-{mark}").exists()
+    assert not Path(f"/usr/escape-{mark}").exists()
+    # The session is over: its CLI, bwrap and everything the commands started are gone.
+    deadline = time.monotonic() + 5
+    while host_processes_matching(f"sleep {sleep}") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert host_processes_matching(f"sleep {sleep}") == []
+    assert host_processes_matching("/jada-cli/claude") == []
+
+
+def test_through_claude_code_a_host_loopback_service_is_not_reachable(
+    instance, anthropic_emulator, claude_code
+):
+    import socket
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        server.settimeout(0.5)
+        port = server.getsockname()[1]
+        probe = f"(exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null && echo connected || echo refused"
+        result, results, _ = run_commands(instance, anthropic_emulator, probe)
+        assert result.success and "refused" in results[0] and "connected" not in results[0]
+        with pytest.raises(TimeoutError):
+            server.accept()
+
+
+def test_a_stopped_claude_code_session_ends_at_once_and_leaves_no_process(anthropic_emulator, tmp_path):
+    """The lease was lost (the stop event): the CLI and the sandbox end within a second or two, mid-command."""
+    import os
+    import threading
+
+    from jada_pipelines.agents.claude_code import run_claude_code_session
+    from jada_pipelines.agents.runner import SessionSpec, default_workdir
+
+    sleep = str(5000 + os.getpid() % 1000)
+    # (Claude Code refuses a bare long `sleep`; a program that waits is what a real stuck command looks like.)
+    command = f"python3 -c 'import time; time.sleep({sleep})'"
+    anthropic_emulator.script(tool_use("Bash", {"command": command, "description": "wait"}))
+    stop = threading.Event()
+    spec = SessionSpec(
+        "stopped", 1, "x", default_workdir("stopped"), 5, "claude-sonnet-5-5", backend="claude-code"
+    )
+    stopped_at = []
+
+    def stop_once_the_command_runs():
+        deadline = time.monotonic() + 60
+        while not host_processes_matching(f"time.sleep({sleep})") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        stopped_at.append(time.monotonic())
+        stop.set()
+
+    watcher = threading.Thread(target=stop_once_the_command_runs, daemon=True)
+    watcher.start()
+    result = run_claude_code_session(spec, stop=stop)
+    ended_at = time.monotonic()
+    watcher.join()
+    assert result.outcome == "lost" and "lease was lost" in result.error
+    assert ended_at - stopped_at[0] < 3, ended_at - stopped_at[0]
+    assert len(anthropic_emulator.message_requests) == 1  # the command was running when the session stopped
+    assert host_processes_matching(f"time.sleep({sleep})") == []
+    assert host_processes_matching("/jada-cli/claude") == []
+
+
+def host_processes_matching(marker: str) -> list[str]:
+    from pathlib import Path
+
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline:
+            found.append(f"{entry.name}: {cmdline}")
+    return found
+
+
+def test_a_claude_code_session_past_its_wall_clock_limit_is_cut_and_hands_off(
+    anthropic_emulator, monkeypatch
+):
+    import os
+
+    from jada_pipelines.agents.claude_code import SESSION_KEY, run_claude_code_session
+    from jada_pipelines.agents.runner import SessionSpec, default_workdir
+
+    monkeypatch.setenv("JADA_AGENT_SESSION_MAX_SECONDS", "10")
+    sleep = str(6000 + os.getpid() % 1000)
+    command = f"python3 -c 'import time; time.sleep({sleep})'"
+    anthropic_emulator.script(tool_use("Bash", {"command": command, "description": "wait"}))
+    spec = SessionSpec("slow", 1, "x", default_workdir("slow"), 5, "claude-sonnet-5-5", backend="claude-code")
+    started = time.monotonic()
+    result = run_claude_code_session(spec)
+    elapsed = time.monotonic() - started
+    assert (result.outcome, result.limit) == ("incomplete", "wall_clock")
+    assert "JADA_AGENT_SESSION_MAX_SECONDS" in result.error
+    assert 10 <= elapsed < 14, elapsed
+    assert SESSION_KEY in result.handoff  # the next attempt can resume the session
+    assert host_processes_matching(f"time.sleep({sleep})") == []
+    assert host_processes_matching("/jada-cli/claude") == []
+
+
+def test_a_claude_code_session_that_fills_its_workdir_is_ended_as_failed(anthropic_emulator, monkeypatch):
+    import os
+
+    from jada_pipelines.agents.claude_code import run_claude_code_session
+    from jada_pipelines.agents.runner import SessionSpec, default_workdir
+
+    monkeypatch.setenv("JADA_AGENT_WORKDIR_MAX_MB", "2")
+    sleep = str(7000 + os.getpid() % 1000)
+    # Claude Code's own config folder is writable from inside too, so it counts against the same limit.
+    command = (
+        f"head -c 3000000 /dev/urandom > /jada-claude/big; python3 -c 'import time; time.sleep({sleep})'"
+    )
+    anthropic_emulator.script(tool_use("Bash", {"command": command, "description": "fill"}))
+    spec = SessionSpec("full", 1, "x", default_workdir("full"), 5, "claude-sonnet-5-5", backend="claude-code")
+    started = time.monotonic()
+    result = run_claude_code_session(spec)
+    assert (result.outcome, result.limit) == ("failed", "workdir")
+    assert "over JADA_AGENT_WORKDIR_MAX_MB=2" in result.error
+    assert time.monotonic() - started < 30
+    assert host_processes_matching(f"time.sleep({sleep})") == []
+
+
+def test_the_cli_retries_an_overloaded_error_inside_a_stream_through_the_proxy(anthropic_emulator, tmp_path):
+    from jada_pipelines.emulators.anthropic import overloaded_mid_stream
+
+    anthropic_emulator.script(overloaded_mid_stream(), end_turn("After the retry."))
+    messages, proxy = run_cli(tmp_path)
+    assert (messages[-1]["subtype"], messages[-1]["result"]) == ("success", "After the retry.")
+    assert proxy.forwarded == 2 and len(anthropic_emulator.message_requests) == 2
