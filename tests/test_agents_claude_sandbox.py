@@ -15,6 +15,7 @@ from jada_pipelines.agents.claude_sandbox import PLACEHOLDER_KEY, bundled_cli, s
 from jada_pipelines.agents.tools import scrubbed_environment
 from jada_pipelines.emulators.anthropic import end_turn, tool_use
 from tests.fixtures.anthropic import EMULATOR_API_KEY
+from tests.fixtures.processes import host_processes_matching
 
 pytestmark = pytest.mark.claude_code
 
@@ -304,22 +305,6 @@ def test_a_stopped_claude_code_session_ends_at_once_and_leaves_no_process(anthro
     assert len(anthropic_emulator.message_requests) == 1  # the command was running when the session stopped
     assert host_processes_matching(f"time.sleep({sleep})") == []
     assert host_processes_matching("/jada-cli/claude") == []
-
-
-def host_processes_matching(marker: str) -> list[str]:
-    from pathlib import Path
-
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if marker in cmdline:
-            found.append(f"{entry.name}: {cmdline}")
-    return found
 
 
 def test_a_claude_code_session_past_its_wall_clock_limit_is_cut_and_hands_off(

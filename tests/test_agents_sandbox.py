@@ -24,6 +24,7 @@ from jada_pipelines.agents.runner import default_workdir, transcript_path
 from jada_pipelines.agents.sensors import agent_task_sensor, run_request_for
 from jada_pipelines.emulators.anthropic import end_turn, tool_use
 from jada_pipelines.health.audit import build_audit
+from tests.fixtures.processes import host_processes_matching
 
 RESOURCES = {"task_queue": TaskQueueResource(), "claude": ClaudeSessionResource()}
 REPO = Path(__file__).resolve().parents[1]
@@ -84,20 +85,6 @@ def run_commands(instance, emulator, *commands: str, task_id: str = "hostile"):
 def session_metadata(result) -> dict:
     (event,) = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
     return {k: v.value for k, v in event.event_specific_data.metadata.items()}
-
-
-def host_processes_matching(marker: str) -> list[str]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if marker in cmdline:
-            found.append(f"{entry.name}: {cmdline}")
-    return found
 
 
 def test_no_secret_and_no_host_file_is_readable_from_a_command(instance, anthropic_emulator, secrets):

@@ -4,12 +4,12 @@ bounded in time and output."""
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import pytest
 
 from jada_pipelines.agents.sandbox import Rlimits
 from jada_pipelines.agents.tools import Toolbox, WorkdirFull
+from tests.fixtures.processes import host_processes_matching
 
 
 @pytest.fixture
@@ -133,15 +133,7 @@ def test_a_stopped_session_ends_everything_its_command_started(tmp_path):
     threading.Timer(0.5, stop.set).start()
     result = toolbox.bash({"command": "setsid sleep 4343 & sleep 4344"})
     assert result.is_error and "session was stopped" in result.content
-    leftovers = [p for p in Path("/proc").glob("[0-9]*") if b"sleep\x00434" in _cmdline(p)]
-    assert leftovers == []
-
-
-def _cmdline(proc: Path) -> bytes:
-    try:
-        return (proc / "cmdline").read_bytes()
-    except OSError:
-        return b""
+    assert host_processes_matching("sleep 434") == []
 
 
 def test_file_size_is_limited_inside_the_sandbox(tmp_path):

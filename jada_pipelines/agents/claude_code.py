@@ -25,8 +25,6 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
-import json
-import os
 import threading
 import time
 from pathlib import Path
@@ -39,6 +37,7 @@ from jada_pipelines.agents.runner import (
     PERMANENT_STATUSES,
     SessionResult,
     SessionSpec,
+    Transcript,
     check_workdir,
     cost_ceiling_error,
     first_message,
@@ -151,20 +150,6 @@ def check_cli() -> Path:
     return cli
 
 
-class _Transcript:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._file = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w")
-
-    def write(self, kind: str, **data) -> None:
-        self._file.write(json.dumps({"ts": time.time(), "kind": kind, **data}, default=str) + "\n")
-        self._file.flush()
-
-    def close(self) -> None:
-        self._file.close()  # closing twice is harmless
-
-
 @dataclasses.dataclass
 class _Progress:
     session_id: str | None = None
@@ -201,7 +186,7 @@ def run_claude_code_session(
         prompt = first_message(spec.prompt, handoff, spec.attempt)
         continuation = "fresh, from the handoff" if handoff else "fresh"
     previous_cost = float(previous.get("total_cost_usd") or 0.0) if resume else 0.0
-    transcript = _Transcript(transcript_path(spec.task_id, spec.attempt))
+    transcript = Transcript(transcript_path(spec.task_id, spec.attempt))
     transcript.write(
         "start",
         task_id=spec.task_id,
@@ -268,7 +253,7 @@ def run_claude_code_session(
 
 
 async def _drive(
-    prompt, options, progress: _Progress, transcript: _Transcript, stop, deadline, sandboxed, disk_check
+    prompt, options, progress: _Progress, transcript: Transcript, stop, deadline, sandboxed, disk_check
 ) -> str | None:
     """Consume the SDK's messages until the result, the stop event, the deadline or a full disk; returns what
     cut it short ("lost", "wall_clock" or "workdir"), else None. Cutting short kills the sandbox (bwrap and all in it): the CLI's
@@ -293,7 +278,7 @@ async def _drive(
     return None
 
 
-async def _consume(prompt, options, progress: _Progress, transcript: _Transcript) -> None:
+async def _consume(prompt, options, progress: _Progress, transcript: Transcript) -> None:
     from claude_agent_sdk import AssistantMessage, ClaudeSDKError, ResultMessage, SystemMessage, query
 
     try:
