@@ -119,13 +119,20 @@ def _system_mounts(paths: tuple[str, ...]) -> list[str]:
 
 
 def bwrap_argv(
-    policy: SandboxPolicy, command: str, *, bwrap: str = "bwrap", arguments: tuple[str, ...] = ()
+    policy: SandboxPolicy,
+    command: str,
+    *,
+    bwrap: str = "bwrap",
+    arguments: tuple[str, ...] = (),
+    info_fd: int | None = None,
 ) -> list[str]:
     """The full argument list that runs ``command`` with bash inside the sandbox ``policy`` describes;
-    ``arguments`` follow as bash's ``$0 $1...`` (``bash -c command args...``)."""
+    ``arguments`` follow as bash's ``$0 $1...`` (``bash -c command args...``). ``info_fd``: bwrap writes
+    ``{"child-pid": N}`` there, the host PID of the sandbox's first process (see ``end_sandbox``)."""
     workdir = str(policy.workdir)
     args = [
         bwrap,
+        *([] if info_fd is None else ["--info-fd", str(info_fd)]),
         "--unshare-user",
         "--unshare-pid",
         "--unshare-ipc",
@@ -189,6 +196,39 @@ def bwrap_argv(
         *arguments,
     ]
     return args
+
+
+def sandbox_child_pid(info: bytes) -> int | None:
+    """The host PID of the sandbox's first process, from what bwrap wrote to its ``--info-fd``."""
+    import json
+
+    try:
+        return int(json.loads(info.decode())["child-pid"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def end_sandbox(child_pid: int, *, timeout_s: float = 2.0) -> bool:
+    """SIGKILL the sandbox's first process and wait until it is gone: the kernel then ends every other process
+    of its PID namespace before that process can be reaped, so nothing the command started is left. Returns
+    False when it still ran after ``timeout_s``."""
+    import signal
+
+    try:
+        os.kill(child_pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return True
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{child_pid}/stat") as stat:
+                state = stat.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return True
+        if state in ("Z", "X"):  # exited; only its parent's reaping is left
+            return True
+        time.sleep(0.01)
+    return False
 
 
 # -- settings -------------------------------------------------------------------------------------------------

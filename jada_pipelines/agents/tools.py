@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from jada_pipelines import settings
-from jada_pipelines.agents.sandbox import Rlimits, SandboxPolicy, bwrap_argv
+from jada_pipelines.agents.sandbox import Rlimits, SandboxPolicy, bwrap_argv, end_sandbox, sandbox_child_pid
 
 BASH_TOOL = {"type": "bash_20250124", "name": "bash"}
 EDITOR_NAME = "str_replace_based_edit_tool"
@@ -214,7 +214,7 @@ class Toolbox:
 
     # -- bash -----------------------------------------------------------------------------------------------
 
-    def command_argv(self, command: str) -> list[str]:
+    def command_argv(self, command: str, *, info_fd: int | None = None) -> list[str]:
         env = scrubbed_environment(self.workdir)
         if self.sandbox == "off":
             return [*self.rlimits.prlimit_argv(), "bash", "-c", command]
@@ -225,7 +225,7 @@ class Toolbox:
             tmp_size_mb=self.tmp_size_mb,
             rlimits=self.rlimits,
         )
-        return bwrap_argv(policy, command)
+        return bwrap_argv(policy, command, info_fd=info_fd)
 
     def bash(self, tool_input: dict) -> ToolResult:
         if tool_input.get("restart"):
@@ -241,8 +241,11 @@ class Toolbox:
             timeout = min(timeout, self.deadline - time.monotonic())
             if timeout <= 0:
                 return ToolResult("not executed: the session's wall-clock limit was reached", is_error=True)
+        # bwrap reports the host PID of the sandbox's first process here, so a kill can wait for the sandbox.
+        info_read, info_write = os.pipe() if self.sandbox != "off" else (None, None)
         process = subprocess.Popen(
-            self.command_argv(command),
+            self.command_argv(command, info_fd=info_write),
+            pass_fds=() if info_write is None else (info_write,),
             cwd=self.workdir,
             # bwrap itself gets the allow-listed environment too: its process inside the sandbox (PID 1) keeps
             # the environment it was started with, readable in the sandbox's /proc/1/environ.
@@ -252,7 +255,13 @@ class Toolbox:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # so a kill reaches bwrap (and, unsandboxed, everything in its group)
         )
-        output, verdict = self._collect(process, timeout)
+        if info_write is not None:
+            os.close(info_write)
+        try:
+            output, verdict = self._collect(process, timeout, info_read)
+        finally:
+            if info_read is not None:
+                os.close(info_read)
         text = output.text()
         if verdict:
             return ToolResult(f"{text}\n[{verdict}]".lstrip(), is_error=True)
@@ -260,7 +269,9 @@ class Toolbox:
             return ToolResult(f"{text}\n[exit code {process.returncode}]".lstrip(), is_error=True)
         return ToolResult(text)
 
-    def _collect(self, process: subprocess.Popen, timeout: float) -> tuple[HeadTail, str | None]:
+    def _collect(
+        self, process: subprocess.Popen, timeout: float, info_read: int | None
+    ) -> tuple[HeadTail, str | None]:
         """Read the output as it arrives until the command ends, its deadline passes, the session is stopped
         or it prints too much; in the last three cases the whole sandbox is killed."""
         output = HeadTail(self.output_limit // 2)
@@ -295,14 +306,22 @@ class Toolbox:
             except subprocess.TimeoutExpired:
                 verdict = f"killed after the {timeout:g} s command timeout"
         if verdict is not None:
-            self._kill(process)
+            self._kill(process, info_read)
         process.stdout.close()
         return output, verdict
 
     @staticmethod
-    def _kill(process: subprocess.Popen) -> None:
-        # bwrap and its sandbox share a fate: --die-with-parent, and the kernel ends a PID namespace whose first
-        # process is gone. Unsandboxed, the process group is all there is to kill.
+    def _kill(process: subprocess.Popen, info_read: int | None) -> None:
+        # The sandbox's first process first, waiting until the kernel has ended its whole PID namespace (bwrap's
+        # --die-with-parent alone would do it too, but a moment after we return). Unsandboxed, the process
+        # group is all there is to kill.
+        child_pid = None
+        if info_read is not None:
+            os.set_blocking(info_read, False)
+            with contextlib.suppress(BlockingIOError):
+                child_pid = sandbox_child_pid(os.read(info_read, 4096))
+        if child_pid is not None:
+            end_sandbox(child_pid, timeout_s=_REAP_S)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
