@@ -44,7 +44,7 @@ def port_sheet_rows(
     (see the ``port_sheet_rows_valid`` check). A sheet that cannot be read fails the run; it never becomes
     an empty table.
     """
-    from jada_pipelines.port_sheet.engine import build_snapshot, key_changes
+    from jada_pipelines.port_sheet.pull import build_snapshot, key_changes
 
     try:
         session, values, time_zone = _read_sheet(google, port_sheet)
@@ -94,7 +94,7 @@ def _read_sheet(
     """
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-    from jada_pipelines.port_sheet.engine import read_time_zone, read_values
+    from jada_pipelines.port_sheet.pull import read_time_zone, read_values
 
     session = google.sheets()
     try:

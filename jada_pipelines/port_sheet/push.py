@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 
     from jada_pipelines.agents.queue import Task, TaskQueue
     from jada_pipelines.google_api.sheets import SheetsSession
+    from jada_pipelines.port_sheet.plan import PushPlan
     from jada_pipelines.port_sheet.snapshot import PortSheetSnapshot
-    from jada_pipelines.port_sheet.sync import PushPlan
 
 SUMMARY_CHARS = 200
 # The owned column that says why the pull quarantined a row.
@@ -126,7 +126,7 @@ def _held_or_cancelled(queue: "TaskQueue") -> dict[str, "Task"]:
 
 def _shown_at(snapshot: "PortSheetSnapshot", column: str) -> dict[str, float]:
     """When each row's status in the sheet was written (its agent_updated_at), as epoch seconds."""
-    from jada_pipelines.port_sheet.sync import key_text
+    from jada_pipelines.port_sheet.keys import key_text
 
     if column not in snapshot.rows.columns:
         return {}
@@ -140,7 +140,7 @@ def _shown_at(snapshot: "PortSheetSnapshot", column: str) -> dict[str, float]:
 
 
 def _valid_keys(snapshot: "PortSheetSnapshot") -> list[str]:
-    from jada_pipelines.port_sheet.sync import key_text
+    from jada_pipelines.port_sheet.keys import key_text
 
     return [key for key in map(key_text, snapshot.rows[snapshot.key_column]) if key is not None]
 
@@ -184,7 +184,7 @@ def push_status(
     under it (its key column at write time) is corrected by the same read-plan-write, before the run ends.
     """
     from jada_pipelines.port_sheet.columns import MAX_REQUEST_BYTES, keys_at_write, misplaced, write_bodies
-    from jada_pipelines.port_sheet.sync import plan_push
+    from jada_pipelines.port_sheet.plan import plan_push
 
     names = [key_column, *(name for name in wanted.columns if name != key_column)]
     calls_before = session.calls
@@ -271,7 +271,7 @@ def _sheet_id(metadata: dict[str, Any], tab: str) -> int:
 def _restoring(wanted: "pd.DataFrame", astray: list, read: Any, key_column: str) -> "pd.DataFrame":
     """``wanted`` plus, for each cell that landed on another key's row, that key's own value as the read
     before the write saw it (unless the key wants a value there anyway): the next write puts it back."""
-    from jada_pipelines.port_sheet.sync import key_text
+    from jada_pipelines.port_sheet.keys import key_text
 
     keys = [key_text(cell) for cell in read.sheet.cells.get(key_column, [])]
     offsets = {key: offset for offset, key in enumerate(keys) if key is not None and keys.count(key) == 1}

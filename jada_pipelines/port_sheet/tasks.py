@@ -66,7 +66,7 @@ def prompt_text(value: Any) -> str | None:
 
 def requested_tasks(rows: "pd.DataFrame", *, key_column: str, task_column: str) -> dict[str, tuple[str, str]]:
     """``{key: (task id, prompt)}`` for every row whose task cell asks for work."""
-    from jada_pipelines.port_sheet.sync import key_text
+    from jada_pipelines.port_sheet.keys import key_text
 
     if task_column not in rows.columns:
         return {}
@@ -86,7 +86,7 @@ def requested_backends(
 ) -> tuple[dict[str, str], dict[str, str]]:
     """``({key: backend}, {key: bad value})`` from the optional backend column (empty cells are left out)."""
     from jada_pipelines.agents.queue import BACKENDS
-    from jada_pipelines.port_sheet.sync import key_text
+    from jada_pipelines.port_sheet.keys import key_text
 
     if backend_column not in rows.columns:
         return {}, {}
@@ -223,7 +223,7 @@ def port_sheet_tasks(
 def _present_keys(snapshot: Any) -> list[str]:
     """Keys of the valid rows of this pull: a row whose task cell is empty in it no longer asks for work.
     A pull with problems (no key column) has none, so it never cancels anything."""
-    from jada_pipelines.port_sheet.sync import key_text
+    from jada_pipelines.port_sheet.keys import key_text
 
     if snapshot.problems:
         return []
