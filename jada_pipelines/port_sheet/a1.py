@@ -1,7 +1,8 @@
-"""A1 notation (plain Python): column letters, quoted tab names, ranges, as Google's Sheets API reads them.
+"""A1 notation (plain Python): column letters, quoted tab names and ranges, as the Sheets API reads them.
 
-One place for the pull, the push and the demo CLI ("A1 notation", https://developers.google.com/sheets/api/guides/concepts#cell).
-The Google emulator keeps its own parser on purpose, so the two are checked against each other.
+One place for the pull, the push and the demo CLI ("A1 notation" in
+https://developers.google.com/sheets/api/guides/concepts). The Google emulator keeps its own parser on
+purpose, so the two are checked against each other.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""The port-sheet domain: the pull, the tasks and the push, their checks, the sync job and its schedule, and the
-sheet's resources."""
+"""The port-sheet domain: the pull, the tasks and the push, their checks, the sync job and its schedule,
+and the sheet's resources."""
 
 import dagster as dg
 

@@ -1,9 +1,10 @@
-"""The push engine (plain Python, no Dagster): each row's work goes back into the sheet's pipeline-owned columns.
+"""The push engine (plain Python, no Dagster): each row's work goes back into the sheet's owned columns.
 
-``wanted_cells`` says what each row's owned cells should hold (from the task queue and the pull's
-quarantine); ``push_status`` writes the ones that differ. One read of the header, key and owned columns, made just before one batched write of the cells that differ
-(none when nothing changed): two Google calls whatever the number of rows. Everything else in the sheet
-belongs to people and is never written.
+``wanted_cells`` says what each row's owned cells should hold, from the task queue and the pull's quarantine;
+``push_status`` writes the ones that differ. One read of the header, key and owned columns (found by their
+developer metadata, ``columns.py``), made just before one batched write of the cells that differ
+(``plan.py``; none when nothing changed): two Google calls whatever the number of rows. Everything else in
+the sheet belongs to people and is never written. The ``port_sheet_status`` asset (``assets.py``) runs it.
 """
 
 import time

@@ -1,5 +1,5 @@
-"""The port sheet's Dagster resources: ``port_sheet`` (which spreadsheet, tab and key column, and which columns
-the pipeline owns) and ``port_sheet_store`` (the IO manager that keeps each snapshot in ``store.py``'s files)."""
+"""The port sheet's Dagster resources: ``port_sheet`` (which spreadsheet, tab and key column, and which
+columns the pipeline owns) and ``port_sheet_store`` (the IO manager that keeps snapshots in ``store.py``)."""
 
 from __future__ import annotations
 

@@ -7,6 +7,8 @@ task and supersedes the old one (a person changed their mind; the old prompt mus
 An optional ``backend`` column picks the session backend of the row's task (``messages`` or
 ``claude-code``; empty: JADA_AGENT_BACKEND). It is read when the task is made; a value that is neither
 keeps the row's task out of the queue, and the asset's metadata and log say which rows and what to type.
+
+The ``port_sheet_tasks`` asset (``assets.py``) runs ``sync_tasks`` on each pull.
 """
 
 import hashlib
