@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
-from jada_pipelines.port_sheet.engine import KeyChanges, build_snapshot, key_changes
+from jada_pipelines.port_sheet.pull import KeyChanges, build_snapshot, key_changes
 from jada_pipelines.port_sheet.store import StoreError, read_snapshot, write_snapshot
 
 PULLED = datetime(2026, 11, 28, 2, 0, tzinfo=UTC)

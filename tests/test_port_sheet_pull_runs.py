@@ -15,8 +15,8 @@ from dagster._serdes import serialize_value
 from jada_pipelines.definitions import defs
 from jada_pipelines.google_api.resources import GoogleCredentialsResource
 from jada_pipelines.port_sheet.assets import port_sheet_rows
-from jada_pipelines.port_sheet.resources import PortSheetSettings
-from jada_pipelines.port_sheet.store import PortSheetStore, read_snapshot, snapshot_path
+from jada_pipelines.port_sheet.resources import PortSheetSettings, PortSheetStore
+from jada_pipelines.port_sheet.store import read_snapshot, snapshot_path
 from tests.fixtures.google import PORT_SHEET_ID, PORT_SHEET_TAB
 
 HEADER = ["id", "name", "agent_turns"]

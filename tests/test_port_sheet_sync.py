@@ -6,6 +6,7 @@ import json
 
 import pandas as pd
 
+from jada_pipelines.port_sheet.a1 import column_letter
 from jada_pipelines.port_sheet.columns import (
     MAX_REQUEST_BYTES,
     keys_at_write,
@@ -15,7 +16,8 @@ from jada_pipelines.port_sheet.columns import (
     setup_requests,
     write_bodies,
 )
-from jada_pipelines.port_sheet.sync import CellWrite, SheetColumns, column_letter, key_text, plan_push
+from jada_pipelines.port_sheet.keys import key_text
+from jada_pipelines.port_sheet.plan import CellWrite, SheetColumns, plan_push
 
 HEADER = ["id", "name", "agent_status", "agent_turns", "notes", "sync_issue"]
 

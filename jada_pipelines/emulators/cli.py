@@ -59,7 +59,7 @@ def print_sheet(args: argparse.Namespace) -> int:
     try:
         session = google.sheets()
         try:
-            from jada_pipelines.port_sheet.sync import quote_tab
+            from jada_pipelines.port_sheet.a1 import quote_tab
 
             # quote_tab doubles an apostrophe in the tab's name ("Ana's ports"), as A1 notation requires.
             response = session.values_batch_get(

@@ -193,7 +193,7 @@ def _invalid(message: str) -> SheetsError:
 
 
 # ---------------------------------------------------------------------------------------------- A1 notation
-# Written apart from port_sheet.sync's A1 helpers on purpose: the stand-in must parse ranges as Google does,
+# Written apart from port_sheet.a1's helpers on purpose: the stand-in must parse ranges as Google does,
 # so that a quoting bug in the application shows up as a failed test instead of being mirrored here.
 
 

@@ -88,7 +88,7 @@ def _credentials_check_ok(instance: DagsterInstance) -> bool | None:
         COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES,
     )
 
-    from jada_pipelines.port_sheet.assets import CREDENTIALS_CHECK
+    from jada_pipelines.port_sheet.checks import CREDENTIALS_CHECK
 
     key = dg.AssetCheckKey(dg.AssetKey("port_sheet_rows"), CREDENTIALS_CHECK)
     # Completed evaluations only: the execution a running sync has planned carries no result yet.
@@ -98,7 +98,7 @@ def _credentials_check_ok(instance: DagsterInstance) -> bool | None:
     evaluation = records[0].evaluation if records else None
     if evaluation is None:
         return None
-    # A WARN failure is a token that works but expires soon (see port_sheet/assets.py); ERROR is one that failed.
+    # A WARN failure is a token that works but expires soon (see port_sheet/checks.py); ERROR is one that failed.
     return evaluation.passed or evaluation.severity == dg.AssetCheckSeverity.WARN
 
 

@@ -1,22 +1,57 @@
-"""``port_sheet_rows``: the port sheet pulled into a typed table every 30 minutes, or a failure that says why."""
+"""The port sheet's assets (the Dagster side; the work is done by the plain engines they call).
+
+- ``port_sheet_rows``: the sheet pulled into a typed table (``pull.py``), kept by ``port_sheet_store``
+  (``store.py``), or a failure that says why.
+- ``port_sheet_tasks``: rows that ask for agent work become queued tasks (``tasks.py``).
+- ``port_sheet_status``: each row's progress written back into the owned columns (``push.py``).
+
+Each asset reports what its engine did as metadata and check results (``checks.py``).
+"""
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+# No `from __future__ import annotations` in this module: Dagster inspects the assets' resource
+# annotations as live classes. Names imported only for type checking are quoted instead.
 import dagster as dg
 from dagster import AssetExecutionContext
 
+from jada_pipelines.agents.resources import TaskQueueResource
 from jada_pipelines.google_api.errors import CredentialsError
 from jada_pipelines.google_api.resources import GoogleCredentialsResource, credentials_failure
-from jada_pipelines.port_sheet.checks import ROWS_CHECK, ROWS_CHECK_SPEC, not_evaluated, port_sheet_rows_valid
+from jada_pipelines.port_sheet.checks import (
+    CREDENTIALS_CHECK,
+    CREDENTIALS_CHECK_SPEC,
+    ROWS_CHECK,
+    ROWS_CHECK_SPEC,
+    STATUS_CHECK_SPECS,
+    credentials_check_failed,
+    credentials_check_result,
+    not_evaluated,
+    port_sheet_rows_valid,
+    status_columns_present,
+    status_rows_located,
+)
+from jada_pipelines.port_sheet.push import SYNC_ISSUE, PushResult, column_names, push_status, wanted_cells
 from jada_pipelines.port_sheet.resources import PortSheetSettings
 from jada_pipelines.port_sheet.snapshot import PortSheetSnapshot
 from jada_pipelines.port_sheet.store import StoreError, read_snapshot, snapshot_path
+from jada_pipelines.port_sheet.tasks import (
+    BACKEND_COLUMN,
+    present_keys,
+    requested_backends,
+    requested_tasks,
+    sync_tasks,
+)
 from jada_pipelines.settings import ConfigError
 
-CREDENTIALS_CHECK = "google_credentials_fresh"
+if TYPE_CHECKING:
+    import pandas as pd
+
 PREVIEW_ROWS = 10
+# Keys in the pull's change report, ids in the tasks' metadata; the counts cover all of them.
 LISTED_KEYS = 50
+LISTED_IDS = 50
 
 
 @dg.asset(
@@ -24,13 +59,7 @@ LISTED_KEYS = 50
     io_manager_key="port_sheet_store",
     kinds={"googlesheets", "pandas"},
     check_specs=[
-        dg.AssetCheckSpec(
-            CREDENTIALS_CHECK,
-            asset="port_sheet_rows",
-            blocking=True,
-            description="The Google token refreshes and can read the port sheet; WARN when it expires within "
-            "10% of its 7-day Testing life. A failure stops the sync and names the fix.",
-        ),
+        CREDENTIALS_CHECK_SPEC,
         ROWS_CHECK_SPEC,
     ],
 )
@@ -44,12 +73,12 @@ def port_sheet_rows(
     (see the ``port_sheet_rows_valid`` check). A sheet that cannot be read fails the run; it never becomes
     an empty table.
     """
-    from jada_pipelines.port_sheet.engine import build_snapshot, key_changes
+    from jada_pipelines.port_sheet.pull import build_snapshot, key_changes
 
     try:
         session, values, time_zone = _read_sheet(google, port_sheet)
     except CredentialsError as error:
-        yield _credentials_check_failed(error)
+        yield credentials_check_failed(error)
         yield not_evaluated(ROWS_CHECK, because=CREDENTIALS_CHECK)
         raise credentials_failure(error) from None
     except ConfigError as error:
@@ -71,8 +100,104 @@ def port_sheet_rows(
     # The zone the sheet's datetime columns were read in before conversion to UTC.
     metadata["time_zone"] = time_zone
     yield dg.Output(snapshot, metadata=metadata)
-    yield _credentials_check_result(session.verdict)
+    yield credentials_check_result(session.verdict)
     yield port_sheet_rows_valid(snapshot)
+
+
+@dg.asset(group_name="port_sheet", kinds={"python"})
+def port_sheet_tasks(
+    context: dg.AssetExecutionContext,
+    port_sheet_rows,
+    port_sheet: PortSheetSettings,
+    task_queue: TaskQueueResource,
+) -> dg.MaterializeResult:
+    """Agent work that people asked for in the port sheet: one queued task per row with a task cell.
+
+    Re-pulling never enqueues twice; editing a prompt supersedes the row's unfinished task.
+    """
+    task_column = port_sheet.task_column
+    column_note = task_column
+    if task_column not in port_sheet_rows.header:
+        # A sheet may ask for no work at all, so this is no failure; but a renamed column must not look
+        # like a quiet day.
+        column_note = f"{task_column} (not in the header row: no row can ask for work)"
+        context.log.warning(
+            f"The task column '{task_column}' is not in the port sheet's header row, so no row can ask for agent "
+            f"work. Add a '{task_column}' column to row 1, or set the port_sheet resource's task_column to the "
+            "header people type prompts under."
+        )
+    requested = requested_tasks(
+        port_sheet_rows.rows, key_column=port_sheet_rows.key_column, task_column=task_column
+    )
+    backends, bad_backends = requested_backends(port_sheet_rows.rows, key_column=port_sheet_rows.key_column)
+    bad_backends = {key: value for key, value in bad_backends.items() if key in requested}
+    if bad_backends:
+        listed = ", ".join(f"{key}: {value!r}" for key, value in list(bad_backends.items())[:LISTED_IDS])
+        context.log.warning(
+            f"Rows whose '{BACKEND_COLUMN}' cell is not a session backend were not queued ({listed}): type "
+            "'messages' or 'claude-code' there, or empty it for JADA_AGENT_BACKEND."
+        )
+        requested = {key: value for key, value in requested.items() if key not in bad_backends}
+    present = present_keys(port_sheet_rows) if task_column in port_sheet_rows.header else []
+    outcome = sync_tasks(task_queue.open(), requested, backends, present=present)
+    return dg.MaterializeResult(
+        metadata={
+            "task_column": column_note,
+            "requested": len(requested),
+            "enqueued": len(outcome.enqueued),
+            "already_known": len(outcome.already_known),
+            "superseded": len(outcome.superseded),
+            "cancelled": len(outcome.cancelled),
+            "left_running": len(outcome.left_running),
+            "enqueued_ids": dg.MetadataValue.json(outcome.enqueued[:LISTED_IDS]),
+            "superseded_ids": dg.MetadataValue.json(outcome.superseded[:LISTED_IDS]),
+            "cancelled_ids": dg.MetadataValue.json(outcome.cancelled[:LISTED_IDS]),
+            "bad_backend_rows": dg.MetadataValue.json(dict(list(bad_backends.items())[:LISTED_IDS])),
+        }
+    )
+
+
+@dg.asset(
+    group_name="port_sheet",
+    deps=[port_sheet_tasks],
+    kinds={"googlesheets"},
+    check_specs=STATUS_CHECK_SPECS,
+)
+def port_sheet_status(
+    port_sheet_rows,
+    google: GoogleCredentialsResource,
+    port_sheet: PortSheetSettings,
+    task_queue: TaskQueueResource,
+) -> dg.MaterializeResult:
+    """The agents' progress as people see it in the port sheet: status, turns, cost, summary, updated time,
+    and why a row was quarantined. Only the cells that changed are written, in one batched call."""
+    wanted = wanted_cells(
+        port_sheet_rows,
+        task_queue.open(),
+        task_column=port_sheet.task_column,
+        owned_columns=port_sheet.owned_columns,
+    )
+    try:
+        result = _push(google, port_sheet, port_sheet_rows, wanted)
+    except CredentialsError as error:
+        raise credentials_failure(error) from None  # nothing was written
+    plan = result.plan
+    return dg.MaterializeResult(
+        metadata={
+            "google_api_calls": result.google_calls,
+            "write_calls": result.write_calls,
+            "changed_cells": plan.changed_cells,
+            "changed_rows": plan.changed_rows,
+            "bytes_sent": result.bytes_sent,
+            # Tagging columns with developer metadata happens once per column, outside the steady budget.
+            "setup_calls": result.setup_calls,
+            "replans": result.replans,
+            "row_check": _row_check(result),
+            "diff_seconds": round(result.diff_seconds, 4),
+            "rows_synced": len(wanted),
+        },
+        check_results=[status_columns_present(plan, port_sheet.tab), status_rows_located(plan)],
+    )
 
 
 def _previous_snapshot(context: AssetExecutionContext) -> PortSheetSnapshot | None:
@@ -94,7 +219,7 @@ def _read_sheet(
     """
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-    from jada_pipelines.port_sheet.engine import read_time_zone, read_values
+    from jada_pipelines.port_sheet.pull import read_time_zone, read_values
 
     session = google.sheets()
     try:
@@ -130,26 +255,6 @@ def _pull_metadata(snapshot: PortSheetSnapshot, changes: Any, *, calls: int, tab
     }
 
 
-def _credentials_check_failed(error: CredentialsError) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(
-        check_name=CREDENTIALS_CHECK,
-        passed=False,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=error.description,
-        metadata=error.metadata,
-    )
-
-
-def _credentials_check_result(verdict: Any) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(
-        check_name=CREDENTIALS_CHECK,
-        passed=verdict.severity == "OK",
-        severity=dg.AssetCheckSeverity.WARN,
-        description=verdict.description,
-        metadata=verdict.metadata,
-    )
-
-
 def _key_list(keys: list[str]) -> str:
     shown = ", ".join(keys[:LISTED_KEYS])
     return shown + (f" … and {len(keys) - LISTED_KEYS} more" if len(keys) > LISTED_KEYS else "") or "none"
@@ -171,3 +276,39 @@ def _table_value(value: Any) -> str | int | float | bool | None:
     if value is None or isinstance(value, str | int | float | bool):
         return value
     return str(value)
+
+
+def _row_check(result: PushResult) -> str:
+    if result.write_calls == 0:
+        return "nothing written"
+    if result.unverified_cells:
+        return (
+            f"{result.unverified_cells} cell(s) landed on another key's row (rows kept moving during the "
+            "write); the next run puts them right"
+        )
+    if result.corrected_cells:
+        return (
+            f"{result.corrected_cells} cell(s) landed on another key's row (rows moved during the write) "
+            "and were put right in this run"
+        )
+    return "every written row held its key when Google applied the write"
+
+
+def _push(
+    google: GoogleCredentialsResource,
+    port_sheet: PortSheetSettings,
+    snapshot: "PortSheetSnapshot",
+    wanted: "pd.DataFrame",
+) -> PushResult:
+    session = google.sheets()
+    try:
+        return push_status(
+            session,
+            spreadsheet_id=port_sheet.spreadsheet_id,
+            tab=port_sheet.tab,
+            key_column=snapshot.key_column,
+            wanted=wanted,
+            issue_column=column_names(port_sheet.owned_columns).get(SYNC_ISSUE, SYNC_ISSUE),
+        )
+    finally:
+        session.close()

@@ -17,20 +17,20 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring as _encode_string
 from typing import Any
 
-from jada_pipelines.port_sheet.sync import CellWrite, SheetColumns, key_text, key_texts, quote_tab
+from jada_pipelines.port_sheet.a1 import column_index, quote_tab
+from jada_pipelines.port_sheet.keys import key_text, key_texts
+from jada_pipelines.port_sheet.plan import CellWrite, SheetColumns
 
 METADATA_KEY = "jada_pipelines.port_sheet.column"
 # Google recommends payloads of at most 2 MB ("Usage limits", https://developers.google.com/sheets/api/limits).
 MAX_REQUEST_BYTES = 2_000_000
 # A written row that is left alone: ``[]`` plus its comma in compact JSON.
 _SKIP = "[]"
-_COLUMN = re.compile(r"^\$?([A-Za-z]+)")
 
 
 def column_filter(name: str) -> dict[str, Any]:
@@ -108,18 +108,6 @@ def parse_read(response: dict[str, Any], names: Sequence[str]) -> TrackedRead:
             plan_header[plan_header.index(name)] = ""  # in the header, but not safe to write yet
     tagged = {name for name, matches in found.items() if matches}
     return TrackedRead(SheetColumns(plan_header, cells), header, positions, untagged, lost, tagged)
-
-
-def column_index(a1: str) -> int:
-    """The 0-based first column of an A1 range such as ``'Ports'!F1:F1000``."""
-    cells = a1.rpartition("!")[2]
-    match = _COLUMN.match(cells)
-    if match is None:
-        return -1
-    index = 0
-    for char in match.group(1).upper():
-        index = index * 26 + ord(char) - 64
-    return index - 1
 
 
 def setup_requests(sheet_id: int, read: TrackedRead) -> list[dict[str, Any]]:

@@ -1,8 +1,10 @@
-"""What happened to each row's work goes back into the sheet's pipeline-owned columns (``port_sheet_status``).
+"""The push engine (plain Python, no Dagster): each row's work goes back into the sheet's owned columns.
 
-One read of the header, key and owned columns, made just before one batched write of the cells that differ
-(none when nothing changed): two Google calls whatever the number of rows. Everything else in the sheet
-belongs to people and is never written.
+``wanted_cells`` says what each row's owned cells should hold, from the task queue and the pull's quarantine;
+``push_status`` writes the ones that differ. One read of the header, key and owned columns (found by their
+developer metadata, ``columns.py``), made just before one batched write of the cells that differ
+(``plan.py``; none when nothing changed): two Google calls whatever the number of rows. Everything else in
+the sheet belongs to people and is never written. The ``port_sheet_status`` asset (``assets.py``) runs it.
 """
 
 import time
@@ -10,16 +12,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-# No `from __future__ import annotations` in this module: Dagster inspects the asset's resource
-# annotations as live classes. Names imported only for type checking are quoted instead.
-import dagster as dg
-
 from jada_pipelines.agents.queue import LEASED
-from jada_pipelines.agents.resources import TaskQueueResource
 from jada_pipelines.google_api.errors import CredentialsError
-from jada_pipelines.google_api.resources import GoogleCredentialsResource, credentials_failure
-from jada_pipelines.port_sheet.resources import PortSheetSettings
-from jada_pipelines.port_sheet.tasks import port_sheet_tasks, requested_tasks, task_source
+from jada_pipelines.port_sheet.tasks import SOURCE_PREFIX, requested_tasks, task_source
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -28,14 +23,21 @@ if TYPE_CHECKING:
 
     from jada_pipelines.agents.queue import Task, TaskQueue
     from jada_pipelines.google_api.sheets import SheetsSession
+    from jada_pipelines.port_sheet.plan import PushPlan
     from jada_pipelines.port_sheet.snapshot import PortSheetSnapshot
-    from jada_pipelines.port_sheet.sync import PushPlan
 
+# The owned columns, by their default names; the port_sheet resource may rename them (``column_names``).
+DEFAULT_OWNED_COLUMNS = (
+    "agent_status",
+    "agent_turns",
+    "agent_cost_usd",
+    "agent_summary",
+    "agent_updated_at",
+    "sync_issue",
+)
 SUMMARY_CHARS = 200
 # The owned column that says why the pull quarantined a row.
 SYNC_ISSUE = "sync_issue"
-# Keys listed in a check's metadata; the description gives the counts.
-LISTED_KEYS = 50
 
 
 def _summary_line(task: "Task") -> str:
@@ -105,8 +107,6 @@ def wanted_cells(
 def column_names(owned_columns: "Sequence[str]") -> dict[str, str]:
     """Each default owned column's header in this sheet. Owned columns renamed through the resource keep
     their order: the six defaults, renamed in place (``["Status", "Turns", ...]``), get their values."""
-    from jada_pipelines.port_sheet.resources import DEFAULT_OWNED_COLUMNS
-
     if len(owned_columns) == len(DEFAULT_OWNED_COLUMNS):
         return dict(zip(DEFAULT_OWNED_COLUMNS, owned_columns, strict=True))
     return {name: name for name in DEFAULT_OWNED_COLUMNS if name in owned_columns}
@@ -114,8 +114,6 @@ def column_names(owned_columns: "Sequence[str]") -> dict[str, str]:
 
 def _held_or_cancelled(queue: "TaskQueue") -> dict[str, "Task"]:
     """The latest sheet task per row (source) that a session holds or that was cancelled."""
-    from jada_pipelines.port_sheet.tasks import SOURCE_PREFIX
-
     latest: dict[str, Task] = {}
     for status in (*LEASED, "cancelled"):
         for task in queue.list(status=status, source_prefix=SOURCE_PREFIX, limit=1_000_000):
@@ -126,7 +124,7 @@ def _held_or_cancelled(queue: "TaskQueue") -> dict[str, "Task"]:
 
 def _shown_at(snapshot: "PortSheetSnapshot", column: str) -> dict[str, float]:
     """When each row's status in the sheet was written (its agent_updated_at), as epoch seconds."""
-    from jada_pipelines.port_sheet.sync import key_text
+    from jada_pipelines.port_sheet.keys import key_text
 
     if column not in snapshot.rows.columns:
         return {}
@@ -140,7 +138,7 @@ def _shown_at(snapshot: "PortSheetSnapshot", column: str) -> dict[str, float]:
 
 
 def _valid_keys(snapshot: "PortSheetSnapshot") -> list[str]:
-    from jada_pipelines.port_sheet.sync import key_text
+    from jada_pipelines.port_sheet.keys import key_text
 
     return [key for key in map(key_text, snapshot.rows[snapshot.key_column]) if key is not None]
 
@@ -184,7 +182,7 @@ def push_status(
     under it (its key column at write time) is corrected by the same read-plan-write, before the run ends.
     """
     from jada_pipelines.port_sheet.columns import MAX_REQUEST_BYTES, keys_at_write, misplaced, write_bodies
-    from jada_pipelines.port_sheet.sync import plan_push
+    from jada_pipelines.port_sheet.plan import plan_push
 
     names = [key_column, *(name for name in wanted.columns if name != key_column)]
     calls_before = session.calls
@@ -271,7 +269,7 @@ def _sheet_id(metadata: dict[str, Any], tab: str) -> int:
 def _restoring(wanted: "pd.DataFrame", astray: list, read: Any, key_column: str) -> "pd.DataFrame":
     """``wanted`` plus, for each cell that landed on another key's row, that key's own value as the read
     before the write saw it (unless the key wants a value there anyway): the next write puts it back."""
-    from jada_pipelines.port_sheet.sync import key_text
+    from jada_pipelines.port_sheet.keys import key_text
 
     keys = [key_text(cell) for cell in read.sheet.cells.get(key_column, [])]
     offsets = {key: offset for offset, key in enumerate(keys) if key is not None and keys.count(key) == 1}
@@ -286,131 +284,3 @@ def _restoring(wanted: "pd.DataFrame", astray: list, read: Any, key_column: str)
         column = read.sheet.cells.get(cell.column, [])
         wanted.loc[owner, cell.column] = column[offset] if offset is not None and offset < len(column) else ""
     return wanted
-
-
-@dg.asset(
-    group_name="port_sheet",
-    deps=[port_sheet_tasks],
-    kinds={"googlesheets"},
-    check_specs=[
-        dg.AssetCheckSpec(
-            "port_sheet_status_columns_present",
-            asset="port_sheet_status",
-            description="Every pipeline-owned column is in the sheet's header row, so every status can land.",
-        ),
-        dg.AssetCheckSpec(
-            "port_sheet_status_rows_located",
-            asset="port_sheet_status",
-            description="Every row to update was found exactly once by its key at write time.",
-        ),
-    ],
-)
-def port_sheet_status(
-    port_sheet_rows,
-    google: GoogleCredentialsResource,
-    port_sheet: PortSheetSettings,
-    task_queue: TaskQueueResource,
-) -> dg.MaterializeResult:
-    """The agents' progress as people see it in the port sheet: status, turns, cost, summary, updated time,
-    and why a row was quarantined. Only the cells that changed are written, in one batched call."""
-    wanted = wanted_cells(
-        port_sheet_rows,
-        task_queue.open(),
-        task_column=port_sheet.task_column,
-        owned_columns=port_sheet.owned_columns,
-    )
-    try:
-        result = _push(google, port_sheet, port_sheet_rows, wanted)
-    except CredentialsError as error:
-        raise credentials_failure(error) from None  # nothing was written
-    plan = result.plan
-    return dg.MaterializeResult(
-        metadata={
-            "google_api_calls": result.google_calls,
-            "write_calls": result.write_calls,
-            "changed_cells": plan.changed_cells,
-            "changed_rows": plan.changed_rows,
-            "bytes_sent": result.bytes_sent,
-            # Tagging columns with developer metadata happens once per column, outside the steady budget.
-            "setup_calls": result.setup_calls,
-            "replans": result.replans,
-            "row_check": _row_check(result),
-            "diff_seconds": round(result.diff_seconds, 4),
-            "rows_synced": len(wanted),
-        },
-        check_results=[_columns_check(plan, port_sheet.tab), _rows_check(plan)],
-    )
-
-
-def _row_check(result: PushResult) -> str:
-    if result.write_calls == 0:
-        return "nothing written"
-    if result.unverified_cells:
-        return (
-            f"{result.unverified_cells} cell(s) landed on another key's row (rows kept moving during the "
-            "write); the next run puts them right"
-        )
-    if result.corrected_cells:
-        return (
-            f"{result.corrected_cells} cell(s) landed on another key's row (rows moved during the write) "
-            "and were put right in this run"
-        )
-    return "every written row held its key when Google applied the write"
-
-
-def _push(
-    google: GoogleCredentialsResource,
-    port_sheet: PortSheetSettings,
-    snapshot: "PortSheetSnapshot",
-    wanted: "pd.DataFrame",
-) -> PushResult:
-    session = google.sheets()
-    try:
-        return push_status(
-            session,
-            spreadsheet_id=port_sheet.spreadsheet_id,
-            tab=port_sheet.tab,
-            key_column=snapshot.key_column,
-            wanted=wanted,
-            issue_column=column_names(port_sheet.owned_columns).get(SYNC_ISSUE, SYNC_ISSUE),
-        )
-    finally:
-        session.close()
-
-
-def _columns_check(plan: "PushPlan", tab: str) -> dg.AssetCheckResult:
-    missing = plan.missing_columns
-    return dg.AssetCheckResult(
-        check_name="port_sheet_status_columns_present",
-        passed=not missing,
-        severity=dg.AssetCheckSeverity.WARN,
-        description=(
-            f"Add the column(s) {', '.join(repr(name) for name in missing)} to the header row of tab {tab!r}: "
-            "the pipeline writes its status there and never adds columns itself."
-            if missing
-            else "Every pipeline-owned column is in the header."
-        ),
-        metadata={"missing_columns": dg.MetadataValue.json(missing)},
-    )
-
-
-def _rows_check(plan: "PushPlan") -> dg.AssetCheckResult:
-    problems = []
-    if plan.missing_keys:
-        problems.append(
-            f"{len(plan.missing_keys)} key(s) no longer in the sheet (deleted or edited since the pull)"
-        )
-    if plan.duplicate_keys:
-        problems.append(f"{len(plan.duplicate_keys)} key(s) on more than one row: give each row its own key")
-    return dg.AssetCheckResult(
-        check_name="port_sheet_status_rows_located",
-        passed=not problems,
-        severity=dg.AssetCheckSeverity.WARN,
-        description=("; ".join(problems) + ". Those rows got no agent status.")
-        if problems
-        else "Every row was found by its key.",
-        metadata={
-            "missing_keys": dg.MetadataValue.json(plan.missing_keys[:LISTED_KEYS]),
-            "duplicate_keys": dg.MetadataValue.json(plan.duplicate_keys[:LISTED_KEYS]),
-        },
-    )

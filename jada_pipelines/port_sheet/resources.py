@@ -1,4 +1,5 @@
-"""The ``port_sheet`` resource: which spreadsheet, tab and key column, and which columns the pipeline owns."""
+"""The port sheet's Dagster resources: ``port_sheet`` (which spreadsheet, tab and key column, and which
+columns the pipeline owns) and ``port_sheet_store`` (the IO manager that keeps snapshots in ``store.py``)."""
 
 from __future__ import annotations
 
@@ -6,18 +7,13 @@ import dagster as dg
 from pydantic import Field
 
 from jada_pipelines import settings
+from jada_pipelines.port_sheet.push import DEFAULT_OWNED_COLUMNS
+from jada_pipelines.port_sheet.snapshot import PortSheetSnapshot
+from jada_pipelines.port_sheet.store import StoreError, read_snapshot, snapshot_path, write_snapshot
 
 DEFAULT_TAB = "Ports"
 DEFAULT_KEY_COLUMN = "id"
-DEFAULT_OWNED_COLUMNS = (
-    "agent_status",
-    "agent_turns",
-    "agent_cost_usd",
-    "agent_summary",
-    "agent_updated_at",
-    "sync_issue",
-)
-# Every other column is read as text; see engine.COLUMN_TYPES for the names.
+# Every other column is read as text; see pull.COLUMN_TYPES for the names.
 DEFAULT_COLUMN_TYPES = {"agent_turns": "integer", "agent_cost_usd": "float"}
 
 
@@ -77,3 +73,36 @@ class PortSheetSettings(dg.ConfigurableResource):
     @property
     def key_column(self) -> str:
         return self.key or settings.env("JADA_PORT_SHEET_KEY", DEFAULT_KEY_COLUMN)
+
+
+class PortSheetStore(dg.IOManager):
+    """Stores port-sheet snapshots as JSON under ``$JADA_DATA_DIR/port_sheet/<asset>.json``.
+
+    A plain IO manager, not a ``ConfigurableIOManager``: it has no config, and Dagster's pydantic layer reads
+    the deprecated ``__fields__`` of a config class without fields (a ``PydanticDeprecatedSince20`` warning on
+    every load of the definitions). Dagster wraps an ``IOManager`` instance in ``resources`` itself.
+
+    Example::
+
+        @dg.asset(io_manager_key="port_sheet_store")
+        def port_sheet_rows(...) -> dg.Output: ...
+
+        resources={"port_sheet_store": PortSheetStore()}
+    """
+
+    def handle_output(self, context: dg.OutputContext, obj: PortSheetSnapshot) -> None:
+        write_snapshot(snapshot_path(context.asset_key.path[-1]), obj)
+
+    def load_input(self, context: dg.InputContext) -> PortSheetSnapshot:
+        name = context.asset_key.path[-1]
+        try:
+            snapshot = read_snapshot(snapshot_path(name))
+        except StoreError as error:
+            raise dg.Failure(description=str(error), allow_retries=False) from None
+        if snapshot is None:
+            raise dg.Failure(
+                description=f"{name} has not been pulled yet (no {snapshot_path(name)}): "
+                f"materialize {name} first, or run port_sheet_sync_job.",
+                allow_retries=False,
+            )
+        return snapshot

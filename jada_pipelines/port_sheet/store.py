@@ -1,4 +1,7 @@
-"""The local port-sheet store: each snapshot as JSON under ``$JADA_DATA_DIR/port_sheet/``, so it survives restarts.
+"""The local port-sheet store (plain Python): each snapshot as JSON under ``$JADA_DATA_DIR/port_sheet/``.
+
+Snapshots survive restarts, and the next pull compares against the last one. ``PortSheetStore`` in
+``resources.py`` is the Dagster IO manager that reads and writes through these functions.
 
 JSON rather than pickle: it stays readable by a person and by the next pandas version. Dtypes are stored
 beside the values, so a reloaded snapshot is typed exactly as it was pulled.
@@ -11,8 +14,6 @@ from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import dagster as dg
 
 from jada_pipelines import settings
 from jada_pipelines.google_api.tokens import write_private_json
@@ -88,36 +89,3 @@ def _json_rows(frame: pd.DataFrame) -> list[list[Any]]:
         if str(dtype).startswith("datetime64"):
             cells[name] = frame[name].map(lambda stamp: stamp.isoformat(), na_action="ignore")
     return cells.where(frame.notna(), None).to_numpy().tolist()
-
-
-class PortSheetStore(dg.IOManager):
-    """Stores port-sheet snapshots as JSON under ``$JADA_DATA_DIR/port_sheet/<asset>.json``.
-
-    A plain IO manager, not a ``ConfigurableIOManager``: it has no config, and Dagster's pydantic layer reads
-    the deprecated ``__fields__`` of a config class without fields (a ``PydanticDeprecatedSince20`` warning on
-    every load of the definitions). Dagster wraps an ``IOManager`` instance in ``resources`` itself.
-
-    Example::
-
-        @dg.asset(io_manager_key="port_sheet_store")
-        def port_sheet_rows(...) -> dg.Output: ...
-
-        resources={"port_sheet_store": PortSheetStore()}
-    """
-
-    def handle_output(self, context: dg.OutputContext, obj: PortSheetSnapshot) -> None:
-        write_snapshot(snapshot_path(context.asset_key.path[-1]), obj)
-
-    def load_input(self, context: dg.InputContext) -> PortSheetSnapshot:
-        name = context.asset_key.path[-1]
-        try:
-            snapshot = read_snapshot(snapshot_path(name))
-        except StoreError as error:
-            raise dg.Failure(description=str(error), allow_retries=False) from None
-        if snapshot is None:
-            raise dg.Failure(
-                description=f"{name} has not been pulled yet (no {snapshot_path(name)}): "
-                f"materialize {name} first, or run port_sheet_sync_job.",
-                allow_retries=False,
-            )
-        return snapshot

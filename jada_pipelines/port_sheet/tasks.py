@@ -1,4 +1,4 @@
-"""Rows of the port sheet that ask for agent work become tasks in the queue (``port_sheet_tasks``).
+"""Rows of the port sheet that ask for agent work become tasks in the queue (plain Python, no Dagster).
 
 A row asks for work when its task cell is not empty. The task id is derived from the row key and the
 prompt, so pulling the same row again finds the task it already made, and editing the prompt makes a new
@@ -7,19 +7,14 @@ task and supersedes the old one (a person changed their mind; the old prompt mus
 An optional ``backend`` column picks the session backend of the row's task (``messages`` or
 ``claude-code``; empty: JADA_AGENT_BACKEND). It is read when the task is made; a value that is neither
 keeps the row's task out of the queue, and the asset's metadata and log say which rows and what to type.
+
+The ``port_sheet_tasks`` asset (``assets.py``) runs ``sync_tasks`` on each pull.
 """
 
 import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-
-# No `from __future__ import annotations` in this module: Dagster inspects the asset's resource
-# annotations as live classes. Names imported only for type checking are quoted instead.
-import dagster as dg
-
-from jada_pipelines.agents.resources import TaskQueueResource
-from jada_pipelines.port_sheet.resources import PortSheetSettings
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -35,8 +30,6 @@ _FINISHED = ("done", "cancelled", "superseded")
 _EVERY_TASK = 1_000_000
 # Room for a readable key in the id; the hash keeps ids distinct even when two keys share this prefix.
 _KEY_CHARS = 40
-# Ids listed in the asset's metadata; the counts cover all of them.
-LISTED_IDS = 50
 
 
 def task_source(key: str) -> str:
@@ -66,7 +59,7 @@ def prompt_text(value: Any) -> str | None:
 
 def requested_tasks(rows: "pd.DataFrame", *, key_column: str, task_column: str) -> dict[str, tuple[str, str]]:
     """``{key: (task id, prompt)}`` for every row whose task cell asks for work."""
-    from jada_pipelines.port_sheet.sync import key_text
+    from jada_pipelines.port_sheet.keys import key_text
 
     if task_column not in rows.columns:
         return {}
@@ -86,7 +79,7 @@ def requested_backends(
 ) -> tuple[dict[str, str], dict[str, str]]:
     """``({key: backend}, {key: bad value})`` from the optional backend column (empty cells are left out)."""
     from jada_pipelines.agents.queue import BACKENDS
-    from jada_pipelines.port_sheet.sync import key_text
+    from jada_pipelines.port_sheet.keys import key_text
 
     if backend_column not in rows.columns:
         return {}, {}
@@ -167,63 +160,10 @@ def _open_sheet_tasks(queue: "TaskQueue") -> dict[str, list["Task"]]:
     return by_source
 
 
-@dg.asset(group_name="port_sheet", kinds={"python"})
-def port_sheet_tasks(
-    context: dg.AssetExecutionContext,
-    port_sheet_rows,
-    port_sheet: PortSheetSettings,
-    task_queue: TaskQueueResource,
-) -> dg.MaterializeResult:
-    """Agent work that people asked for in the port sheet: one queued task per row with a task cell.
-
-    Re-pulling never enqueues twice; editing a prompt supersedes the row's unfinished task.
-    """
-    task_column = port_sheet.task_column
-    column_note = task_column
-    if task_column not in port_sheet_rows.header:
-        # A sheet may ask for no work at all, so this is no failure; but a renamed column must not look
-        # like a quiet day.
-        column_note = f"{task_column} (not in the header row: no row can ask for work)"
-        context.log.warning(
-            f"The task column '{task_column}' is not in the port sheet's header row, so no row can ask for agent "
-            f"work. Add a '{task_column}' column to row 1, or set the port_sheet resource's task_column to the "
-            "header people type prompts under."
-        )
-    requested = requested_tasks(
-        port_sheet_rows.rows, key_column=port_sheet_rows.key_column, task_column=task_column
-    )
-    backends, bad_backends = requested_backends(port_sheet_rows.rows, key_column=port_sheet_rows.key_column)
-    bad_backends = {key: value for key, value in bad_backends.items() if key in requested}
-    if bad_backends:
-        listed = ", ".join(f"{key}: {value!r}" for key, value in list(bad_backends.items())[:LISTED_IDS])
-        context.log.warning(
-            f"Rows whose '{BACKEND_COLUMN}' cell is not a session backend were not queued ({listed}): type "
-            "'messages' or 'claude-code' there, or empty it for JADA_AGENT_BACKEND."
-        )
-        requested = {key: value for key, value in requested.items() if key not in bad_backends}
-    present = _present_keys(port_sheet_rows) if task_column in port_sheet_rows.header else []
-    outcome = sync_tasks(task_queue.open(), requested, backends, present=present)
-    return dg.MaterializeResult(
-        metadata={
-            "task_column": column_note,
-            "requested": len(requested),
-            "enqueued": len(outcome.enqueued),
-            "already_known": len(outcome.already_known),
-            "superseded": len(outcome.superseded),
-            "cancelled": len(outcome.cancelled),
-            "left_running": len(outcome.left_running),
-            "enqueued_ids": dg.MetadataValue.json(outcome.enqueued[:LISTED_IDS]),
-            "superseded_ids": dg.MetadataValue.json(outcome.superseded[:LISTED_IDS]),
-            "cancelled_ids": dg.MetadataValue.json(outcome.cancelled[:LISTED_IDS]),
-            "bad_backend_rows": dg.MetadataValue.json(dict(list(bad_backends.items())[:LISTED_IDS])),
-        }
-    )
-
-
-def _present_keys(snapshot: Any) -> list[str]:
+def present_keys(snapshot: Any) -> list[str]:
     """Keys of the valid rows of this pull: a row whose task cell is empty in it no longer asks for work.
     A pull with problems (no key column) has none, so it never cancels anything."""
-    from jada_pipelines.port_sheet.sync import key_text
+    from jada_pipelines.port_sheet.keys import key_text
 
     if snapshot.problems:
         return []

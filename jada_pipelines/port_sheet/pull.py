@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from jada_pipelines.port_sheet.a1 import sheet_range
+from jada_pipelines.port_sheet.keys import key_text
 from jada_pipelines.port_sheet.snapshot import PortSheetSnapshot, QuarantinedRow
-from jada_pipelines.port_sheet.sync import key_text, quote_tab
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -29,11 +30,6 @@ _SHEETS_EPOCH = "1899-12-30"
 
 class CellTypeError(ValueError):
     """A cell's value does not fit its column's declared type."""
-
-
-def sheet_range(tab: str) -> str:
-    """The A1 range of the whole tab: one read returns every row and column."""
-    return quote_tab(tab)
 
 
 def read_values(session: Any, spreadsheet_id: str, tab: str) -> list[list[Any]]:

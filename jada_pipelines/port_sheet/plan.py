@@ -1,7 +1,8 @@
-"""The keyed sync engine: which pipeline-owned cells differ from the sheet, as one ``values:batchUpdate`` body.
+"""The push's plan (plain pandas, no Dagster, no HTTP): which pipeline-owned cells differ from the sheet.
 
-Plain pandas and Python; no Dagster, no HTTP. The push reads the key column and the owned columns where
-Google finds them now (``columns.py``), as ``SheetColumns``, and asks ``plan_push`` which cells to write.
+The push (``push.py``) reads the key column and the owned columns where Google finds them now
+(``columns.py``), as ``SheetColumns``, and asks ``plan_push`` which cells to write: as
+``CellWrite``s for a write addressed by column metadata, or as one ``values:batchUpdate`` body.
 
 Why keyed: people insert, delete and sort rows at any time, so a row's position at the pull means nothing at
 the push. Every write is addressed by where the row's key is *now*, in a read made just before the write.
@@ -19,6 +20,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 from pandas.api.types import infer_dtype
+
+from jada_pipelines.port_sheet.a1 import column_letter, column_runs, quote_tab
+from jada_pipelines.port_sheet.keys import key_texts
 
 # Column contents (pandas.api.types.infer_dtype, NA skipped) that cannot hold a bool.
 _NO_BOOLS = {"string", "integer", "floating", "mixed-integer-float", "empty"}
@@ -68,47 +72,6 @@ class PushPlan:
     duplicate_keys: list[str] = field(default_factory=list)
     # Every changed cell, for a write addressed by column metadata instead of A1 ranges.
     writes: list[CellWrite] = field(default_factory=list)
-
-
-def column_letter(index: int) -> str:
-    """A1 column letters for a 0-based column index: 0 → A, 25 → Z, 26 → AA."""
-    letters = ""
-    index += 1
-    while index:
-        index, remainder = divmod(index - 1, 26)
-        letters = chr(ord("A") + remainder) + letters
-    return letters
-
-
-def quote_tab(tab: str) -> str:
-    """The tab name as A1 notation wants it: always quoted, inner quotes doubled."""
-    return "'" + tab.replace("'", "''") + "'"
-
-
-def key_text(value: Any) -> str | None:
-    """A key cell as text, so a key read as the number 7 matches "7"; None when the cell is empty.
-
-    "007" stays "007": only numbers are rewritten, and an integral float loses its ".0" the way the sheet
-    shows it.
-    """
-    if value is None or (not isinstance(value, str) and pd.isna(value)) or value == "":
-        return None
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value).strip() or None
-
-
-def column_runs(indices: Sequence[int]) -> list[list[int]]:
-    """Split sorted column indices into runs of adjacent columns: [0, 1, 3] → [[0, 1], [3]]."""
-    runs: list[list[int]] = []
-    for index in indices:
-        if runs and index == runs[-1][-1] + 1:
-            runs[-1].append(index)
-        else:
-            runs.append([index])
-    return runs
 
 
 def plan_push(
@@ -223,20 +186,6 @@ def _changed(sheet_cells: np.ndarray, wanted_cells: np.ndarray) -> np.ndarray:
             for a, b in zip(sheet_cells[suspect, column], wanted_cells[suspect, column], strict=True)
         ]
     return ~keep & ~equal
-
-
-def key_texts(cells: Sequence[Any]) -> pd.Series:
-    """``key_text`` of every cell; a column of strings (nearly every sheet) takes the vectorised path.
-
-    pandas' ``.str`` accessor refuses a column holding no string at all (ids typed as numbers, which
-    ``UNFORMATTED_VALUE`` returns as JSON numbers), so any other column goes cell by cell through
-    ``key_text``, the one definition of a key shared with the pull.
-    """
-    raw = pd.Series(cells, dtype=object)
-    if infer_dtype(raw, skipna=True) != "string":
-        return raw.map(key_text).astype(object)
-    texts = raw.str.strip().astype(object)
-    return texts.where(texts.notna() & (texts != ""), None)
 
 
 def _coalesce(
