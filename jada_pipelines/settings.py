@@ -110,6 +110,20 @@ def webserver_url() -> str:
 DEFAULT_AGENT_SENSOR_INTERVAL_SECONDS = 5
 
 
+def agent_continue_delay_seconds() -> int:
+    """``JADA_AGENT_CONTINUE_DELAY_SECONDS``: how long a task that ended ``incomplete`` (turn cap reached, a
+    handoff written) waits before it can be claimed for its next attempt (default 0: at once). The pause
+    leaves the task visibly ``incomplete`` for a while, in the queue and in the port sheet's status column,
+    which otherwise sees it go straight back to ``dispatched``."""
+    seconds = env_int("JADA_AGENT_CONTINUE_DELAY_SECONDS", 0)
+    if seconds < 0:
+        raise ConfigError(
+            f"JADA_AGENT_CONTINUE_DELAY_SECONDS={seconds} must be 0 or more (seconds an incomplete task waits "
+            "before its next attempt; unset means 0)."
+        )
+    return seconds
+
+
 def agent_sensor_interval_seconds() -> int:
     """``JADA_AGENT_SENSOR_INTERVAL_SECONDS``: how often ``agent_task_sensor`` ticks (default 5).
 

@@ -177,6 +177,35 @@ def test_an_incomplete_attempt_keeps_its_handoff_and_is_claimable_again(task_que
     assert (task.status, task.handoff, task.cost_usd) == ("dead", handoff, pytest.approx(0.5))
 
 
+def test_an_incomplete_task_waits_out_the_continue_delay_before_its_next_attempt(
+    task_queue_backend, queue_clock
+):
+    task_queue_backend.continue_delay_s = 90  # what open_queue reads from JADA_AGENT_CONTINUE_DELAY_SECONDS
+    task_queue_backend.enqueue("t1", "x", max_attempts=3)
+    lease = task_queue_backend.claim(worker="w", lease_seconds=LEASE)
+    task_queue_backend.complete(lease, outcome="incomplete", turns=30, cost_usd=0.0, summary=None)
+    queue_clock.advance(89)
+    assert task_queue_backend.claim(worker="w", lease_seconds=LEASE) is None
+    assert task_queue_backend.get("t1").status == "incomplete"
+    queue_clock.advance(2)
+    second = task_queue_backend.claim(worker="w", lease_seconds=LEASE)
+    assert (second.task_id, second.attempt) == ("t1", 2)
+    # Only a continuation waits: a lost attempt is due again at once.
+    task_queue_backend.fail(second, error="run lost", retryable=True, outcome="lost")
+    third = task_queue_backend.claim(worker="w", lease_seconds=LEASE)
+    assert (third.task_id, third.attempt) == ("t1", 3)
+
+
+def test_the_continue_delay_comes_from_the_environment_and_a_negative_one_is_refused(monkeypatch, tmp_path):
+    url = f"sqlite:///{tmp_path / 'tasks.db'}"
+    assert open_queue(url).continue_delay_s == 0
+    monkeypatch.setenv("JADA_AGENT_CONTINUE_DELAY_SECONDS", "90")
+    assert open_queue(url).continue_delay_s == 90
+    monkeypatch.setenv("JADA_AGENT_CONTINUE_DELAY_SECONDS", "-1")
+    with pytest.raises(ConfigError, match="JADA_AGENT_CONTINUE_DELAY_SECONDS=-1 must be 0 or more"):
+        open_queue(url)
+
+
 def test_cancel_fences_out_the_running_session(task_queue_backend):
     task_queue_backend.enqueue("t1", "x")
     lease = task_queue_backend.claim(worker="w", lease_seconds=LEASE)

@@ -26,12 +26,18 @@ from pathlib import Path
 import pytest
 
 from jada_pipelines import cli
+from jada_pipelines.agents.sqlite_queue import SQLiteTaskQueue
 from tests.conftest import _SCRUBBED
 
 pytestmark = pytest.mark.daemon
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STORY_TIMEOUT_S = 600
+# P017's first session (30 turns of the demo agent) ends within this after the story, on a loaded box.
+P017_TIMEOUT_S = 300
+# Longer than a sensor tick (5-10 s) plus the sheet's lag (a 5 s sync and its own run), shorter than P017's
+# next session (30 turns), and well inside the demo's 90 s continue delay.
+INCOMPLETE_SEEN_S = 30
 CHROMIUM = "/usr/bin/chromium"
 
 
@@ -144,6 +150,29 @@ def test_the_demo_fails_a_sync_on_revocation_alerts_once_with_the_fix_and_recove
     printed = capsys.readouterr().out
     assert f"{len(posts)} post" in printed.splitlines()[0]
     assert "ERROR: run of port_sheet_sync_job failed" in printed and "Recovered: check" in printed
+
+
+def test_the_sheet_shows_p017_incomplete_between_its_attempts(played_demo, capsys):
+    """The demo sets JADA_AGENT_CONTINUE_DELAY_SECONDS=90: P017 (turn cap) waits that long before its next
+    attempt, so the syncs (every 5 s here) keep showing `incomplete` in its row. With no delay the sensor
+    claims it again within a tick (5-10 s) and the row moves on to `dispatched`."""
+
+    def p017() -> str:
+        assert cli.main(["demo", "sheet", "--state-dir", str(played_demo.state_dir)]) == 0
+        return next(line for line in capsys.readouterr().out.splitlines() if line.startswith("P017"))
+
+    deadline = time.monotonic() + P017_TIMEOUT_S
+    seen = []
+    while not re.search(r"\bincomplete\b", row := p017()):
+        seen.append(row)
+        assert time.monotonic() < deadline, "the sheet never showed P017 incomplete:\n" + "\n".join(seen[-5:])
+        time.sleep(2)
+    # The sheet still says `incomplete` INCOMPLETE_SEEN_S after the attempt ended, several syncs later.
+    queue = SQLiteTaskQueue(played_demo.state_dir / "dagster_home" / "jada" / "tasks.db")
+    ended = max(a.ended_at for a in queue.attempts(since=0) if a.outcome == "incomplete")
+    time.sleep(max(0.0, ended + INCOMPLETE_SEEN_S - time.time()))
+    row = p017()
+    assert re.search(r"\bincomplete\b", row), row
 
 
 def _chromium(url: str, profile: Path, screenshot: Path, expected: list[str], budget_ms: int = 20000) -> str:

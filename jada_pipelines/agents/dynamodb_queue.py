@@ -175,12 +175,14 @@ class DynamoDBTaskQueue:
         *,
         clock: Callable[[], float] = time.time,
         retry_backoff_s: float = DEFAULT_RETRY_BACKOFF_S,
+        continue_delay_s: float = 0.0,
     ) -> None:
         from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
         self.table = table
         self._clock = clock
         self._retry_backoff_s = retry_backoff_s
+        self.continue_delay_s = continue_delay_s
         self._client = client("dynamodb")
         self._serializer = TypeSerializer()
         self._deserializer = TypeDeserializer()
@@ -664,7 +666,8 @@ class DynamoDBTaskQueue:
         handoff: dict | None = None,
         stop_reason: str | None = None,
     ) -> bool:
-        """``done``, or ``incomplete`` with a handoff: claimable again, or a dead letter when attempts ran out."""
+        """``done``, or ``incomplete`` with a handoff: claimable again (after ``continue_delay_s``), or a dead
+        letter when attempts ran out."""
         check_outcome(outcome, ("done", "incomplete"))
         now = self._clock()
         # attempt and max_attempts cannot change while the lease is held (requeue skips leased tasks).
@@ -676,7 +679,7 @@ class DynamoDBTaskQueue:
             "summary": summary,
             "handoff": json.dumps(handoff) if handoff else None,
             "last_error": TURN_CAP_EXHAUSTED if outcome == "incomplete" and exhausted else None,
-            "available_at": now,
+            "available_at": now + self.continue_delay_s if outcome == "incomplete" else now,
             "updated_at": now,
         }
         return self._finish(

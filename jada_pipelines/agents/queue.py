@@ -306,10 +306,11 @@ def default_queue_url() -> str:
 def open_queue(url: str | None = None) -> TaskQueue:
     """`url` or $JADA_TASK_QUEUE_URL: sqlite:///path (default sqlite:///$JADA_DATA_DIR/tasks.db) or dynamodb://TABLE."""
     url = url or default_queue_url()
+    continue_delay = settings.agent_continue_delay_seconds()
     if url.startswith("sqlite:///"):
         from jada_pipelines.agents.sqlite_queue import SQLiteTaskQueue
 
-        return SQLiteTaskQueue(url.removeprefix("sqlite:///"))
+        return SQLiteTaskQueue(url.removeprefix("sqlite:///"), continue_delay_s=continue_delay)
     if url.startswith("dynamodb://"):
         table = url.removeprefix("dynamodb://").strip("/")
         if not table:
@@ -318,7 +319,7 @@ def open_queue(url: str | None = None) -> TaskQueue:
             )
         from jada_pipelines.agents.dynamodb_queue import DynamoDBTaskQueue
 
-        return DynamoDBTaskQueue(table)
+        return DynamoDBTaskQueue(table, continue_delay_s=continue_delay)
     raise settings.ConfigError(
         f"JADA_TASK_QUEUE_URL={url!r} is not understood: use sqlite:///absolute/path/tasks.db "
         "or dynamodb://TABLE_NAME (unset means SQLite in JADA_DATA_DIR)."

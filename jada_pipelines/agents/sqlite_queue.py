@@ -136,6 +136,7 @@ class SQLiteTaskQueue:
         *,
         clock: Callable[[], float] = time.time,
         retry_backoff_s: float = DEFAULT_RETRY_BACKOFF_S,
+        continue_delay_s: float = 0.0,
     ) -> None:
         if sqlite3.sqlite_version_info < MIN_SQLITE:
             raise QueueError(
@@ -145,6 +146,7 @@ class SQLiteTaskQueue:
         self.path = Path(path)
         self._clock = clock
         self._retry_backoff_s = retry_backoff_s
+        self.continue_delay_s = continue_delay_s
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # The queue holds every prompt and lease token: readable by its owner only, created that way.
         os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
@@ -394,7 +396,8 @@ class SQLiteTaskQueue:
         handoff: dict | None = None,
         stop_reason: str | None = None,
     ) -> bool:
-        """``done``, or ``incomplete`` with a handoff: claimable again, or a dead letter when attempts ran out."""
+        """``done``, or ``incomplete`` with a handoff: claimable again (after ``continue_delay_s``), or a dead
+        letter when attempts ran out."""
         check_outcome(outcome, ("done", "incomplete"))
         now = self._clock()
         # An incomplete task with no attempts left keeps its handoff in dead letters for a person.
@@ -404,6 +407,7 @@ class SQLiteTaskQueue:
             else "'done'"
         )
         last_error = "turn cap reached on every attempt" if outcome == "incomplete" else None
+        due = now + self.continue_delay_s if outcome == "incomplete" else now
         with self._transaction() as conn:
             task = self._fenced_update(
                 conn,
@@ -411,7 +415,7 @@ class SQLiteTaskQueue:
                 f"status = {status}, turns = ?, cost_usd = cost_usd + ?, summary = ?, handoff = ?,"
                 " last_error = CASE WHEN attempt >= max_attempts THEN ? ELSE NULL END,"
                 " lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL, available_at = ?, updated_at = ?",
-                (turns, cost_usd, summary, json.dumps(handoff) if handoff else None, last_error, now, now),
+                (turns, cost_usd, summary, json.dumps(handoff) if handoff else None, last_error, due, now),
             )
             if task is not None:
                 self._close_attempt(

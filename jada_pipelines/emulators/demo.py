@@ -63,6 +63,9 @@ ANTHROPIC_DELAY_S = 1.0
 SHEET_PAGE_REFRESH_S = 5
 # The real schedule syncs every 30 minutes; the demo launches the same job this often so the loop shows.
 DEMO_SYNC_INTERVAL_S = 60
+# P017 waits this long between its attempts (JADA_AGENT_CONTINUE_DELAY_SECONDS): longer than a sync interval,
+# so a sync writes `incomplete` to the sheet before the next attempt makes it `dispatched` again.
+DEMO_CONTINUE_DELAY_S = 90
 # Syncs before the scripted revocation: long enough for the sessions to finish and P017 to hit its cap.
 REVOKE_AFTER_SYNCS = 4
 # Time to look at the failure (the red check, the failed run, the Slack post) before the re-consent.
@@ -332,6 +335,7 @@ def start_emulators(state_dir: Path = STATE_DIR, ports: DemoPorts | None = None)
         "ANTHROPIC_API_KEY": "demo-key-for-the-local-emulator",
         "SLACK_WEBHOOK_URL": slack.webhook_url,
         "JADA_WEBSERVER_URL": f"http://127.0.0.1:{ports.webserver}",
+        "JADA_AGENT_CONTINUE_DELAY_SECONDS": str(DEMO_CONTINUE_DELAY_S),
         # `set -a; . demo_state/demo.env; set +a` then points `jada` at the demo's own instance too.
         "DAGSTER_HOME": str(state_dir / "dagster_home"),
     }
