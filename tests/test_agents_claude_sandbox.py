@@ -193,7 +193,7 @@ def run_commands(instance, emulator, *commands: str, task_id: str = "hostile"):
 
 
 SECRETS = {
-    "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/TSANDBOX1/BSANDBOX1/sandboxwebhooksecret",
+    "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T0/B0/sandbox-webhook-secret",
     "JADA_POSTGRES_URL": "postgresql+psycopg2://jada:pg-sandbox-password@127.0.0.1:5432/jada",
     "AWS_SECRET_ACCESS_KEY": "aws-sandbox-secret-key",
 }

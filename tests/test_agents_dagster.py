@@ -23,7 +23,7 @@ RESOURCES = {"task_queue": TaskQueueResource(), "claude": ClaudeSessionResource(
 @pytest.fixture(autouse=True)
 def api_key(monkeypatch):
     """The sensor claims nothing without a key (every session would fail); tests with the emulator replace it."""
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-placeholder-for-the-sensor")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-not-a-key")
 
 
 @pytest.fixture

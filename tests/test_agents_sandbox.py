@@ -29,7 +29,7 @@ from tests.fixtures.processes import host_processes_matching
 RESOURCES = {"task_queue": TaskQueueResource(), "claude": ClaudeSessionResource()}
 REPO = Path(__file__).resolve().parents[1]
 SECRETS = {
-    "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/TSANDBOX1/BSANDBOX1/sandboxwebhooksecret",
+    "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T0/B0/sandbox-webhook-secret",
     "JADA_POSTGRES_URL": "postgresql+psycopg2://jada:pg-sandbox-password@127.0.0.1:5432/jada",
     "AWS_SECRET_ACCESS_KEY": "aws-sandbox-secret-key",
 }
@@ -45,7 +45,7 @@ def instance():
 def secrets(monkeypatch, anthropic_emulator, tmp_path):
     """The run worker's environment holds every secret the product uses, and a real Google token file."""
     token_file = tmp_path / "google-token.json"
-    token_file.write_text(json.dumps({"refresh_token": "1//google-sandbox-refresh-token"}))
+    token_file.write_text(json.dumps({"refresh_token": "1//sandbox-token"}))
     token_file.chmod(0o600)
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)
@@ -53,7 +53,7 @@ def secrets(monkeypatch, anthropic_emulator, tmp_path):
     return {
         **SECRETS,
         "ANTHROPIC_API_KEY": os.environ["ANTHROPIC_API_KEY"],
-        "google_refresh_token": "1//google-sandbox-refresh-token",
+        "google_refresh_token": "1//sandbox-token",
         "token_file": str(token_file),
     }
 

@@ -48,7 +48,7 @@ DEFAULT_API_URL = "https://api.anthropic.com"
 # The only requests the proxy forwards.
 FORWARDED_PATHS = ("/v1/messages", "/v1/messages/count_tokens")
 # What the CLI holds instead of the key: it is replaced by the proxy, and worthless anywhere else.
-PLACEHOLDER_KEY = "sk-ant-jada-sandbox-placeholder"
+PLACEHOLDER_KEY = "sk-ant-placeholder"
 # Paths inside the sandbox.
 PROXY_DIR = "/jada-proxy"
 CLI_PATH = "/jada-cli/claude"
