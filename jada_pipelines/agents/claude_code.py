@@ -237,16 +237,7 @@ def run_claude_code_session(
         result.duration_s = time.monotonic() - started
         result.continuation = continuation
         result.cli_version = cli_version(cli)
-        transcript.write(
-            "outcome",
-            outcome=result.outcome,
-            stop_reason=result.stop_reason,
-            turns=result.turns,
-            error=result.error,
-            handoff=result.handoff,
-            cost_usd=result.cost_usd,
-            session_id=result.session_id,
-        )
+        transcript.write_outcome(result, session_id=result.session_id)
     finally:
         transcript.close()
     return result

@@ -200,6 +200,19 @@ class Transcript:
         self._file.write(json.dumps({"ts": time.time(), "kind": kind, **data}, default=str) + "\n")
         self._file.flush()
 
+    def write_outcome(self, result: SessionResult, **extra) -> None:
+        """The transcript's last line: how the session ended (both backends write the same fields)."""
+        self.write(
+            "outcome",
+            outcome=result.outcome,
+            stop_reason=result.stop_reason,
+            turns=result.turns,
+            error=result.error,
+            handoff=result.handoff,
+            cost_usd=result.cost_usd,
+            **extra,
+        )
+
     def close(self) -> None:
         self._file.close()
 
@@ -268,15 +281,7 @@ class ClaudeSession:
         except SessionError as exc:
             result = self._result(exc.outcome, None, error=str(exc), status_code=exc.status_code)
         result.duration_s = time.monotonic() - started
-        self.transcript.write(
-            "outcome",
-            outcome=result.outcome,
-            stop_reason=result.stop_reason,
-            turns=result.turns,
-            error=result.error,
-            handoff=result.handoff,
-            cost_usd=result.cost_usd,
-        )
+        self.transcript.write_outcome(result)
         self.transcript.close()
         return result
 
