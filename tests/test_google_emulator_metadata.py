@@ -5,27 +5,15 @@ values:batchGetByDataFilter / values:batchUpdateByDataFilter resolve it when the
 from __future__ import annotations
 
 import pytest
-import requests
 
-from jada_pipelines.emulators.google import SHEETS_SCOPE
+from tests.fixtures.google import authorized_session
 
 SID = "sheet-metadata"
 
 
 @pytest.fixture
 def api(google_emulator):
-    token = requests.post(
-        google_emulator.token_uri,
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": google_emulator.issue_refresh_token((SHEETS_SCOPE,)),
-            "client_id": google_emulator.client_id,
-            "client_secret": google_emulator.client_secret,
-        },
-        timeout=5,
-    ).json()["access_token"]
-    session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {token}"
+    session = authorized_session(google_emulator)
     base = f"{google_emulator.base_url}/v4/spreadsheets/{SID}"
     google_emulator.set_sheet(SID, "Ports", [["id", "port", "status"], ["a", "Lisbon"], ["b", "Porto"]])
 
