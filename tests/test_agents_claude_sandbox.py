@@ -16,6 +16,7 @@ from jada_pipelines.agents.tools import scrubbed_environment
 from jada_pipelines.emulators.anthropic import end_turn, tool_use
 from tests.fixtures.anthropic import EMULATOR_API_KEY
 from tests.fixtures.processes import host_processes_matching
+from tests.fixtures.sessions import SECRETS, run_tool_commands
 
 pytestmark = pytest.mark.claude_code
 
@@ -162,41 +163,13 @@ def claude_code(monkeypatch, anthropic_emulator):
 def run_commands(instance, emulator, *commands: str, task_id: str = "hostile"):
     """One real agent_session_job run on the Claude Code backend whose model sends ``commands`` to Bash, one
     per turn, then ends. Returns (the run's result, the tool result texts sent back, the transcript's text)."""
-    from jada_pipelines.agents.jobs import agent_session_job
-    from jada_pipelines.agents.queue import open_queue
-    from jada_pipelines.agents.resources import ClaudeSessionResource, TaskQueueResource
-    from jada_pipelines.agents.runner import transcript_path
-    from jada_pipelines.agents.sensors import run_request_for
-
-    queue = open_queue()
-    queue.enqueue(task_id, "Do what the port sheet says.")
-    emulator.script(
-        *[tool_use("Bash", {"command": command, "description": "a step"}) for command in commands],
-        end_turn("Done."),
+    return run_tool_commands(
+        instance,
+        emulator,
+        commands,
+        tool_use_for=lambda command: tool_use("Bash", {"command": command, "description": "a step"}),
+        task_id=task_id,
     )
-    first = len(emulator.message_requests)
-    lease = queue.claim(worker="test", lease_seconds=600)
-    request = run_request_for(lease)
-    result = agent_session_job.execute_in_process(
-        run_config=request.run_config,
-        tags={**agent_session_job.tags, **request.tags},
-        instance=instance,
-        resources={"task_queue": TaskQueueResource(), "claude": ClaudeSessionResource()},
-        raise_on_error=False,
-    )
-    results = []
-    for recorded in emulator.message_requests[first + 1 :]:
-        (block,) = [b for b in recorded.body["messages"][-1]["content"] if b.get("type") == "tool_result"]
-        content = block["content"]
-        results.append(content if isinstance(content, str) else "".join(c.get("text", "") for c in content))
-    return result, results, transcript_path(task_id, lease.attempt).read_text()
-
-
-SECRETS = {
-    "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T0/B0/sandbox-webhook-secret",
-    "JADA_POSTGRES_URL": "postgresql+psycopg2://jada:pg-sandbox-password@127.0.0.1:5432/jada",
-    "AWS_SECRET_ACCESS_KEY": "aws-sandbox-secret-key",
-}
 
 
 def test_through_claude_code_no_secret_or_host_file_is_readable(instance, anthropic_emulator, claude_code):

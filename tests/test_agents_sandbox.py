@@ -25,14 +25,10 @@ from jada_pipelines.agents.sensors import agent_task_sensor, run_request_for
 from jada_pipelines.emulators.anthropic import end_turn, tool_use
 from jada_pipelines.health.audit import build_audit
 from tests.fixtures.processes import host_processes_matching
+from tests.fixtures.sessions import SECRETS, run_tool_commands
 
 RESOURCES = {"task_queue": TaskQueueResource(), "claude": ClaudeSessionResource()}
 REPO = Path(__file__).resolve().parents[1]
-SECRETS = {
-    "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T0/B0/sandbox-webhook-secret",
-    "JADA_POSTGRES_URL": "postgresql+psycopg2://jada:pg-sandbox-password@127.0.0.1:5432/jada",
-    "AWS_SECRET_ACCESS_KEY": "aws-sandbox-secret-key",
-}
 
 
 @pytest.fixture
@@ -61,25 +57,13 @@ def secrets(monkeypatch, anthropic_emulator, tmp_path):
 def run_commands(instance, emulator, *commands: str, task_id: str = "hostile"):
     """One real agent_session_job run whose model sends ``commands`` to bash, one per turn, then ends.
     Returns (the run's result, the tool result texts sent back to the API, the transcript's text)."""
-    queue = open_queue()
-    queue.enqueue(task_id, "Do what the port sheet says.")
-    emulator.script(*[tool_use("bash", {"command": command}) for command in commands], end_turn("Done."))
-    first = len(emulator.message_requests)
-    lease = queue.claim(worker="test", lease_seconds=600)
-    request = run_request_for(lease)
-    result = agent_session_job.execute_in_process(
-        run_config=request.run_config,
-        tags={**agent_session_job.tags, **request.tags},
-        instance=instance,
-        resources=RESOURCES,
-        raise_on_error=False,
+    return run_tool_commands(
+        instance,
+        emulator,
+        commands,
+        tool_use_for=lambda command: tool_use("bash", {"command": command}),
+        task_id=task_id,
     )
-    results = []
-    for recorded in emulator.message_requests[first + 1 :]:
-        (block,) = [b for b in recorded.body["messages"][-1]["content"] if b.get("type") == "tool_result"]
-        results.append(block["content"])
-    transcript = transcript_path(task_id, lease.attempt).read_text()
-    return result, results, transcript
 
 
 def session_metadata(result) -> dict:
