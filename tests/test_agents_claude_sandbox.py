@@ -1,7 +1,9 @@
 """The bundled Claude Code CLI runs inside the bubblewrap sandbox against the Anthropic emulator, reaching it only
-through the key proxy: the CLI holds a placeholder key, its Bash commands cannot read the real one (not even
-from bwrap's own process in /proc), cannot reach the host's loopback and cannot use the proxy for anything but
-the Messages API."""
+through the key proxy: the CLI holds a placeholder key, and even its own Bash (off in sessions, where the
+model's commands run in a sandbox of their own) cannot read the real one (not even from bwrap's own process in
+/proc), cannot reach the host's loopback and cannot use the proxy for anything but the Messages API. In real
+sessions the model's commands see none of the CLI's processes or sockets, and the proxy meters and gates what
+the CLI sends."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import time
 
 import pytest
 
+from jada_pipelines.agents.api_gate import ApiGate, GateRules
 from jada_pipelines.agents.claude_sandbox import PLACEHOLDER_KEY, bundled_cli, sandboxed_cli
 from jada_pipelines.agents.tools import scrubbed_environment
 from jada_pipelines.emulators.anthropic import end_turn, tool_use
@@ -20,14 +23,23 @@ from tests.fixtures.sessions import SECRETS, run_tool_commands
 
 pytestmark = pytest.mark.claude_code
 
-CLI_ARGS = ["--output-format", "stream-json", "--verbose", "--max-turns", "5", "--permission-mode", "dontAsk"]
+MODEL = "claude-sonnet-5-5"
+CLI_ARGS = [
+    *("--output-format", "stream-json", "--verbose", "--max-turns", "5", "--permission-mode", "dontAsk"),
+    *("--model", MODEL),
+]
+BASH = "mcp__jada__bash"  # the session's bash tool, as Claude Code names it
 
 
 def run_cli(tmp_path, prompt: str = "go", allowed: str = "Bash") -> tuple[list[dict], object]:
     workdir = tmp_path / "work"
     workdir.mkdir(exist_ok=True)
     with sandboxed_cli(
-        bundled_cli(), workdir=workdir, config_dir=tmp_path / "config", env=scrubbed_environment(workdir)
+        bundled_cli(),
+        workdir=workdir,
+        config_dir=tmp_path / "config",
+        env=scrubbed_environment(workdir),
+        gate=ApiGate(GateRules(MODEL)),
     ) as cli:
         done = subprocess.run(
             [str(cli.executable), "-p", prompt, *CLI_ARGS, "--allowedTools", allowed],
@@ -122,7 +134,7 @@ def test_the_proxy_streams_events_as_they_arrive(anthropic_emulator, tmp_path):
     from jada_pipelines.agents.claude_sandbox import KeyProxy
 
     anthropic_emulator.script(tool_use("Bash", {"command": "echo streamed through the proxy"}, text="Hi"))
-    proxy = KeyProxy(tmp_path / "api.sock")
+    proxy = KeyProxy(tmp_path / "api.sock", gate=ApiGate(GateRules(MODEL)))
     proxy.start()
     try:
         transport = anthropic.DefaultHttpxClient(
@@ -130,7 +142,7 @@ def test_the_proxy_streams_events_as_they_arrive(anthropic_emulator, tmp_path):
         )
         client = anthropic.Anthropic(api_key="placeholder", base_url="http://sandbox", http_client=transport)
         with client.messages.stream(
-            model="m", max_tokens=9, messages=[{"role": "user", "content": "hi"}]
+            model=MODEL, max_tokens=9, messages=[{"role": "user", "content": "hi"}]
         ) as s:
             message = s.get_final_message()
         client.close()
@@ -141,7 +153,7 @@ def test_the_proxy_streams_events_as_they_arrive(anthropic_emulator, tmp_path):
     assert not (tmp_path / "api.sock").exists()
 
 
-# -- the hostile commands of test_agents_sandbox.py, sent through Claude Code's Bash tool in real runs ------------
+# -- the hostile commands of test_agents_sandbox.py, sent through Claude Code's bash tool in real runs ------------
 
 
 @pytest.fixture
@@ -167,7 +179,7 @@ def run_commands(instance, emulator, *commands: str, task_id: str = "hostile"):
         instance,
         emulator,
         commands,
-        tool_use_for=lambda command: tool_use("Bash", {"command": command, "description": "a step"}),
+        tool_use_for=lambda command: tool_use(BASH, {"command": command}),
         task_id=task_id,
     )
 
@@ -193,7 +205,8 @@ def test_through_claude_code_no_secret_or_host_file_is_readable(instance, anthro
     for name, value in claude_code.items():
         for text in (*results, transcript):
             assert value not in text, f"{name} leaked into a tool result or the transcript"
-    assert f"ANTHROPIC_API_KEY={PLACEHOLDER_KEY}" in environ
+    # Not even the CLI's placeholder: the command runs in a sandbox of its own, not the CLI's.
+    assert "ANTHROPIC" not in environ and "PATH=" in environ
     assert "SQLite format" not in files and "[project]" not in files and "No such file or directory" in files
     assert "CapEff:\t0000000000000000" in privileges and "no-nested" in privileges and "1000" in privileges
 
@@ -254,7 +267,7 @@ def test_a_stopped_claude_code_session_ends_at_once_and_leaves_no_process(anthro
     sleep = str(5000 + os.getpid() % 1000)
     # (Claude Code refuses a bare long `sleep`; a program that waits is what a real stuck command looks like.)
     command = f"python3 -c 'import time; time.sleep({sleep})'"
-    anthropic_emulator.script(tool_use("Bash", {"command": command, "description": "wait"}))
+    anthropic_emulator.script(tool_use(BASH, {"command": command}))
     stop = threading.Event()
     spec = SessionSpec(
         "stopped", 1, "x", default_workdir("stopped"), 5, "claude-sonnet-5-5", backend="claude-code"
@@ -291,7 +304,7 @@ def test_a_claude_code_session_past_its_wall_clock_limit_is_cut_and_hands_off(
     monkeypatch.setenv("JADA_AGENT_SESSION_MAX_SECONDS", "10")
     sleep = str(6000 + os.getpid() % 1000)
     command = f"python3 -c 'import time; time.sleep({sleep})'"
-    anthropic_emulator.script(tool_use("Bash", {"command": command, "description": "wait"}))
+    anthropic_emulator.script(tool_use(BASH, {"command": command}))
     spec = SessionSpec("slow", 1, "x", default_workdir("slow"), 5, "claude-sonnet-5-5", backend="claude-code")
     started = time.monotonic()
     result = run_claude_code_session(spec)
@@ -312,11 +325,9 @@ def test_a_claude_code_session_that_fills_its_workdir_is_ended_as_failed(anthrop
 
     monkeypatch.setenv("JADA_AGENT_WORKDIR_MAX_MB", "2")
     sleep = str(7000 + os.getpid() % 1000)
-    # Claude Code's own config folder is writable from inside too, so it counts against the same limit.
-    command = (
-        f"head -c 3000000 /dev/urandom > /jada-claude/big; python3 -c 'import time; time.sleep({sleep})'"
-    )
-    anthropic_emulator.script(tool_use("Bash", {"command": command, "description": "fill"}))
+    # The command is killed while it runs, as soon as the working directory is over the limit.
+    command = f"head -c 3000000 /dev/urandom > big; python3 -c 'import time; time.sleep({sleep})'"
+    anthropic_emulator.script(tool_use(BASH, {"command": command}))
     spec = SessionSpec("full", 1, "x", default_workdir("full"), 5, "claude-sonnet-5-5", backend="claude-code")
     started = time.monotonic()
     result = run_claude_code_session(spec)
