@@ -238,7 +238,9 @@ def run_claude_code_session(
         workdir.mkdir(parents=True, exist_ok=True)
         gate = ApiGate(GateRules.from_env(spec.model), budget_usd=spec.max_cost_usd)
         overrides = {} if command_timeout_s is None else {"command_timeout_s": command_timeout_s}
-        toolbox = Toolbox.from_env(workdir, stop=stop, deadline=deadline, **overrides)
+        # Its own stop: set by _drive when the session ends for any reason (the CLI gone included), so no
+        # command outlives the session.
+        toolbox = Toolbox.from_env(workdir, stop=threading.Event(), deadline=deadline, **overrides)
         with sandboxed_cli(
             cli,
             workdir=workdir,
@@ -275,7 +277,9 @@ def run_claude_code_session(
             )
             disk_check = _disk_check(workdir, config)
             limit = asyncio.run(
-                _drive(prompt, options, progress, transcript, stop, deadline, sandboxed, disk_check)
+                _drive(
+                    prompt, options, progress, transcript, stop, deadline, sandboxed, disk_check, toolbox.stop
+                )
             )
         result = _result(spec, progress, limit, previous_cost, stderr_tail, transcript, gate)
         result.duration_s = time.monotonic() - started
@@ -288,11 +292,32 @@ def run_claude_code_session(
 
 
 async def _drive(
+    prompt,
+    options,
+    progress: _Progress,
+    transcript: Transcript,
+    stop,
+    deadline,
+    sandboxed,
+    disk_check,
+    end_commands,
+) -> str | None:
+    """Consume the SDK's messages until the result, the stop event, the deadline, a full disk or the cost
+    ceiling (the key proxy refused a request for it); returns what cut it short ("lost", "wall_clock",
+    "workdir" or "cost"), else None. Cutting short kills the sandbox (bwrap and all in it): the CLI's output
+    ends, and the SDK's query finishes and cleans up as after any CLI exit. ``end_commands`` is set on the way
+    out: a command still running (its tool call can outlive a killed CLI) is ended with its sandbox."""
+    try:
+        return await _drive_until_cut(
+            prompt, options, progress, transcript, stop, deadline, sandboxed, disk_check
+        )
+    finally:
+        end_commands.set()
+
+
+async def _drive_until_cut(
     prompt, options, progress: _Progress, transcript: Transcript, stop, deadline, sandboxed, disk_check
 ) -> str | None:
-    """Consume the SDK's messages until the result, the stop event, the deadline or a full disk; returns what
-    cut it short ("lost", "wall_clock" or "workdir"), else None. Cutting short kills the sandbox (bwrap and all in it): the CLI's
-    output ends, and the SDK's query finishes and cleans up as after any CLI exit."""
     task = asyncio.ensure_future(_consume(prompt, options, progress, transcript))
     next_disk_check = time.monotonic() + _DISK_CHECK_S
     while not task.done():
@@ -300,6 +325,8 @@ async def _drive(
         cut = "lost" if stop.is_set() else "wall_clock" if time.monotonic() >= deadline else None
         if cut is None and progress.limit_error is not None:
             cut = "workdir"
+        if cut is None and sandboxed.proxy.gate.over_budget:
+            cut = "cost"  # the CLI would only retry the refused request
         if cut is None and time.monotonic() >= next_disk_check:
             next_disk_check = time.monotonic() + _DISK_CHECK_S
             if (full := await asyncio.to_thread(disk_check)) is not None:
@@ -434,7 +461,8 @@ def _result(
             error += " (the key proxy refused a request whose worst case would have passed it)"
         return SessionResult("over_budget", stop_reason, error=error, limit="cost", **common)
     if message is None:
-        detail = progress.error or "the Claude Code CLI ended without a result"
+        how = progress.error.splitlines()[0] if progress.error else None
+        detail = "the Claude Code CLI ended without a result" + (f" ({how})" if how else "")
         tail = " | ".join(list(stderr_tail)[-5:])
         error = f"{detail}{f' (stderr: {tail})' if tail else ''}"
         handoff = _handoff(progress, total_cost, "The Claude Code CLI ended without a result.")
