@@ -497,3 +497,137 @@ def test_a_success_result_that_disagrees_with_the_proxy_is_not_trusted(tmp_path)
     assert honest.outcome == "done" and honest.cost_usd > 0
     transcript.close()
     assert (tmp_path / "t.jsonl").read_text().count('"result_disagrees"') == 3
+
+
+# -- the key proxy as meter and gate, spoken to by the real SDK over its unix socket ------------------------------
+
+
+@pytest.fixture
+def proxied(anthropic_emulator, tmp_path):
+    """(an anthropic client whose requests go through a started KeyProxy, its gate); stopped afterwards."""
+    import anthropic
+    import httpx2 as httpx
+
+    from jada_pipelines.agents.claude_sandbox import KeyProxy
+
+    def start(gate: ApiGate, **limits):
+        path = tmp_path / f"api{len(started) or ''}.sock"  # the first at api.sock
+        proxy = KeyProxy(path, gate=gate, **limits)
+        proxy.start()
+        started.append(proxy)
+        http_client = anthropic.DefaultHttpxClient(transport=httpx.HTTPTransport(uds=str(path)))
+        return anthropic.Anthropic(
+            api_key="placeholder", base_url="http://sandbox", http_client=http_client, max_retries=0
+        )
+
+    started = []
+    yield start
+    for proxy in started:
+        proxy.stop()
+
+
+def test_the_proxy_refuses_other_models_large_max_tokens_unknown_betas_and_server_tools(
+    proxied, anthropic_emulator, monkeypatch
+):
+    import anthropic
+
+    gate = ApiGate(GateRules.from_env(MODEL))
+    client = proxied(gate)
+    hi = [{"role": "user", "content": "hi"}]
+    fetch = {"type": "web_fetch_20250910", "name": "web_fetch", "max_uses": 5}
+    search = {"type": "web_search_20250305", "name": "web_search"}
+    refused = [
+        dict(model="claude-opus-5", max_tokens=100),
+        dict(model=MODEL, max_tokens=128_000, stream=True),
+        dict(
+            model=MODEL,
+            max_tokens=100,
+            tools=[fetch],
+            extra_headers={"anthropic-beta": "web-fetch-2025-09-10"},
+        ),
+        dict(model=MODEL, max_tokens=100, tools=[search]),
+        dict(model=MODEL, max_tokens=100, extra_body={"mcp_servers": [{"type": "url", "url": "https://x"}]}),
+    ]
+    for request in refused:
+        with pytest.raises(anthropic.PermissionDeniedError, match=r"key proxy|server tool"):
+            client.messages.create(messages=hi, **request)
+    assert anthropic_emulator.requests == []  # none reached the API
+    assert gate.refusals == {"model": 1, "max_tokens": 1, "beta": 1, "server_tool": 2}
+    # Dated ids of the configured model pass, and so does a server tool the operator names.
+    monkeypatch.setenv("JADA_AGENT_SERVER_TOOLS", "web_search")
+    client = proxied(ApiGate(GateRules.from_env(MODEL)))
+    client.messages.create(model=f"{MODEL}-20261001", max_tokens=100, messages=hi, tools=[search])
+    assert len(anthropic_emulator.message_requests) == 1
+
+
+def test_the_proxy_prices_every_answer_streamed_or_not_from_the_price_table(proxied, anthropic_emulator):
+    from jada_pipelines.agents.prices import Usage, cost_usd
+
+    usage = {"input_tokens": 1000, "output_tokens": 500, "cache_read_input_tokens": 2000}
+    usage_with_writes = {**usage, "cache_creation_input_tokens": 300}
+    anthropic_emulator.script(
+        tool_use(BASH, usage=usage_with_writes), end_turn("streamed", usage=usage), end_turn(usage=usage)
+    )
+    gate = ApiGate(GateRules(MODEL))
+    client = proxied(gate)
+    hi = [{"role": "user", "content": "hi"}]
+    client.messages.create(model=MODEL, max_tokens=100, messages=hi)
+    with client.messages.stream(model=MODEL, max_tokens=100, messages=hi) as stream:
+        stream.get_final_message()
+    client.messages.create(model=MODEL, max_tokens=100, messages=hi, stream=True).response.read()
+    expected = Usage(input_tokens=3000, output_tokens=1500, cache_read_tokens=6000, cache_write_5m_tokens=300)
+    assert gate.usage == expected
+    assert gate.spent_usd == pytest.approx(cost_usd(MODEL, expected))
+    assert [(a.stop_reason, a.tool_use) for a in gate.answers] == [
+        ("tool_use", True),
+        ("end_turn", False),
+        ("end_turn", False),
+    ]
+
+
+def test_the_proxy_refuses_a_request_whose_worst_case_would_pass_what_the_ceiling_leaves(
+    proxied, anthropic_emulator
+):
+    import anthropic
+
+    gate = ApiGate(GateRules(MODEL), budget_usd=0.10)
+    client = proxied(gate)
+    hi = [{"role": "user", "content": "hi"}]
+    client.messages.create(model=MODEL, max_tokens=5000, messages=hi)  # at most $0.05 of output: sent
+    # 20,000 output tokens at $10 per million could cost $0.20, over the $0.10 left: not sent.
+    with pytest.raises(anthropic.BadRequestError, match="cost ceiling leaves"):
+        client.messages.create(model=MODEL, max_tokens=20_000, messages=hi)
+    assert len(anthropic_emulator.message_requests) == 1 and gate.over_budget
+    assert gate.refusals == {"cost_ceiling": 1}
+
+
+def test_the_proxy_stays_flat_under_idle_connections_and_a_huge_content_length(
+    proxied, anthropic_emulator, tmp_path
+):
+    import socket
+    import threading
+
+    gate = ApiGate(GateRules(MODEL))
+    client = proxied(gate, max_connections=4, read_timeout_s=1.0)
+    threads_before = threading.active_count()
+    idle = []
+    for _ in range(300):
+        connection = socket.socket(socket.AF_UNIX)
+        connection.connect(str(tmp_path / "api.sock"))
+        idle.append(connection)
+    time.sleep(0.5)
+    assert threading.active_count() <= threads_before + 4  # one thread per served connection, capped
+    assert gate.refusals["connections"] >= 290
+    for connection in idle:
+        connection.close()
+    # A request announcing a 1 GiB body is answered at once, without reading (or holding) it.
+    with socket.socket(socket.AF_UNIX) as connection:
+        connection.settimeout(5)
+        connection.connect(str(tmp_path / "api.sock"))
+        connection.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Length: 1073741824\r\n\r\n")
+        answer = connection.recv(4096).decode()
+    assert answer.startswith("HTTP/1.0 413") and "request_too_large" in answer
+    # A client that sends headers and then nothing is dropped after the read timeout, freeing its slot.
+    time.sleep(1.5)
+    hi = [{"role": "user", "content": "hi"}]
+    assert client.messages.create(model=MODEL, max_tokens=10, messages=hi).stop_reason == "end_turn"
