@@ -167,7 +167,8 @@ def test_a_command_filling_the_workdir_is_killed_while_it_runs_not_after(tmp_pat
     import time
 
     toolbox = Toolbox(tmp_path / "work", workdir_max_bytes=20 * 1024 * 1024, command_timeout_s=60)
-    command = "for i in 1 2 3 4 5 6; do head -c 100M /dev/zero > part$i; done; sleep 30; echo finished"
+    # 600 MB in 1 MB steps over at least 6 s (at full disk speed the overshoot is measured in bench/sandbox.py)
+    command = "for i in $(seq 1 600); do head -c 1M /dev/zero > part$i; sleep 0.01; done; echo finished"
     started = time.monotonic()
     result = toolbox.bash({"command": command})
     assert time.monotonic() - started < 10
@@ -175,8 +176,8 @@ def test_a_command_filling_the_workdir_is_killed_while_it_runs_not_after(tmp_pat
     assert (
         "killed: the working directory" in result.content and "JADA_AGENT_WORKDIR_MAX_MB=20" in result.content
     )
-    used = sum(p.stat().st_blocks * 512 for p in toolbox.workdir.iterdir())
-    assert used < 600 * 1024 * 1024, used  # never all six parts
+    parts = len(list(toolbox.workdir.iterdir()))
+    assert 20 <= parts < 600, parts  # stopped soon after the limit, long before the end
     with pytest.raises(WorkdirFull, match="JADA_AGENT_WORKDIR_MAX_MB=20"):
         toolbox.check_disk()
 
