@@ -1,15 +1,18 @@
 """The Claude Code CLI inside the bubblewrap sandbox, with the API key kept outside it. Plain Python, no Dagster.
 
-The CLI runs the model's Bash commands itself, in its own process tree, so the whole CLI goes into the sandbox
-of ``sandbox.py`` (no network, only the working directory writable, an environment built from an allow-list).
-It still needs the Messages API, and it must never hold the real key, since any command it runs could read it
-(``cat /proc/$PPID/environ``). So:
+The whole CLI goes into the sandbox of ``sandbox.py`` (no network, only the working directory writable, an
+environment built from an allow-list). The model's commands do not run in it: the CLI's Bash is off, and the
+session's bash tool runs each command in a sandbox of its own (``claude_code.py``). The CLI still needs the
+Messages API, and it must never hold the real key. So:
 
 - ``KeyProxy``, in the run worker, listens on a unix socket in a private folder. It forwards ``POST
   /v1/messages`` (and ``/v1/messages/count_tokens``) to ``ANTHROPIC_BASE_URL`` (else the real API), replacing
   whatever credential arrives with the worker's ``ANTHROPIC_API_KEY`` (or ``ANTHROPIC_AUTH_TOKEN``), and streams
   the answer back as it arrives. Any other method or path is refused with a 403: the socket is no general
-  way out.
+  way out. Its ``ApiGate`` (``api_gate.py``) refuses what the session may not ask for (another model, a large
+  ``max_tokens``, an unknown beta, a server tool, a request whose worst case passes the cost ceiling) and
+  prices every answer: that is the attempt's cost. The proxy is bounded (body size, connections served at
+  once, read timeouts), so a client inside cannot starve the worker.
 - That folder is bound into the sandbox at ``/jada-proxy``. The sandbox has its own network namespace, so its
   ``127.0.0.1`` is not the host's: ``BRIDGE`` (system ``python3``, started as the sandbox's first program)
   listens on the sandbox's own loopback, relays each connection to the socket, and runs the CLI with
@@ -17,9 +20,8 @@ It still needs the Messages API, and it must never hold the real key, since any 
 - The CLI's binary is bound read-only; the task's Claude Code config folder (``CLAUDE_CONFIG_DIR`` and
   ``HOME``: sessions, so a later attempt can ``resume``) is bound read-write at ``/jada-claude``.
 
-What this does not stop: a command the model runs can reach the proxy too, and so can make Messages API calls
-billed to the worker's key (it can never read the key). The turn cap, the wall-clock limit and the per-task
-cost ceiling bound the session that does so.
+Only the CLI can reach the proxy; if anything else inside its sandbox ever did, the gate would still count
+and bound every call it made.
 
 ``sandboxed_cli(...)`` writes a small executable that runs ``bwrap ... bridge CLI "$@"``; the agent SDK is
 given it as ``cli_path``, so the SDK's own arguments and stdin/stdout (stream-json) pass straight through.
@@ -85,8 +87,8 @@ CLI_ENV = {
     "TMPDIR": "/tmp",
 }
 # The CLI is a JavaScript runtime that reserves far more address space than it uses; its limit is set apart
-# from the model's commands' (JADA_AGENT_CLAUDE_CODE_MAX_MEMORY_MB); memory in use is bounded by the
-# service's cgroup (deploy/).
+# (JADA_AGENT_CLAUDE_CODE_MAX_MEMORY_MB) and applies to the CLI alone: the model's commands run in their own
+# sandboxes with JADA_AGENT_MAX_MEMORY_MB. Memory in use is bounded by the service's cgroup (deploy/).
 DEFAULT_CLI_ADDRESS_SPACE_MB = 65536
 
 BRIDGE = r"""
