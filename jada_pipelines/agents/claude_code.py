@@ -309,14 +309,22 @@ async def _drive(
     out: a command still running (its tool call can outlive a killed CLI) is ended with its sandbox."""
     try:
         return await _drive_until_cut(
-            prompt, options, progress, transcript, stop, deadline, sandboxed, disk_check
+            prompt, options, progress, transcript, stop, deadline, sandboxed, disk_check, end_commands
         )
     finally:
         end_commands.set()
 
 
 async def _drive_until_cut(
-    prompt, options, progress: _Progress, transcript: Transcript, stop, deadline, sandboxed, disk_check
+    prompt,
+    options,
+    progress: _Progress,
+    transcript: Transcript,
+    stop,
+    deadline,
+    sandboxed,
+    disk_check,
+    end_commands,
 ) -> str | None:
     task = asyncio.ensure_future(_consume(prompt, options, progress, transcript))
     next_disk_check = time.monotonic() + _DISK_CHECK_S
@@ -332,6 +340,7 @@ async def _drive_until_cut(
             if (full := await asyncio.to_thread(disk_check)) is not None:
                 progress.limit_error, cut = full, "workdir"
         if cut and not task.done():
+            end_commands.set()
             sandboxed.kill()
             done, _ = await asyncio.wait({task}, timeout=_KILL_WAIT_S)
             if not done:
