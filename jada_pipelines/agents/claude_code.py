@@ -281,6 +281,7 @@ def run_claude_code_session(
                     prompt, options, progress, transcript, stop, deadline, sandboxed, disk_check, toolbox.stop
                 )
             )
+            sandboxed.proxy.drain()  # every answer relayed is priced before the outcome is decided
         result = _result(spec, progress, limit, previous_cost, stderr_tail, transcript, gate)
         result.duration_s = time.monotonic() - started
         result.continuation = continuation

@@ -197,6 +197,8 @@ class KeyProxy:
         self.max_body_bytes = max_body_bytes
         self.read_timeout_s = read_timeout_s
         self.forwarded = 0
+        self._in_flight = 0
+        self._idle = threading.Condition()
         self._server: _UnixHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -217,6 +219,12 @@ class KeyProxy:
             target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="key-proxy", daemon=True
         )
         self._thread.start()
+
+    def drain(self, timeout_s: float = 5.0) -> bool:
+        """Wait until no request is being relayed (each answer is priced once it has been relayed in full, a
+        moment after the client saw its last byte): the account is then complete. False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._in_flight == 0, timeout=timeout_s)
 
     def stop(self) -> None:
         if self._server is not None:
@@ -245,6 +253,16 @@ class KeyProxy:
             timeout = proxy.read_timeout_s
 
             def do_POST(self):
+                with proxy._idle:
+                    proxy._in_flight += 1
+                try:
+                    self._post()
+                finally:
+                    with proxy._idle:
+                        proxy._in_flight -= 1
+                        proxy._idle.notify_all()
+
+            def _post(self):
                 path = self.path.split("?", 1)[0]
                 if path not in FORWARDED_PATHS:
                     return self._refuse("path", 403, "permission_error", _ONLY_MESSAGES)
