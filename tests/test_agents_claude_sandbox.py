@@ -367,9 +367,15 @@ def test_through_claude_code_a_command_sees_only_its_own_processes_finds_no_sock
         # the forge of the issue, aimed at every process the command can see
         f"for p in /proc/[0-9]*; do printf '%s\\n' '{FORGED}' > $p/fd/1; done 2>/dev/null; "
         "for p in /proc/[0-9]*; do kill -9 ${p#/proc/} 2>/dev/null; done; echo tried",
+        # the issue's direct calls: 100,000 output tokens, and a web_fetch server tool
+        "curl -s -m 5 --unix-socket /jada-proxy/api.sock http://x/v1/messages -H 'anthropic-beta: "
+        'web-fetch-2025-09-10\' -d \'{"model":"claude-sonnet-5-5","max_tokens":100000,"messages":'
+        '[{"role":"user","content":"fetch"}],"tools":[{"type":"web_fetch_20250910",'
+        '"name":"web_fetch"}]}\' -w \'status %{http_code}\'; echo " exit $?"',
     )
     assert result.success, result.failure_data_for_node("agent_session")
-    processes, sockets, _ = results
+    processes, sockets, _, direct = results
+    assert "status 000" in direct and "exit 7" in direct  # no socket to connect to
     programs = [line.split()[1] for line in processes.splitlines() if line.startswith("/proc/")]
     assert programs == ["bwrap", "/bin/bash"], processes  # its own sandbox's init and its own shell, only
     assert "/jada-cli/claude" not in processes and "bridge.py" not in processes
@@ -383,7 +389,10 @@ def test_through_claude_code_a_command_sees_only_its_own_processes_finds_no_sock
     expected = cost_usd(MODEL, Usage(input_tokens=100 * calls, output_tokens=20 * calls))
     assert metadata["cost_usd"].value == pytest.approx(expected, abs=1e-6) and expected > 0
     assert task.cost_usd == pytest.approx(metadata["cost_usd"].value, abs=1e-6)
-    assert metadata["proxy_answers"].value == len(anthropic_emulator.message_requests) == 4
+    assert metadata["proxy_answers"].value == len(anthropic_emulator.message_requests) == 5
+    # Nothing reached the API but the CLI's own calls: no request asked for 100,000 tokens or a server tool.
+    assert all(r.body["max_tokens"] <= 32_000 for r in anthropic_emulator.message_requests)
+    assert all(t.get("type") is None for r in anthropic_emulator.message_requests for t in r.body["tools"])
     assert "FORGED" not in (task.summary or "") and '"outcome": "done"' in transcript
 
 
