@@ -99,9 +99,12 @@ class GateRules:
 
     @classmethod
     def from_env(cls, model: str) -> GateRules:
+        extra_models = _names(settings.env("JADA_AGENT_PROXY_MODELS"))
+        for name in (model, *extra_models):
+            price_for(name)  # every model the proxy forwards must be priced: a ConfigError names the fix
         return cls(
             model=model,
-            extra_models=_names(settings.env("JADA_AGENT_PROXY_MODELS")),
+            extra_models=extra_models,
             max_tokens=settings.env_positive_int("JADA_AGENT_PROXY_MAX_TOKENS", DEFAULT_MAX_TOKENS),
             betas=DEFAULT_BETAS + _names(settings.env("JADA_AGENT_PROXY_BETAS")),
             server_tools=_names(settings.env("JADA_AGENT_SERVER_TOOLS")),
@@ -166,13 +169,12 @@ class ApiGate:
     def check(self, headers: Mapping[str, str], body: bytes) -> dict:
         """The parsed request if it may be forwarded, else Refusal (counted)."""
         try:
-            self._check(headers, body)
-            return json.loads(body)
+            return self._check(headers, body)
         except Refusal as refusal:
             self.refuse(refusal.reason)
             raise
 
-    def _check(self, headers: Mapping[str, str], body: bytes) -> None:
+    def _check(self, headers: Mapping[str, str], body: bytes) -> dict:
         rules = self.rules
         try:
             request = json.loads(body)
@@ -231,6 +233,7 @@ class ApiGate:
                     "the key proxy did not send it",
                     "cost_ceiling",
                 )
+        return request
 
     def record(self, model: str, meter: AnswerMeter) -> Answer | None:
         """Price a relayed answer and add it to the attempt's account; None when it carried no usage."""
