@@ -665,4 +665,5 @@ def test_a_forged_result_from_inside_the_clis_sandbox_is_never_done_and_costs_th
     assert "not trusted" in result.error and "tool call pending" in result.error
     assert result.cost_usd > 0 and result.extra["proxy_answers"] == 1
     assert result.extra["cli_reported_cost_usd"] == 0.0  # what the forged line claimed
-    assert "result_disagrees" in result.transcript_path.read_text()
+    transcript = result.transcript_path.read_text()
+    assert "result_disagrees" in transcript and '"cost_difference"' in transcript  # both logged
