@@ -61,22 +61,13 @@ DEFAULT_BETAS = (
     "tool-provenance-2026-10-26",
     "structured-outputs-2025-12-15",
 )
-# Tool "type" prefixes that Anthropic runs on its side (platform.claude.com/docs/en/agents-and-tools/tool-use/
-# overview, "server tools"), and the request fields of the MCP connector and code-execution containers. The
-# docs add new server tools over time, so any typed tool that is not a client tool we know is refused too.
-SERVER_TOOL_PREFIXES = (
-    "web_search",
-    "web_fetch",
-    "code_execution",
-    "computer",
-    "browser",
-    "mcp_toolset",
-    "tool_search",
-    "memory",
-    "agent_toolset",
-)
-# Client tools with a "type": they run in the client (the CLI), never on Anthropic's side.
-CLIENT_TOOL_TYPES = ("custom",)
+# Tool "type" prefixes of the tools Anthropic runs on its side (platform.claude.com/docs/en/agents-and-tools/
+# tool-use/overview, "server tools"; the type names as anthropic SDK 2.14.0 spells them), and the request
+# fields of the MCP connector and code-execution containers. The CLI sends no typed tool at all (observed):
+# its tools are plain name + input_schema. Server tools are added over time, so any other typed tool is
+# refused too (reason "tool_type"), unless JADA_AGENT_SERVER_TOOLS names it.
+SERVER_TOOL_PREFIXES = ("web_search", "web_fetch", "code_execution", "tool_search", "mcp_toolset")
+CLIENT_TOOL_TYPES = ("custom",)  # a plain tool, the CLI's own kind
 SERVER_FIELDS = ("mcp_servers", "container")
 # An input token is estimated as this many bytes of request body for the worst case before a call.
 BYTES_PER_INPUT_TOKEN = 4
@@ -216,7 +207,8 @@ class ApiGate:
             if kind in (None, *CLIENT_TOOL_TYPES):
                 continue
             if not isinstance(kind, str) or not rules.server_tool_allowed(kind):
-                raise Refusal(403, "permission_error", _server_tool_text(str(kind)), "server_tool")
+                reason = "server_tool" if str(kind).startswith(SERVER_TOOL_PREFIXES) else "tool_type"
+                raise Refusal(403, "permission_error", _server_tool_text(str(kind)), reason)
         if self.budget_usd is not None:
             price = price_for(model)
             worst = (price.output * max_tokens + price.input * len(body) / BYTES_PER_INPUT_TOKEN) / 1e6
@@ -253,8 +245,8 @@ class ApiGate:
 
 def _server_tool_text(kind: str) -> str:
     return (
-        f"the server tool {kind} is not allowed from the sandbox: Anthropic would run it outside it (name it "
-        "in JADA_AGENT_SERVER_TOOLS to allow it)"
+        f"the tool type {kind} is not allowed from the sandbox: the key proxy forwards plain tools only, as a "
+        "server tool would run outside the sandbox (name it in JADA_AGENT_SERVER_TOOLS to allow it)"
     )
 
 
