@@ -39,7 +39,6 @@ from jada_pipelines.agents.workdir_watch import (
     WorkdirLimits,
     WorkdirWatch,
     over_limit,
-    tree_usage,
 )
 
 BASH_TOOL = {"type": "bash_20250124", "name": "bash"}
@@ -122,11 +121,6 @@ class HeadTail:
             f"{head_text}\n… [{cut} bytes of output cut: the result keeps the first and last {self.keep} bytes] …"
             f"\n{tail.decode(errors='replace')}"
         )
-
-
-def directory_size(path: Path) -> int:
-    """Bytes of disk the tree under ``path`` uses (blocks, so a sparse file counts what it really takes)."""
-    return tree_usage([path])[0]
 
 
 # What the editor says of a path that is not a regular file, by its st_mode type.
