@@ -57,7 +57,7 @@ from jada_pipelines.agents.runner import (
 )
 from jada_pipelines.agents.sandbox import network_mode, sandbox_mode
 from jada_pipelines.agents.tools import DEFAULT_TMP_SIZE_MB, Toolbox, WorkdirFull, scrubbed_environment
-from jada_pipelines.agents.workdir_watch import WorkdirLimits, over_limit
+from jada_pipelines.agents.workdir_watch import SCAN_COST_FACTOR, WorkdirLimits, over_limit
 
 logger = logging.getLogger(__name__)
 
@@ -337,9 +337,12 @@ async def _drive_until_cut(
         if cut is None and sandboxed.proxy.gate.over_budget:
             cut = "cost"  # the CLI would only retry the refused request
         if cut is None and time.monotonic() >= next_disk_check:
-            next_disk_check = time.monotonic() + _DISK_CHECK_S
+            scan_started = time.monotonic()
             if (full := await asyncio.to_thread(disk_check)) is not None:
                 progress.limit_error, cut = full, "workdir"
+            # Spaced out on a big tree, as the command's own watch is (workdir_watch.SCAN_COST_FACTOR).
+            scan_s = time.monotonic() - scan_started
+            next_disk_check = time.monotonic() + max(_DISK_CHECK_S, SCAN_COST_FACTOR * scan_s)
         if cut and not task.done():
             end_commands.set()
             sandboxed.kill()
