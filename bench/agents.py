@@ -317,10 +317,9 @@ def _one_session(emulator: AnthropicEmulator, backend: str, task_id: str, data: 
 
     from jada_pipelines.emulators.anthropic import end_turn, tool_use
 
-    name = "Bash" if backend == "claude-code" else "bash"
-    extra = {"description": "a step"} if backend == "claude-code" else {}
+    name = "mcp__jada__bash" if backend == "claude-code" else "bash"  # the same sandboxed tool on both
     emulator.script(
-        *[tool_use(name, {"command": f"echo step {i}", **extra}) for i in (1, 2, 3)], end_turn("Finished.")
+        *[tool_use(name, {"command": f"echo step {i}"}) for i in (1, 2, 3)], end_turn("Finished.")
     )
     before = len(emulator.message_requests)
     workdir = data / "workdirs" / task_id

@@ -47,7 +47,7 @@ def instance():
 def bash(backend: str, command: str, **kwargs):
     """A tool call of the backend's shell tool."""
     if backend == "claude-code":
-        return tool_use("Bash", {"command": command, "description": "run a command"}, **kwargs)
+        return tool_use("mcp__jada__bash", {"command": command}, **kwargs)  # our bash, served to the CLI
     return tool_use("bash", {"command": command}, **kwargs)
 
 

@@ -160,3 +160,74 @@ def test_a_working_directory_over_its_limit_raises_after_the_command(tmp_path):
     toolbox = Toolbox(tmp_path / "work", workdir_max_bytes=1024 * 1024)
     with pytest.raises(WorkdirFull, match="over JADA_AGENT_WORKDIR_MAX_MB=1"):
         toolbox.run("bash", {"command": "head -c 2000000 /dev/urandom > blob"})
+
+
+def test_a_command_filling_the_workdir_is_killed_while_it_runs_not_after(tmp_path):
+    """Before, the limit was checked only once the command ended: 3 GB were written in 6.5 s."""
+    import time
+
+    toolbox = Toolbox(tmp_path / "work", workdir_max_bytes=20 * 1024 * 1024, command_timeout_s=60)
+    # 600 MB in 1 MB steps over at least 6 s (at full disk speed the overshoot is measured in bench/sandbox.py)
+    command = "for i in $(seq 1 600); do head -c 1M /dev/zero > part$i; sleep 0.01; done; echo finished"
+    started = time.monotonic()
+    result = toolbox.bash({"command": command})
+    assert time.monotonic() - started < 10
+    assert result.is_error and "finished" not in result.content
+    assert (
+        "killed: the working directory" in result.content and "JADA_AGENT_WORKDIR_MAX_MB=20" in result.content
+    )
+    parts = len(list(toolbox.workdir.iterdir()))
+    assert 20 <= parts < 600, parts  # stopped soon after the limit, long before the end
+    with pytest.raises(WorkdirFull, match="JADA_AGENT_WORKDIR_MAX_MB=20"):
+        toolbox.check_disk()
+
+
+def test_empty_files_count_against_the_file_limit_during_a_command(tmp_path):
+    toolbox = Toolbox(tmp_path / "work", workdir_max_files=1000, command_timeout_s=60)
+    with pytest.raises(WorkdirFull, match="more than 1000 files, over JADA_AGENT_WORKDIR_MAX_FILES=1000"):
+        toolbox.run(
+            "bash", {"command": "mkdir d; cd d; for i in $(seq 1 300000); do : > f$i; done; echo finished"}
+        )
+    assert len(list((toolbox.workdir / "d").iterdir())) < 300000
+
+
+def test_the_editor_answers_a_fifo_socket_or_symlink_with_a_sentence_never_a_hang(toolbox):
+    import os
+    import socket
+
+    os.mkfifo(toolbox.workdir / "fifo")
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(toolbox.workdir / "sock"))
+        (toolbox.workdir / "real.txt").write_text("real\n")
+        os.symlink("real.txt", toolbox.workdir / "link.txt")
+        for path in ("fifo", "sock", "link.txt"):
+            for command in (
+                {"command": "create", "file_text": "x"},
+                {"command": "view"},
+                {"command": "str_replace", "old_str": "real", "new_str": "y"},
+                {"command": "insert", "insert_line": 0, "insert_text": "y"},
+            ):
+                result = toolbox.edit({**command, "path": path})
+                assert result.is_error and "regular files only" in result.content, (path, command, result)
+    assert (toolbox.workdir / "real.txt").read_text() == "real\n"
+
+
+def test_the_editors_directory_view_does_not_follow_symlinks(toolbox, tmp_path):
+    import os
+
+    elsewhere = tmp_path / "data"
+    (elsewhere / "transcripts").mkdir(parents=True)
+    (elsewhere / "tasks.db").write_text("")
+    (toolbox.workdir / "src").mkdir()
+    (toolbox.workdir / "src" / "main.py").write_text("")
+    os.symlink(elsewhere, toolbox.workdir / "d")
+    listing = toolbox.edit({"command": "view", "path": "."}).content.splitlines()
+    assert listing == ["d", "src", "src/main.py"]
+
+
+def test_every_process_of_a_command_gets_the_memory_limit(tmp_path):
+    toolbox = Toolbox(tmp_path / "work", rlimits=Rlimits(address_space_mb=300))
+    result = toolbox.bash(
+        {"command": "python3 -c 'b = bytearray(400 * 2**20)' 2>&1 | tail -1; (ulimit -v) & wait"}
+    )
+    assert "MemoryError" in result.content and str(300 * 1024) in result.content

@@ -115,3 +115,16 @@ def test_systemd_analyze_verify_accepts_the_unit(unit, tmp_path):
 
     # verify exits 0 on unknown keys and bad values too, printing only a warning: any output is a failure.
     assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+@pytest.mark.parametrize("unit", [*SERVICES, WATCHDOG], ids=lambda path: path.name)
+def test_every_service_bounds_its_memory_and_tasks(unit):
+    """RLIMIT_AS is per process: several processes of one command could together pass it. The cgroup's
+    MemoryMax is what bounds the total, and TasksMax the processes (even for a root worker)."""
+    service = _unit(unit)["Service"]
+    assert re.fullmatch(r"\d+[MG]", service["MemoryMax"]) and int(service["TasksMax"]) > 0
+
+
+def test_an_oom_kill_in_the_daemon_does_not_stop_the_daemon_or_its_other_sessions():
+    service = _unit(SYSTEMD / "dagster-daemon.service")["Service"]
+    assert service["OOMPolicy"] == "continue" and service["MemorySwapMax"] == "0"

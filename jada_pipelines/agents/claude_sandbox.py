@@ -1,15 +1,18 @@
 """The Claude Code CLI inside the bubblewrap sandbox, with the API key kept outside it. Plain Python, no Dagster.
 
-The CLI runs the model's Bash commands itself, in its own process tree, so the whole CLI goes into the sandbox
-of ``sandbox.py`` (no network, only the working directory writable, an environment built from an allow-list).
-It still needs the Messages API, and it must never hold the real key, since any command it runs could read it
-(``cat /proc/$PPID/environ``). So:
+The whole CLI goes into the sandbox of ``sandbox.py`` (no network, only the working directory writable, an
+environment built from an allow-list). The model's commands do not run in it: the CLI's Bash is off, and the
+session's bash tool runs each command in a sandbox of its own (``claude_code.py``). The CLI still needs the
+Messages API, and it must never hold the real key. So:
 
 - ``KeyProxy``, in the run worker, listens on a unix socket in a private folder. It forwards ``POST
   /v1/messages`` (and ``/v1/messages/count_tokens``) to ``ANTHROPIC_BASE_URL`` (else the real API), replacing
   whatever credential arrives with the worker's ``ANTHROPIC_API_KEY`` (or ``ANTHROPIC_AUTH_TOKEN``), and streams
   the answer back as it arrives. Any other method or path is refused with a 403: the socket is no general
-  way out.
+  way out. Its ``ApiGate`` (``api_gate.py``) refuses what the session may not ask for (another model, a large
+  ``max_tokens``, an unknown beta, a server tool, a request whose worst case passes the cost ceiling) and
+  prices every answer: that is the attempt's cost. The proxy is bounded (body size, connections served at
+  once, read timeouts), so a client inside cannot starve the worker.
 - That folder is bound into the sandbox at ``/jada-proxy``. The sandbox has its own network namespace, so its
   ``127.0.0.1`` is not the host's: ``BRIDGE`` (system ``python3``, started as the sandbox's first program)
   listens on the sandbox's own loopback, relays each connection to the socket, and runs the CLI with
@@ -17,9 +20,8 @@ It still needs the Messages API, and it must never hold the real key, since any 
 - The CLI's binary is bound read-only; the task's Claude Code config folder (``CLAUDE_CONFIG_DIR`` and
   ``HOME``: sessions, so a later attempt can ``resume``) is bound read-write at ``/jada-claude``.
 
-What this does not stop: a command the model runs can reach the proxy too, and so can make Messages API calls
-billed to the worker's key (it can never read the key). The turn cap, the wall-clock limit and the per-task
-cost ceiling bound the session that does so.
+Only the CLI can reach the proxy; if anything else inside its sandbox ever did, the gate would still count
+and bound every call it made.
 
 ``sandboxed_cli(...)`` writes a small executable that runs ``bwrap ... bridge CLI "$@"``; the agent SDK is
 given it as ``cli_path``, so the SDK's own arguments and stdin/stdout (stream-json) pass straight through.
@@ -27,6 +29,7 @@ given it as ``cli_path``, so the SDK's own arguments and stdin/stdout (stream-js
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import shlex
@@ -36,12 +39,14 @@ import socketserver
 import ssl
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from jada_pipelines import settings
+from jada_pipelines.agents.api_gate import AnswerMeter, ApiGate, GateRules, Refusal
 from jada_pipelines.agents.sandbox import Rlimits, SandboxPolicy, bwrap_argv
 
 DEFAULT_API_URL = "https://api.anthropic.com"
@@ -82,8 +87,8 @@ CLI_ENV = {
     "TMPDIR": "/tmp",
 }
 # The CLI is a JavaScript runtime that reserves far more address space than it uses; its limit is set apart
-# from the model's commands' (JADA_AGENT_CLAUDE_CODE_MAX_MEMORY_MB); memory in use is bounded by the
-# service's cgroup (deploy/).
+# (JADA_AGENT_CLAUDE_CODE_MAX_MEMORY_MB) and applies to the CLI alone: the model's commands run in their own
+# sandboxes with JADA_AGENT_MAX_MEMORY_MB. Memory in use is bounded by the service's cgroup (deploy/).
 DEFAULT_CLI_ADDRESS_SPACE_MB = 65536
 
 BRIDGE = r"""
@@ -132,30 +137,94 @@ def upstream_credentials() -> tuple[str, str]:
     )
 
 
+# Bounds that keep the worker flat whatever a client inside the sandbox sends: the largest request body, the
+# connections served at once (more are closed at once, without a thread), and how long a request's headers
+# and body may take to arrive.
+MAX_BODY_BYTES = 20 * 1024 * 1024
+MAX_CONNECTIONS = 16
+REQUEST_READ_TIMEOUT_S = 30.0
+
+
 class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, path: str, handler, *, max_connections: int, on_refused) -> None:
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._on_refused = on_refused
+        super().__init__(path, handler)
+
+    def process_request(self, request, client_address) -> None:
+        # A connection past the cap is closed here, in the accepting thread: no thread, no buffer.
+        if not self._slots.acquire(blocking=False):
+            self._on_refused("connections")
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 class KeyProxy:
-    """Forwards the sandboxed CLI's Messages API calls with the real credential, from a unix socket."""
+    """Forwards the sandboxed CLI's Messages API calls with the real credential, from a unix socket; the
+    ``gate`` (api_gate.py) decides what may go and meters what comes back."""
 
-    def __init__(self, socket_path: Path, *, upstream: str | None = None, timeout_s: float = 600.0) -> None:
+    def __init__(
+        self,
+        socket_path: Path,
+        *,
+        gate: ApiGate,
+        upstream: str | None = None,
+        timeout_s: float = 600.0,
+        max_connections: int = MAX_CONNECTIONS,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        read_timeout_s: float = REQUEST_READ_TIMEOUT_S,
+    ) -> None:
         self.socket_path = socket_path
         self.upstream = (upstream or settings.env("ANTHROPIC_BASE_URL") or DEFAULT_API_URL).rstrip("/")
         self.credential = upstream_credentials()
+        self.gate = gate
         self.timeout_s = timeout_s
+        self.max_connections = max_connections
+        self.max_body_bytes = max_body_bytes
+        self.read_timeout_s = read_timeout_s
         self.forwarded = 0
-        self.refused = 0
+        self._in_flight = 0
+        self._idle = threading.Condition()
         self._server: _UnixHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
+    @property
+    def refused(self) -> int:
+        """Requests (and connections) the proxy did not forward, for any reason."""
+        return sum(self.gate.refusals.values())
+
     def start(self) -> None:
-        self._server = _UnixHTTPServer(str(self.socket_path), self._handler_class())
+        self._server = _UnixHTTPServer(
+            str(self.socket_path),
+            self._handler_class(),
+            max_connections=self.max_connections,
+            on_refused=self.gate.refuse,
+        )
         os.chmod(self.socket_path, 0o600)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="key-proxy", daemon=True
         )
         self._thread.start()
+
+    def drain(self, timeout_s: float = 5.0) -> bool:
+        """Wait until no request is being relayed (each answer is priced once it has been relayed in full, a
+        moment after the client saw its last byte): the account is then complete. False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._in_flight == 0, timeout=timeout_s)
 
     def stop(self) -> None:
         if self._server is not None:
@@ -179,11 +248,50 @@ class KeyProxy:
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
+            # The socket timeout for the request line and headers (and each write back); the body has its own
+            # deadline below.
+            timeout = proxy.read_timeout_s
+
             def do_POST(self):
+                with proxy._idle:
+                    proxy._in_flight += 1
+                try:
+                    self._post()
+                finally:
+                    with proxy._idle:
+                        proxy._in_flight -= 1
+                        proxy._idle.notify_all()
+
+            def _post(self):
                 path = self.path.split("?", 1)[0]
                 if path not in FORWARDED_PATHS:
-                    return self._refuse()
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                    return self._refuse("path", 403, "permission_error", _ONLY_MESSAGES)
+                if self.headers.get("Transfer-Encoding"):
+                    return self._refuse(
+                        "body", 411, "invalid_request_error", "the key proxy needs a Content-Length body"
+                    )
+                try:
+                    length = int(self.headers.get("Content-Length") or 0)
+                except ValueError:
+                    length = -1
+                if not 0 <= length <= proxy.max_body_bytes:
+                    return self._refuse(
+                        "body",
+                        413,
+                        "request_too_large",
+                        f"the request body must be 0 to {proxy.max_body_bytes} bytes (the key proxy's cap)",
+                    )
+                body = self._read_body(length)
+                if body is None:
+                    return self._refuse(
+                        "timeout", 408, "timeout_error", "the request body did not arrive in time"
+                    )
+                request: dict = {}
+                if path == "/v1/messages":
+                    try:
+                        request = proxy.gate.check(self.headers, body)
+                    except Refusal as refusal:
+                        return self._error(refusal.status, refusal.kind, str(refusal))
                 headers = {
                     name: value
                     for name, value in self.headers.items()
@@ -197,8 +305,11 @@ class KeyProxy:
                     connection.request("POST", prefix + self.path, body=body, headers=headers)
                     response = connection.getresponse()
                 except OSError as exc:
+                    connection.close()
                     return self._error(502, "api_error", f"the key proxy could not reach the API: {exc}")
                 proxy.forwarded += 1
+                streamed = (response.getheader("content-type") or "").startswith("text/event-stream")
+                meter = AnswerMeter(streamed=streamed)
                 try:
                     self.send_response(response.status, response.reason)
                     for header, header_value in response.getheaders():
@@ -209,42 +320,73 @@ class KeyProxy:
                     self.close_connection = True
                     # Server-sent events go on as they arrive (read1 returns what is there, chunked or not).
                     while chunk := response.read1(65536):
+                        meter.feed(chunk)
                         self.wfile.write(chunk)
                         self.wfile.flush()
                 except OSError:
-                    pass
+                    # The client went away: the rest of the answer is still read, so its usage is counted.
+                    with contextlib.suppress(OSError):
+                        while chunk := response.read1(65536):
+                            meter.feed(chunk)
                 finally:
                     connection.close()
+                    if path == "/v1/messages" and response.status == 200:
+                        meter.finish()
+                        proxy.gate.record(str(request.get("model")), meter)
+
+            def _read_body(self, length: int) -> bytes | None:
+                deadline = time.monotonic() + proxy.read_timeout_s
+                parts, left = [], length
+                try:
+                    while left > 0:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            return None
+                        self.connection.settimeout(remaining)
+                        chunk = self.rfile.read1(min(left, 65536))
+                        if not chunk:
+                            return None
+                        parts.append(chunk)
+                        left -= len(chunk)
+                except OSError:
+                    return None
+                finally:
+                    self.connection.settimeout(proxy.read_timeout_s)
+                return b"".join(parts)
 
             def do_GET(self):
-                self._refuse()
+                self._refuse("path", 403, "permission_error", _ONLY_MESSAGES)
 
             do_PUT = do_DELETE = do_PATCH = do_HEAD = do_GET
 
-            def _refuse(self):
-                proxy.refused += 1
-                self._error(
-                    403,
-                    "permission_error",
-                    f"the sandbox's key proxy forwards only POST {' and '.join(FORWARDED_PATHS)}",
-                )
+            def _refuse(self, reason: str, status: int, kind: str, message: str) -> None:
+                proxy.gate.refuse(reason)
+                self._error(status, kind, message)
 
             def _error(self, status: int, kind: str, message: str) -> None:
                 import json
 
                 data = json.dumps({"type": "error", "error": {"type": kind, "message": message}}).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.send_header("connection", "close")
-                self.end_headers()
-                self.close_connection = True
-                self.wfile.write(data)
+                try:
+                    self.send_response(status)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(data)))
+                    # An Anthropic-shaped refusal the CLI must not retry.
+                    self.send_header("x-should-retry", "false")
+                    self.send_header("connection", "close")
+                    self.end_headers()
+                    self.close_connection = True
+                    self.wfile.write(data)
+                except OSError:
+                    pass
 
             def log_message(self, format, *args):
                 return
 
         return Handler
+
+
+_ONLY_MESSAGES = f"the sandbox's key proxy forwards only POST {' and '.join(FORWARDED_PATHS)}"
 
 
 def cli_rlimits() -> Rlimits:
@@ -288,12 +430,23 @@ class SandboxedCli:
         self.close()
 
 
+def gate_env(rules: GateRules) -> dict[str, str]:
+    """What the CLI is told so that its own requests pass the proxy's gate: no more output than the cap, and
+    the session's model for the small tasks it would otherwise send to another."""
+    return {
+        "CLAUDE_CODE_MAX_OUTPUT_TOKENS": str(rules.max_tokens),
+        "ANTHROPIC_SMALL_FAST_MODEL": rules.model,
+        "ANTHROPIC_DEFAULT_HAIKU_MODEL": rules.model,
+    }
+
+
 def sandboxed_cli(
     cli: Path,
     *,
     workdir: Path,
     config_dir: Path,
     env: dict[str, str],
+    gate: ApiGate,
     network: bool = False,
     tmp_size_mb: int = 256,
     upstream: str | None = None,
@@ -310,11 +463,11 @@ def sandboxed_cli(
     proxy_dir.mkdir(mode=0o700)
     (proxy_dir / "bridge.py").write_text(BRIDGE)
     config_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    proxy = KeyProxy(proxy_dir / "api.sock", upstream=upstream)
+    proxy = KeyProxy(proxy_dir / "api.sock", gate=gate, upstream=upstream)
     proxy.start()
     policy = SandboxPolicy(
         workdir=workdir,
-        env={**env, **CLI_ENV, **(cli_env or {})},
+        env={**env, **CLI_ENV, **gate_env(gate.rules), **(cli_env or {})},
         network=network,
         tmp_size_mb=tmp_size_mb,
         rlimits=cli_rlimits(),

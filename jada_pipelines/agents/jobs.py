@@ -51,6 +51,10 @@ def session_metadata(outcome: AttemptOutcome, *, model: str, max_turns: int, san
             "claude_code_session_id": result.session_id or "none",
             "claude_code_version": result.cli_version or "unknown",
             "continuation": result.continuation or "fresh",
+            **{
+                name: dg.MetadataValue.json(v) if isinstance(v, dict) else v
+                for name, v in result.extra.items()
+            },
         }
         if result.backend == "claude-code"
         else {}

@@ -162,7 +162,11 @@ class ClaudeSessionResource(dg.ConfigurableResource):
             from jada_pipelines.agents.claude_code import run_claude_code_session
 
             return run_claude_code_session(
-                spec, stop=stop, max_retries=self.max_retries, api_timeout_s=self.api_timeout_seconds
+                spec,
+                stop=stop,
+                max_retries=self.max_retries,
+                api_timeout_s=self.api_timeout_seconds,
+                command_timeout_s=self.command_timeout_seconds,
             )
         return run_session(
             spec,

@@ -114,6 +114,9 @@ class SessionResult:
     session_id: str | None = None
     cli_version: str | None = None
     continuation: str | None = None
+    # Backend-specific facts for the run's metadata (Claude Code: the CLI's own cost figure, the key proxy's
+    # answers and refusals).
+    extra: dict = field(default_factory=dict)
 
 
 class SessionError(Exception):

@@ -7,9 +7,12 @@ The model's commands are untrusted: whoever edits the port sheet's ``task`` colu
 - Limits hold whatever the command does: a timeout (and a stopped session) ends the whole sandbox and the
   call returns within a second or two of its deadline, pipe or no pipe; output is read as it arrives into a
   bounded head-and-tail buffer and the command is stopped past a byte limit; file size, processes and memory
-  are ``setrlimit`` limits; the working directory's size is checked after each command (``WorkdirFull``).
-- The text editor runs in-process: it resolves every path (symlinks included), refuses any outside the
-  working directory, and refuses files over a size limit instead of reading them into memory.
+  are ``setrlimit`` limits; the working directory's size and file count are watched while the command runs
+  (``workdir_watch.py``) and the sandbox is killed the moment either is over its limit (``WorkdirFull``).
+- The text editor runs in-process: it resolves every path, refuses any outside the working directory and any
+  symlink, opens only regular files (``O_NOFOLLOW | O_NONBLOCK``, then ``fstat``: a FIFO, socket or device
+  gets a sentence, never a hang), lists directories without following symlinks, and refuses files over a size
+  limit instead of reading them into memory.
 - Each bash command runs in a fresh shell, so ``cd``, variables and background processes do not carry over
   between calls (files do); the model is told so in the tool result of a ``restart``.
 """
@@ -17,9 +20,11 @@ The model's commands are untrusted: whoever edits the port sheet's ``task`` colu
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import selectors
 import signal
+import stat
 import subprocess
 import threading
 import time
@@ -28,6 +33,13 @@ from pathlib import Path
 
 from jada_pipelines import settings
 from jada_pipelines.agents.sandbox import Rlimits, SandboxPolicy, bwrap_argv, end_sandbox, sandbox_child_pid
+from jada_pipelines.agents.workdir_watch import (
+    DEFAULT_WORKDIR_MAX_FILES,
+    DEFAULT_WORKDIR_MAX_MB,
+    WorkdirLimits,
+    WorkdirWatch,
+    over_limit,
+)
 
 BASH_TOOL = {"type": "bash_20250124", "name": "bash"}
 EDITOR_NAME = "str_replace_based_edit_tool"
@@ -38,8 +50,6 @@ DEFAULT_OUTPUT_LIMIT = 30_000
 DEFAULT_OUTPUT_MAX_BYTES = 8 * 1024 * 1024
 # The largest file the editor opens (JADA_AGENT_EDITOR_MAX_KB).
 DEFAULT_EDITOR_MAX_BYTES = 1024 * 1024
-# The working directory's disk use that ends the session (JADA_AGENT_WORKDIR_MAX_MB).
-DEFAULT_WORKDIR_MAX_MB = 2048
 DEFAULT_TMP_SIZE_MB = 256
 # Variables bash may inherit; everything else (API keys, tokens, cloud credentials) stays out.
 SAFE_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM")
@@ -113,25 +123,36 @@ class HeadTail:
         )
 
 
-def directory_size(path: Path) -> int:
-    """Bytes of disk the tree under ``path`` uses (blocks, so a sparse file counts what it really takes)."""
-    total = 0
-    stack = [str(path)]
-    while stack:
-        try:
-            entries = os.scandir(stack.pop())
-        except OSError:
-            continue
-        with entries:
-            for entry in entries:
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                total += st.st_blocks * 512
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(entry.path)
-    return total
+# What the editor says of a path that is not a regular file, by its st_mode type.
+_NOT_REGULAR = {
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFDIR: "a directory",
+    stat.S_IFLNK: "a symbolic link",
+}
+
+
+def open_regular(path: Path, flags: int, mode: int = 0o644) -> int:
+    """A descriptor of the regular file ``path``, opened without following a symlink and without blocking (a
+    FIFO with no writer, or no reader, would block an ordinary open for ever); anything else is ValueError."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ValueError(f"{path} is a symbolic link: {_REGULAR_ONLY}") from None
+        if exc.errno == errno.ENXIO:
+            raise ValueError(f"{path} is a FIFO or socket: {_REGULAR_ONLY}") from None
+        raise
+    kind = stat.S_IFMT(os.fstat(fd).st_mode)
+    if kind != stat.S_IFREG:
+        os.close(fd)
+        raise ValueError(f"{path} is {_NOT_REGULAR.get(kind, 'not a regular file')}: {_REGULAR_ONLY}")
+    return fd
+
+
+_REGULAR_ONLY = "the editor works on regular files only (use bash for anything else)"
 
 
 @dataclass
@@ -149,6 +170,7 @@ class Toolbox:
     output_max_bytes: int = DEFAULT_OUTPUT_MAX_BYTES
     editor_max_bytes: int = DEFAULT_EDITOR_MAX_BYTES
     workdir_max_bytes: int = DEFAULT_WORKDIR_MAX_MB * 1024 * 1024
+    workdir_max_files: int = DEFAULT_WORKDIR_MAX_FILES
     tmp_size_mb: int = DEFAULT_TMP_SIZE_MB
     # time.monotonic() past which no command may run (the session's wall-clock limit); None: no limit.
     deadline: float | None = None
@@ -175,8 +197,8 @@ class Toolbox:
                 "JADA_AGENT_EDITOR_MAX_KB", DEFAULT_EDITOR_MAX_BYTES // 1024
             )
             * 1024,
-            workdir_max_bytes=settings.env_positive_int("JADA_AGENT_WORKDIR_MAX_MB", DEFAULT_WORKDIR_MAX_MB)
-            * mb,
+            workdir_max_bytes=WorkdirLimits.from_env().max_bytes,
+            workdir_max_files=WorkdirLimits.from_env().max_files,
             tmp_size_mb=settings.env_positive_int("JADA_AGENT_TMP_MB", DEFAULT_TMP_SIZE_MB),
             command_timeout_s=settings.env_float(
                 "JADA_AGENT_COMMAND_TIMEOUT_SECONDS", DEFAULT_COMMAND_TIMEOUT_S
@@ -203,14 +225,13 @@ class Toolbox:
             return result
         return ToolResult(f"Unknown tool {name!r}: only bash and {EDITOR_NAME} exist here.", is_error=True)
 
+    @property
+    def workdir_limits(self) -> WorkdirLimits:
+        return WorkdirLimits(max_bytes=self.workdir_max_bytes, max_files=self.workdir_max_files)
+
     def check_disk(self) -> None:
-        used = directory_size(self.workdir)
-        if used > self.workdir_max_bytes:
-            raise WorkdirFull(
-                f"the working directory {self.workdir} uses {used / 2**20:.1f} MB, over JADA_AGENT_WORKDIR_MAX_MB="
-                f"{self.workdir_max_bytes // 2**20}; the session was ended. Free space in it (or raise the "
-                "limit), then `jada task requeue` the task."
-            )
+        if (verdict := over_limit([self.workdir], self.workdir_limits)) is not None:
+            raise WorkdirFull(verdict)
 
     # -- bash -----------------------------------------------------------------------------------------------
 
@@ -278,11 +299,15 @@ class Toolbox:
         deadline = time.monotonic() + timeout
         fd = process.stdout.fileno()
         verdict = None
-        with selectors.DefaultSelector() as selector:
+        watch = WorkdirWatch([self.workdir], self.workdir_limits)
+        with selectors.DefaultSelector() as selector, watch:
             selector.register(fd, selectors.EVENT_READ)
             while True:
                 if self.stop.is_set():
                     verdict = "killed: the session was stopped"
+                    break
+                if watch.verdict is not None:
+                    verdict = f"killed: {watch.verdict}"
                     break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -333,9 +358,12 @@ class Toolbox:
         if not isinstance(raw, str) or not raw:
             raise ValueError("The editor needs a 'path'.")
         path = Path(raw)
-        resolved = (path if path.is_absolute() else self.workdir / path).resolve()
+        candidate = path if path.is_absolute() else self.workdir / path
+        resolved = candidate.resolve()
         if not resolved.is_relative_to(self.workdir):
             raise ValueError(f"{raw} is outside the working directory {self.workdir}; use paths inside it.")
+        if candidate.is_symlink():
+            raise ValueError(f"{raw} is a symbolic link: {_REGULAR_ONLY}")
         return resolved
 
     def edit(self, tool_input: dict) -> ToolResult:
@@ -358,17 +386,29 @@ class Toolbox:
 
     def _read(self, path: Path, errors: str = "strict") -> str:
         """The file's text, refusing one over the editor's size limit without reading it."""
-        if not path.is_file():
+        if not os.path.lexists(path):
             raise ValueError(f"{path} does not exist.")
-        size = path.stat().st_size
-        if size > self.editor_max_bytes:
-            raise ValueError(
-                f"{path.relative_to(self.workdir)} is {size} bytes, over the editor's limit of "
-                f"{self.editor_max_bytes} (JADA_AGENT_EDITOR_MAX_KB); read parts of it with bash "
-                "(head, sed -n, grep) instead."
-            )
+        fd = open_regular(path, os.O_RDONLY)
+        with os.fdopen(fd, "rb") as file:
+            size = os.fstat(fd).st_size
+            if size > self.editor_max_bytes:
+                raise ValueError(
+                    f"{path.relative_to(self.workdir)} is {size} bytes, over the editor's limit of "
+                    f"{self.editor_max_bytes} (JADA_AGENT_EDITOR_MAX_KB); read parts of it with bash "
+                    "(head, sed -n, grep) instead."
+                )
+            data = file.read(self.editor_max_bytes + 1)
         # Edits read strictly (a file that is not text fails rather than being rewritten with U+FFFD).
-        return path.read_text(errors=errors)
+        return data.decode(errors=errors)
+
+    @staticmethod
+    def _write(path: Path, text: str) -> None:
+        """Write ``text`` over the regular file ``path`` (created when missing), never through a symlink, FIFO
+        or device."""
+        fd = open_regular(path, os.O_WRONLY | os.O_CREAT)
+        with os.fdopen(fd, "wb") as file:
+            file.truncate(0)
+            file.write(text.encode())
 
     def _touched(self, path: Path) -> None:
         relative = str(path.relative_to(self.workdir))
@@ -377,9 +417,16 @@ class Toolbox:
 
     def _view(self, path: Path, tool_input: dict) -> ToolResult:
         if path.is_dir():
-            # Two levels deep, as the text editor tool's documentation describes.
-            entries = sorted(str(p.relative_to(path)) for pattern in ("*", "*/*") for p in path.glob(pattern))
-            return ToolResult(truncate("\n".join(entries), self.output_limit))
+            # Two levels deep, as the text editor tool's documentation describes; a symlink is listed, never
+            # followed (it may point anywhere).
+            entries = []
+            with os.scandir(path) as top:
+                for entry in top:
+                    entries.append(entry.name)
+                    if entry.is_dir(follow_symlinks=False):
+                        with contextlib.suppress(OSError), os.scandir(entry.path) as inner:
+                            entries += [f"{entry.name}/{child.name}" for child in inner]
+            return ToolResult(truncate("\n".join(sorted(entries)), self.output_limit))
         lines = self._read(path, errors="replace").splitlines()
         start, end = 1, len(lines)
         view_range = tool_input.get("view_range")
@@ -402,7 +449,7 @@ class Toolbox:
         if not isinstance(text, str):
             raise ValueError("create needs 'file_text'.")
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        self._write(path, text)
         self._touched(path)
         return ToolResult(f"Created {path.relative_to(self.workdir)}.")
 
@@ -414,7 +461,7 @@ class Toolbox:
         count = text.count(old)
         if count != 1:
             raise ValueError(f"old_str occurs {count} times in {path.name}; it must match exactly once.")
-        path.write_text(text.replace(old, new or ""))
+        self._write(path, text.replace(old, new or ""))
         self._touched(path)
         return ToolResult(f"Replaced 1 occurrence in {path.relative_to(self.workdir)}.")
 
@@ -427,6 +474,6 @@ class Toolbox:
         if not 0 <= line <= len(lines):
             raise ValueError(f"insert_line {line} is outside 0..{len(lines)} for {path.name}.")
         lines.insert(line, new if new.endswith("\n") else new + "\n")
-        path.write_text("".join(lines))
+        self._write(path, "".join(lines))
         self._touched(path)
         return ToolResult(f"Inserted after line {line} of {path.relative_to(self.workdir)}.")

@@ -24,8 +24,8 @@ scripted it plays a small demo agent chosen by a marker in the task's first user
 - ``[demo:turn-cap]``: always asks to run a harmless ``echo``, so the session reaches its turn cap;
 - ``[demo:refuse]``: refuses (``stop_reason: refusal``);
 - anything else: one to three ``echo`` tool calls, then ``end_turn`` with a short summary.
-The demo calls the shell tool by the name the request offers: ``bash`` (our Messages loop) or Claude
-Code's ``Bash``.
+The demo calls the shell tool by the name the request offers: ``bash`` (our Messages loop), the same tool as
+Claude Code sees it through the run worker's MCP server (``mcp__jada__bash``), or Claude Code's own ``Bash``.
 A request without tools (the handoff call) gets a JSON handoff back.
 
     emulator = AnthropicEmulator(delay_s=0.5)
@@ -234,9 +234,11 @@ def demo_reply(body: dict) -> Reply:
     if DEMO_TURN_CAP in prompt or calls_so_far < wanted:
         command = f"echo 'demo step {calls_so_far + 1}'"
         names = {tool.get("name") for tool in body.get("tools") or []}
-        if "bash" not in names and "Bash" in names:  # Claude Code's shell tool
+        if "bash" not in names and "Bash" in names:  # Claude Code's own shell tool
             return tool_use("Bash", {"command": command, "description": "demo step"}, text="Working on it.")
-        return tool_use("bash", {"command": command}, text="Working on it.")
+        # Our bash tool, or the same served to Claude Code by the run worker's MCP server.
+        shell = next((name for name in names if name and name.endswith("__bash")), "bash")
+        return tool_use(shell, {"command": command}, text="Working on it.")
     return end_turn(f"Demo task finished after {calls_so_far} tool calls (local emulator, no model).")
 
 
