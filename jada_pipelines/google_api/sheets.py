@@ -83,6 +83,12 @@ class SheetsSession:
         url = f"{_VALUES_URL % spreadsheet_id}:batchGetByDataFilter"
         return self._call(lambda http: http.request("post", url, json=body).json(), spreadsheet_id)
 
+    def search_developer_metadata(self, spreadsheet_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """``developerMetadata:search``: every metadata entry the body's filters select, with its id and
+        location (a read: retried)."""
+        url = f"{settings.DEFAULT_SHEETS_API_URL}/v4/spreadsheets/{spreadsheet_id}/developerMetadata:search"
+        return self._call(lambda http: http.request("post", url, json=body).json(), spreadsheet_id)
+
     def values_batch_update_by_data_filter(self, spreadsheet_id: str, body: bytes) -> dict[str, Any]:
         """``values:batchUpdateByDataFilter`` with ``body`` already serialised (compact JSON).
 
