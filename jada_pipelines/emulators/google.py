@@ -112,6 +112,11 @@ TOKEN_FAULTS: dict[str, tuple[int, Any]] = {
 
 # Sheets API faults by HTTP status: (status text, message), as Google's JSON error bodies carry them.
 SHEETS_FAULTS: dict[int, tuple[str, str]] = {
+    # A request refused as written; Google's message names the field (AIP-193 INVALID_ARGUMENT).
+    400: (
+        "INVALID_ARGUMENT",
+        "Invalid value at 'data[0]' (type.googleapis.com/google.apps.sheets.v4.DataFilterValueRange)",
+    ),
     403: ("PERMISSION_DENIED", "The caller does not have permission"),
     404: ("NOT_FOUND", "Requested entity was not found."),
     429: (
@@ -614,7 +619,7 @@ class GoogleEmulator(LocalServer):
         """Answer Sheets requests (of ``kinds``, default all) with HTTP ``status``: every time, ``times``
         times, or until ``for_seconds`` have passed on :attr:`clock` (a quota window that has to run out).
 
-        ``status`` is 403, 404, 429, 500 or 503 (Google's JSON error body) or 502 (an HTML page).
+        ``status`` is 400, 403, 404, 429, 500 or 503 (Google's JSON error body) or 502 (an HTML page).
         ``retry_after`` adds a ``Retry-After`` header (seconds) to the answers.
         """
         if status not in SHEETS_FAULTS and status != 502:

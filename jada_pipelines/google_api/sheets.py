@@ -231,11 +231,19 @@ def _api_failure(status: int, error: dict[str, Any], spreadsheet_id: str) -> tup
             f"The Google Sheets API rejected the access token even after a refresh ({answer}). "
             f"Re-consent with `{AUTH_COMMAND}`."
         )
-    # Google's message for a 400 names the bad range or field, which is the useful part.
-    return "sheet_access", (
-        f"The Google Sheets API refused the request on spreadsheet {spreadsheet_id} ({answer}: "
-        f"{str(error.get('message', ''))[:200]}). Check that JADA_PORT_SHEET_TAB and JADA_PORT_SHEET_ID name "
-        "an existing tab of that spreadsheet."
+    message = str(error.get("message", ""))[:200]
+    # A 400 is an access problem only when Google says the range's tab does not parse: its answer has no
+    # machine-readable reason for that (an INVALID_ARGUMENT with the message "Unable to parse range: …"), so
+    # here, and only here, the message decides. Any other 400 is a request Google refused as written.
+    if status == 400 and message.startswith("Unable to parse range"):
+        return "sheet_access", (
+            f"The Google Sheets API refused the request on spreadsheet {spreadsheet_id} ({answer}: {message}). "
+            "Check that JADA_PORT_SHEET_TAB and JADA_PORT_SHEET_ID name an existing tab of that spreadsheet."
+        )
+    return "request_refused", (
+        f"The Google Sheets API refused a request on spreadsheet {spreadsheet_id} as written ({answer}: "
+        f"{message}). Nothing of it was applied, and the sheet's access is fine. The next run plans again from "
+        "the sheet; if this recurs, report Google's message above, which names the field it refused."
     )
 
 
