@@ -1660,6 +1660,7 @@ class _Handler(BaseHTTPRequestHandler):
         gzipped = "gzip" in self.headers.get("Accept-Encoding", "") and "gzip" in self.headers.get(
             "User-Agent", ""
         )
+        plain_bytes = len(payload)
         if gzipped:
             payload = gzip.compress(payload, compresslevel=6)
         with emulator._lock:
@@ -1672,7 +1673,8 @@ class _Handler(BaseHTTPRequestHandler):
                     "kind": kind,
                     "status": status,
                     "bytes": sent,
-                    "reply_bytes": len(payload),
+                    "reply_bytes": len(payload),  # on the wire
+                    "plain_bytes": plain_bytes,  # the same answer uncompressed
                     "gzip": gzipped,
                 }
             )
