@@ -10,8 +10,17 @@ documentation, so the real client libraries do real HTTP against it:
 - ``GET /v4/spreadsheets/{id}``: metadata (``fields`` and ``includeGridData`` are accepted and ignored).
 - ``GET .../values/{range}``, ``GET .../values:batchGet``, ``PUT .../values/{range}``,
   ``POST .../values:batchUpdate`` (RAW and USER_ENTERED) and ``POST /v4/spreadsheets/{id}:batchUpdate``
-  (``updateCells``, ``appendDimension``, ``insertDimension``, ``deleteDimension``; any other request kind
-  gets a Google-shaped 400).
+  (``updateCells``, ``appendDimension``, ``insertDimension``, ``deleteDimension``, ``moveDimension``,
+  ``createDeveloperMetadata``, ``deleteDeveloperMetadata``, ``duplicateSheet``; any other request kind gets a
+  Google-shaped 400).
+- Developer metadata: ``values:batchGetByDataFilter``, ``values:batchUpdateByDataFilter`` (with a mode for
+  each way Google might answer a write's empty item: :meth:`GoogleEmulator.answer_empty_items`) and
+  ``developerMetadata:search``. Where the reference is silent the emulator takes the worst case it allows: a
+  duplicated tab (:meth:`GoogleEmulator.duplicate_tab`) carries copies of its tags under new ids, and a copied
+  spreadsheet (:meth:`GoogleEmulator.copy_spreadsheet`) keeps every tag with its id.
+- Answers are gzip-compressed when the request has both ``Accept-Encoding: gzip`` and a user agent containing
+  ``gzip``, as Google's performance guide describes; :attr:`requests` records each answer's size on the wire
+  (``reply_bytes``) and uncompressed (``plain_bytes``).
 
 Each cell holds either a typed value (str, int, float, bool) or a :class:`Formula` with its computed
 value, and reads honour ``valueRenderOption`` FORMATTED_VALUE / UNFORMATTED_VALUE / FORMULA and drop
