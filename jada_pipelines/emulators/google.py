@@ -1666,6 +1666,8 @@ class _Handler(BaseHTTPRequestHandler):
         # "In order to receive a gzip-encoded response you must do two things: Set an Accept-Encoding header,
         # and modify your user agent to contain the string gzip." (Sheets API "Improve performance",
         # https://developers.google.com/sheets/api/guides/performance#gzip): either one alone gets plain bytes.
+        # gspread's recorded real answers agree (tests/cassettes/WorksheetTest.test_batch_update.json): asked
+        # with "Accept-Encoding: gzip, deflate" by "python-requests/2.31.0", Google sent no Content-Encoding.
         gzipped = "gzip" in self.headers.get("Accept-Encoding", "") and "gzip" in self.headers.get(
             "User-Agent", ""
         )
