@@ -414,3 +414,12 @@ def test_over_budget_is_a_dead_letter_whatever_attempts_are_left(task_queue_back
     assert task.last_error == "the task reached its cost ceiling"
     (record,) = task_queue_backend.attempts(since=0)
     assert record.outcome == "over_budget"
+
+
+def test_a_supersede_leaves_a_session_that_started_to_finish(task_queue_backend):
+    task_queue_backend.enqueue("old", "x")
+    lease = task_queue_backend.claim(worker="w", lease_seconds=LEASE)
+    assert task_queue_backend.mark_running(lease, run_id="run-1")
+    assert not task_queue_backend.supersede("old", by="new")
+    assert task_queue_backend.heartbeat(lease, lease_seconds=LEASE)
+    assert task_queue_backend.get("old").status == "running"

@@ -31,6 +31,7 @@ from jada_pipelines.agents.queue import (
     DEFAULT_RETRY_BACKOFF_S,
     LEASED,
     STATUSES,
+    SUPERSEDABLE,
     WITHDRAWABLE,
     AttemptRecord,
     EnqueueResult,
@@ -781,7 +782,7 @@ class DynamoDBTaskQueue:
         return self._withdraw(task_id, "cancelled", CANCEL_REASON, allowed=CANCELLABLE_UNSTARTED)
 
     def supersede(self, task_id: str, *, by: str) -> bool:
-        return self._withdraw(task_id, "superseded", f"superseded by task {by}", allowed=WITHDRAWABLE)
+        return self._withdraw(task_id, "superseded", f"superseded by task {by}", allowed=SUPERSEDABLE)
 
     # -- reading --------------------------------------------------------------------------------------------
 

@@ -134,8 +134,9 @@ def sync_tasks(
                 continue
             if older.status in LEASED:
                 running.append(older.id)
-            elif queue.supersede(older.id, by=task_id):
-                superseded.append(older.id)
+            # Conditional too: a session that started since this read (a claim raced it) finishes.
+            else:
+                (superseded if queue.supersede(older.id, by=task_id) else running).append(older.id)
     for key in present:
         if key in requested:
             continue
