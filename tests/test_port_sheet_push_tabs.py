@@ -120,6 +120,9 @@ def test_two_tabs_synced_by_two_configurations_keep_their_own_tags_and_never_wri
     ports_after_its_sync = stored(ports, PORT_SHEET_TAB)
     metadata = run_sync("Archive")["port_sheet_status"]
     assert metadata["write_calls"].value == 1
+    # Archive's set-up saw Ports' tags: reported, never written or deleted.
+    reported = metadata["tags_on_other_tabs"].value
+    assert all(f"{name} on tab {sheet_id(ports, PORT_SHEET_TAB)}" in reported for name in TRACKED)
     assert cell(ports, "Archive", "x", "agent_status") == "queued"
     assert cell(ports, "Archive", "y", "sync_issue") == ""
     assert stored(ports, PORT_SHEET_TAB) == ports_after_its_sync, "syncing Archive touched Ports"
@@ -148,3 +151,23 @@ def test_a_sync_pointed_at_a_copied_spreadsheet_uses_the_copied_tags_and_leaves_
     assert (metadata["write_calls"].value, metadata["setup_calls"].value) == (1, 1)
     assert ports.sheet_values("copied-sheet", PORT_SHEET_TAB)[1][3] == "queued"
     assert stored(ports, PORT_SHEET_TAB) == original
+
+
+def test_a_second_tag_for_a_name_on_the_tab_is_removed_by_the_set_up_and_reported(ports):
+    # A tag from before tags had ids: the same key and value, a random id, on this tab's agent_status column.
+    ports._book(PORT_SHEET_ID).developer_metadata.append(
+        {
+            "metadataId": 4242,
+            "metadataKey": "jada_pipelines.port_sheet.column",
+            "metadataValue": "agent_status",
+            "visibility": "DOCUMENT",
+            "location": {
+                "locationType": "COLUMN",
+                "dimensionRange": {"sheetId": 0, "dimension": "COLUMNS", "startIndex": 3, "endIndex": 4},
+            },
+        }
+    )
+    metadata = run_sync()["port_sheet_status"]
+    assert metadata["extra_tags_removed"].value == 1
+    assert 4242 not in {entry["metadataId"] for entry in ports.developer_metadata(PORT_SHEET_ID)}
+    assert own_tags(ports, PORT_SHEET_TAB) == {name: HEADER.index(name) for name in TRACKED}

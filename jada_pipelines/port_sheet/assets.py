@@ -201,6 +201,8 @@ def port_sheet_status(
             "row_check": result.row_check,
             # The push's tags the last set-up found on other tabs (a duplicated tab's copies): never written.
             "tags_on_other_tabs": ", ".join(result.foreign_tags) or "none",
+            # A second tag for a name on this tab (or one from before tags had ids): deleted by the set-up.
+            "extra_tags_removed": result.removed_tags,
             "diff_seconds": round(result.diff_seconds, 4),
             "rows_synced": len(wanted),
         },
