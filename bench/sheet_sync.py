@@ -12,7 +12,10 @@ owned cells changed, it measures:
   measured on a sample and extrapolated linearly (marked ``~``): 100,000 real calls would take minutes and
   would exceed Google's 60 writes/minute/user quota by three orders of magnitude anyway.
 
-Bytes are request bytes on the wire above TCP: URL plus body. Run: ``.venv/bin/python bench/sheet_sync.py
+Bytes are request bytes on the wire above TCP: URL plus body. ``recv`` is what the keyed push received, in
+one run both ways: ``recv plain`` is the answers uncompressed (what the client got before it asked for gzip),
+``recv gzip`` the same answers as sent, compressed because the client sends ``Accept-Encoding: gzip`` and a
+user agent containing ``gzip`` (Google's condition, which the emulator follows). Run: ``.venv/bin/python bench/sheet_sync.py
 [--rows 1000 10000]``.
 """
 
@@ -34,6 +37,7 @@ from jada_pipelines.emulators.google import GoogleEmulator
 from jada_pipelines.google_api.resources import GoogleCredentialsResource
 from jada_pipelines.port_sheet.push import push_status
 from jada_pipelines.port_sheet.resources import DEFAULT_OWNED_COLUMNS
+from jada_pipelines.port_sheet.store import SpreadsheetNotes
 
 SPREADSHEET_ID = "bench-port-sheet"
 TAB = "Ports"
@@ -56,7 +60,8 @@ class Measure:
     bytes_sent: int
     seconds: float
     extrapolated: bool = False
-    received: int = 0
+    received: int = 0  # answer bytes on the wire, gzip-compressed as the client asks
+    received_plain: int = 0  # the same answers uncompressed: what the client received before it asked
 
 
 def seed_rows(n: int) -> list[list]:
@@ -105,19 +110,24 @@ class Wire:
     def _record(self, response, *args, **kwargs):
         body = response.request.body or b""
         self.bytes_sent += len(response.request.url) + len(body if isinstance(body, bytes) else body.encode())
-        self.bytes_received += len(response.content)
 
     def measure(self, action) -> Measure:
         self.emulator.reset_counters()
-        self.bytes_sent = self.bytes_received = 0
+        self.bytes_sent = 0
         started = time.perf_counter()
         action()
+        answers = [r for r in self.emulator.requests if r["kind"] != "token"]
         return Measure(
             self.emulator.sheets_calls(),
             self.bytes_sent,
             time.perf_counter() - started,
-            received=self.bytes_received,
+            received=sum(r["reply_bytes"] for r in answers),
+            received_plain=sum(r["plain_bytes"] for r in answers),
         )
+
+
+# What the push learns of the spreadsheet (its tab's sheetId), kept across syncs as the local store keeps it.
+NOTES = SpreadsheetNotes(None)
 
 
 def keyed(sheets, wanted: list[list]):
@@ -128,7 +138,9 @@ def keyed(sheets, wanted: list[list]):
     diff_seconds = []
 
     def run():
-        result = push_status(sheets, spreadsheet_id=SPREADSHEET_ID, tab=TAB, key_column="id", wanted=frame)
+        result = push_status(
+            sheets, spreadsheet_id=SPREADSHEET_ID, tab=TAB, key_column="id", wanted=frame, notes=NOTES
+        )
         diff_seconds.append((result.diff_seconds, result.diff_cpu_seconds))
 
     return run, diff_seconds
@@ -201,7 +213,7 @@ def report(sizes, rng, emulator, sheets, client, wire) -> int:
         "LOCAL Google emulator; bytes = request URL + body; ~ = extrapolated from a sample of "
         f"{NAIVE_SAMPLE:,} rows; load average at start {os.getloadavg()[0]:.1f} (2 cores shared)\n"
     )
-    columns = f"{'rows':>8} {'changed':>7} | {'keyed calls':>11} {'bytes':>11} {'recv':>11} {'s':>6} {'diff s':>6} {'cpu s':>5} | "
+    columns = f"{'rows':>8} {'changed':>7} | {'keyed calls':>11} {'bytes':>11} {'recv plain':>11} {'recv gzip':>10} {'s':>6} {'diff s':>6} {'cpu s':>5} | "
     columns += f"{'(a) calls':>9} {'bytes':>11} {'s':>6} | {'(b) calls':>10} {'bytes':>12} {'s':>8} | "
     columns += f"{'a/keyed bytes':>13} {'b/keyed bytes':>13}"
     print(columns)
@@ -226,7 +238,8 @@ def report(sizes, rng, emulator, sheets, client, wire) -> int:
                 naive_measure = naive(wire, client, emulator, rows, wanted)
             mark = "~" if naive_measure.extrapolated else ""
             print(
-                f"{n:>8,} {fraction:>7.0%} | {ours.calls:>11} {ours.bytes_sent:>11,} {ours.received:>11,} "
+                f"{n:>8,} {fraction:>7.0%} | {ours.calls:>11} {ours.bytes_sent:>11,} {ours.received_plain:>11,} "
+                f"{ours.received:>10,} "
                 f"{ours.seconds:>6.2f} "
                 f"{diffs[0][0]:>6.3f} {diffs[0][1]:>5.3f} | {whole.calls:>9} {whole.bytes_sent:>11,} {whole.seconds:>6.2f} | "
                 f"{mark + str(naive_measure.calls):>10} {mark + f'{naive_measure.bytes_sent:,}':>12} "

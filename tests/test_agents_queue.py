@@ -217,6 +217,29 @@ def test_cancel_fences_out_the_running_session(task_queue_backend):
     assert not task_queue_backend.cancel("no-such-task")
 
 
+def test_a_conditional_cancel_takes_a_task_only_before_its_session_starts(task_queue_backend):
+    queue = task_queue_backend
+    for task_id in ("waiting", "claimed", "started"):
+        queue.enqueue(task_id, "x")
+    assert queue.cancel_unstarted("waiting")
+    claimed = queue.claim(worker="w", lease_seconds=LEASE)
+    started = queue.claim(worker="w", lease_seconds=LEASE)
+    assert (claimed.task_id, started.task_id) == ("claimed", "started")
+    assert queue.mark_running(started, run_id="run-1")
+    # Claimed, its run not started: cancelled, and that run can no longer start.
+    assert queue.cancel_unstarted("claimed")
+    assert not queue.mark_running(claimed, run_id="run-2")
+    # A session runs: the conditional cancel leaves it alone, lease and all.
+    assert not queue.cancel_unstarted("started")
+    assert queue.heartbeat(started, lease_seconds=LEASE)
+    assert [queue.get(t).status for t in ("waiting", "claimed", "started")] == [
+        "cancelled",
+        "cancelled",
+        "running",
+    ]
+    assert not queue.cancel_unstarted("waiting") and not queue.cancel_unstarted("no-such-task")
+
+
 def test_a_superseded_task_says_what_replaced_it(task_queue_backend):
     task_queue_backend.enqueue("old", "x", source="port_sheet:P1")
     task_queue_backend.enqueue("new", "y", source="port_sheet:P1")
@@ -391,3 +414,12 @@ def test_over_budget_is_a_dead_letter_whatever_attempts_are_left(task_queue_back
     assert task.last_error == "the task reached its cost ceiling"
     (record,) = task_queue_backend.attempts(since=0)
     assert record.outcome == "over_budget"
+
+
+def test_a_supersede_leaves_a_session_that_started_to_finish(task_queue_backend):
+    task_queue_backend.enqueue("old", "x")
+    lease = task_queue_backend.claim(worker="w", lease_seconds=LEASE)
+    assert task_queue_backend.mark_running(lease, run_id="run-1")
+    assert not task_queue_backend.supersede("old", by="new")
+    assert task_queue_backend.heartbeat(lease, lease_seconds=LEASE)
+    assert task_queue_backend.get("old").status == "running"

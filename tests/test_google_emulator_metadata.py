@@ -163,3 +163,93 @@ def test_deleting_metadata_by_lookup_removes_every_match(google_emulator, api):
     assert status == 200
     assert len(reply["replies"][0]["deleteDeveloperMetadata"]["deletedDeveloperMetadata"]) == 1
     assert google_emulator.developer_metadata(SID) == []
+
+
+def by_id(metadata_id: int) -> dict:
+    return {"developerMetadataLookup": {"metadataId": metadata_id}}
+
+
+def test_an_id_given_at_creation_is_kept_and_a_second_use_of_it_is_refused(google_emulator, api):
+    status, _ = api("POST", ":batchUpdate", json={"requests": [create(77, "status", 2)]})
+    assert status == 200 and [m["metadataId"] for m in google_emulator.developer_metadata(SID)] == [77]
+    status, reply = api("POST", ":batchUpdate", json={"requests": [create(77, "id", 0)]})
+    assert status == 400 and reply["error"]["status"] == "INVALID_ARGUMENT"
+
+
+def test_a_duplicated_tab_carries_copies_of_its_tags_under_new_ids(google_emulator, api):
+    original = tag(api, "status", 2)
+    status, reply = api(
+        "POST",
+        ":batchUpdate",
+        json={"requests": [{"duplicateSheet": {"sourceSheetId": 0, "newSheetName": "Old"}}]},
+    )
+    assert status == 200
+    properties = reply["replies"][0]["duplicateSheet"]["properties"]
+    assert properties["title"] == "Old" and properties["sheetId"] != 0
+    assert google_emulator.sheet_values(SID, "Old") == google_emulator.sheet_values(SID, "Ports")
+    tags = google_emulator.developer_metadata(SID)
+    assert len(tags) == 2 and len({m["metadataId"] for m in tags}) == 2
+    (copied,) = [m for m in tags if m["metadataId"] != original["metadataId"]]
+    assert copied["metadataValue"] == "status"
+    assert copied["location"]["dimensionRange"]["sheetId"] == properties["sheetId"]
+    # A lookup by key and value now matches both tabs; a lookup by id matches one column.
+    _, reply = api("POST", "/values:batchGetByDataFilter", json={"dataFilters": [lookup("status")]})
+    assert {m["valueRange"]["range"].split("!")[0] for m in reply["valueRanges"]} == {"Ports", "Old"}
+    _, reply = api(
+        "POST", "/values:batchGetByDataFilter", json={"dataFilters": [by_id(original["metadataId"])]}
+    )
+    assert [m["valueRange"]["range"] for m in reply["valueRanges"]] == ["Ports!C1:C1000"]
+
+
+def test_a_search_returns_each_matching_tag_with_its_id_and_location(google_emulator, api):
+    created = tag(api, "status", 2)
+    google_emulator.duplicate_tab(SID, "Ports")
+    status, reply = api(
+        "POST",
+        "/developerMetadata:search",
+        json={"dataFilters": [{"developerMetadataLookup": {"metadataKey": "owner"}}]},
+    )
+    assert status == 200
+    found = [m["developerMetadata"] for m in reply["matchedDeveloperMetadata"]]
+    assert created["metadataId"] in {m["metadataId"] for m in found}
+    assert sorted(m["location"]["dimensionRange"]["sheetId"] for m in found) == [0, 1]
+    _, reply = api("POST", "/developerMetadata:search", json={"dataFilters": [lookup("nobody")]})
+    assert reply == {}
+
+
+@pytest.mark.parametrize("answer", ["refuse", "omit"])
+def test_the_write_answer_modes_for_an_empty_item(google_emulator, api, answer):
+    tag(api, "status", 2)
+    tag(api, "id", 0)
+    google_emulator.answer_empty_items(answer)
+    body = {
+        "valueInputOption": "RAW",
+        "includeValuesInResponse": True,
+        "data": [
+            {"dataFilter": lookup("status"), "values": [[], ["done"]]},
+            {"dataFilter": lookup("id"), "values": [[]]},
+        ],
+    }
+    status, reply = api("POST", "/values:batchUpdateByDataFilter", json=body)
+    if answer == "refuse":
+        assert status == 400 and reply["error"]["status"] == "INVALID_ARGUMENT"
+        assert google_emulator.cell(SID, "Ports", "C2") is None, "a refused batch applies nothing"
+    else:
+        assert status == 200 and google_emulator.cell(SID, "Ports", "C2") == "done"
+        written, verify = reply["responses"]
+        assert "updatedData" in written and "updatedData" not in verify
+
+
+def create(metadata_id: int, name: str, column: int) -> dict:
+    span = {"sheetId": 0, "dimension": "COLUMNS", "startIndex": column, "endIndex": column + 1}
+    return {
+        "createDeveloperMetadata": {
+            "developerMetadata": {
+                "metadataId": metadata_id,
+                "metadataKey": "owner",
+                "metadataValue": name,
+                "visibility": "DOCUMENT",
+                "location": {"dimensionRange": span},
+            }
+        }
+    }

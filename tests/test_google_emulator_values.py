@@ -114,3 +114,38 @@ def test_major_dimension_columns_and_reversed_ranges_read_as_google_answers(api)
 def test_the_spreadsheet_reports_its_time_zone(google_emulator, api):
     google_emulator.set_time_zone(SID, "America/New_York")
     assert api("GET", "", params={"fields": "properties"})["properties"]["timeZone"] == "America/New_York"
+
+
+def test_the_emulator_compresses_an_answer_only_when_asked_with_both_the_header_and_a_gzip_user_agent(
+    google_emulator,
+):
+    from tests.fixtures.google import authorized_session
+
+    google_emulator.set_sheet("gz", "Ports", [["id", "port"]] + [[f"p{i}", "Lisbon"] for i in range(500)])
+    session = authorized_session(google_emulator)
+    url = f"{google_emulator.base_url}/v4/spreadsheets/gz/values/Ports"
+    for agent, encoding, compressed in [
+        ("jada-pipelines/0.1.0 (gzip)", "gzip", True),
+        ("jada-pipelines/0.1.0", "gzip", False),  # the header alone: plain bytes, as Google answers
+        ("jada-pipelines/0.1.0 (gzip)", "identity", False),
+    ]:
+        response = session.get(url, headers={"User-Agent": agent, "Accept-Encoding": encoding}, timeout=5)
+        assert response.json()["values"][1] == ["p0", "Lisbon"]
+        assert (response.headers.get("Content-Encoding") == "gzip") is compressed
+        assert google_emulator.requests[-1]["gzip"] is compressed
+    packed, plain = google_emulator.requests[-3]["reply_bytes"], google_emulator.requests[-2]["reply_bytes"]
+    assert packed < plain / 3
+    session.close()
+
+
+def test_the_sheets_client_asks_for_compressed_answers(google_emulator, google_token_file):
+    from jada_pipelines.google_api.resources import GoogleCredentialsResource
+
+    google_emulator.set_sheet("emulated-port-sheet", "Ports", [["id"]] + [[f"p{i}"] for i in range(500)])
+    session = GoogleCredentialsResource().sheets()
+    try:
+        reply = session.values_batch_get("emulated-port-sheet", ["'Ports'"])
+    finally:
+        session.close()
+    assert len(reply["valueRanges"][0]["values"]) == 501
+    assert google_emulator.requests[-1]["gzip"] is True

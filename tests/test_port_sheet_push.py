@@ -10,6 +10,7 @@ from jada_pipelines.emulators.google import Formula
 from jada_pipelines.google_api.resources import GoogleCredentialsResource
 from jada_pipelines.port_sheet.push import push_status
 from jada_pipelines.port_sheet.resources import DEFAULT_OWNED_COLUMNS
+from jada_pipelines.port_sheet.store import SpreadsheetNotes, notes_path
 from tests.fixtures.google import PORT_SHEET_ID, PORT_SHEET_TAB
 
 HEADER = [
@@ -58,6 +59,7 @@ def push(session, rows: dict[str, dict]):
         tab=PORT_SHEET_TAB,
         key_column="id",
         wanted=wanted(rows),
+        notes=SpreadsheetNotes(notes_path()),
     )
 
 
@@ -73,8 +75,10 @@ def test_statuses_land_on_their_rows_in_one_read_and_one_write(sheets, sheet):
     result = push(sheets, {"a": {"agent_status": "done", "agent_turns": 4}, "b": {"agent_status": "queued"}})
     assert cells(row_of(sheet, "a"), "agent_status", "agent_turns") == ["done", 4]
     assert cells(row_of(sheet, "b"), "agent_status") == ["queued"]
-    # The first push tags the columns once: a metadata read, a batchUpdate and the read that checks it.
-    assert (result.setup_calls, sheet.calls["metadata"], sheet.calls["batch_update"]) == (3, 1, 1)
+    # The first push tags the columns once: a metadata read (the tab's sheetId), a search of the push's tags,
+    # a batchUpdate and the read that checks it.
+    assert (result.setup_calls, sheet.calls["metadata"], sheet.calls["batch_update"]) == (4, 1, 1)
+    assert sheet.calls["developer_metadata_search"] == 1
     assert sheet.calls["values_batch_update_by_data_filter"] == 1
     assert sheet.sheets_calls() - result.setup_calls == 2
     sheet.reset_counters()

@@ -75,9 +75,10 @@ def test_one_run_queues_the_work_and_writes_its_status_within_four_google_calls(
         0,
     ]
     assert column(row, "agent_updated_at").endswith("Z")
-    # The first run tags the key and owned columns once (developer metadata): counted apart.
+    # The first run tags the key and owned columns once (developer metadata): counted apart. The tab's
+    # sheetId, a search of the push's tags, the batchUpdate that tags, and the read that checks it.
     setup = metadata["port_sheet_status"]["setup_calls"].value
-    assert setup == 3
+    assert setup == 4
     assert metadata["port_sheet_status"]["google_api_calls"].value - setup == 2
     assert sheet.sheets_calls() - setup <= 4
     # A person overwrote a pipeline-owned cell: the next run puts the status back, in the steady budget.

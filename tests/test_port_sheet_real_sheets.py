@@ -294,3 +294,22 @@ def test_owned_columns_renamed_through_the_resource_are_filled_under_their_new_n
     assert cell(google_emulator, "a", "Turns") == 0
     assert cell(google_emulator, "a", "Updated").endswith("Z")
     assert "Turns" in cell(google_emulator, "b", "Problem")
+
+
+@pytest.mark.parametrize(
+    "row_number", [2, 3, 4, 5], ids=["at the top", "in the middle", "above the last row", "at the end"]
+)
+def test_a_blank_row_inserted_just_before_the_write_ends_the_sync_with_empty_owned_cells(ports, row_number):
+    def insert_blank(emulator):
+        emulator.insert_row(PORT_SHEET_ID, PORT_SHEET_TAB, row_number)
+
+    metadata = sync_with(ports, insert_blank)
+    table = rows(ports)
+    # Google leaves a trailing empty row out of its answer: an empty row at the end reads as no row.
+    blank = table[row_number - 1] if row_number <= len(table) else [""] * len(HEADER)
+    assert blank == [""] * len(HEADER), f"a status stayed on the keyless row: {blank}"
+    assert [row[0] for row in table[1:] if row[0]] == ["a", "b", "c"]
+    assert cell(ports, "a", "agent_status") == "queued" and cell(ports, "b", "agent_status") == "queued"
+    assert cell(ports, "c", "sync_issue") == ""
+    if row_number <= 3:  # the rows written for a and b moved under the write: put right in the same run
+        assert "put right in this run" in metadata["row_check"].value

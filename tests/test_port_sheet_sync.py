@@ -12,8 +12,11 @@ from jada_pipelines.port_sheet.columns import (
     keys_at_write,
     misplaced,
     parse_read,
+    range_tab,
     read_body,
     setup_requests,
+    survey_tags,
+    tag_id,
     write_bodies,
 )
 from jada_pipelines.port_sheet.keys import key_text
@@ -180,21 +183,24 @@ def test_an_owned_column_missing_from_the_header_is_reported_not_invented():
     assert [item["range"] for item in plan.body["data"]] == ["'Ports'!C2"]
 
 
-def lookup(name: str) -> dict:
-    return read_body("Ports", [name])["dataFilters"][1]
+SHEET_ID = 7
 
 
-def test_the_read_asks_for_the_header_by_position_and_each_column_by_its_metadata():
-    body = read_body("My 'Ports'", ["id", "agent_status"])
+def lookup(name: str, sheet_id: int = SHEET_ID) -> dict:
+    return read_body("Ports", sheet_id, [name])["dataFilters"][1]
+
+
+def test_the_read_asks_for_the_header_by_position_and_each_column_by_its_tabs_own_tag_id():
+    body = read_body("My 'Ports'", SHEET_ID, ["id", "agent_status"])
     assert body["dataFilters"][0] == {"a1Range": "'My ''Ports'''!1:1"}
-    assert body["dataFilters"][1] == {
-        "developerMetadataLookup": {
-            "metadataKey": "jada_pipelines.port_sheet.column",
-            "metadataValue": "id",
-            "locationType": "COLUMN",
-        }
-    }
+    assert body["dataFilters"][1] == {"developerMetadataLookup": {"metadataId": tag_id(SHEET_ID, "id")}}
     assert (body["majorDimension"], body["dateTimeRenderOption"]) == ("COLUMNS", "FORMATTED_STRING")
+
+
+def test_each_tab_has_its_own_tag_ids_and_they_are_positive_32_bit_integers():
+    ids = {tag_id(sheet_id, name) for sheet_id in (0, 1, 1234567) for name in ("id", "agent_status")}
+    assert len(ids) == 6 and all(0 < metadata_id < 2**31 for metadata_id in ids)
+    assert tag_id(0, "id") == tag_id(0, "id"), "the same on every machine: no call needed to learn it"
 
 
 def matched(a1: str, values: list, data_filter: dict) -> dict:
@@ -210,7 +216,7 @@ def test_a_read_finds_each_column_where_its_metadata_is_and_pads_the_cells():
             matched("Ports!D1:D1000", [["agent_turns", 3]], lookup("agent_turns")),
         ]
     }
-    read = parse_read(response, ["id", "agent_status", "agent_turns", "sync_issue"])
+    read = parse_read(response, ["id", "agent_status", "agent_turns", "sync_issue"], tab="Ports", sheet_id=7)
     assert read.positions == {"id": 0, "agent_status": 2, "agent_turns": 3}
     assert read.sheet.cells == {
         "id": ["a", "b", "c"],
@@ -227,14 +233,14 @@ def test_a_tag_on_a_column_a_person_renamed_is_never_written():
             matched("Ports!B1:B1000", [["Status", "mine"]], lookup("agent_status")),
         ]
     }
-    read = parse_read(response, ["agent_status"])
+    read = parse_read(response, ["agent_status"], tab="Ports", sheet_id=7)
     assert read.positions == {} and read.lost == ["agent_status"]
     assert "agent_status" not in read.sheet.header
 
 
 def test_a_write_starts_each_column_at_row_1_and_leaves_the_rows_between_alone():
     cells = [CellWrite("agent_status", 4, "c", "done"), CellWrite("agent_status", 2, "a", "queued")]
-    ((body, written),) = write_bodies(cells, key_column="id")
+    ((body, written),) = write_bodies(cells, sheet_id=SHEET_ID, key_column="id")
     document = json.loads(body)
     status, verify = document["data"]
     assert status["dataFilter"] == lookup("agent_status")
@@ -246,7 +252,7 @@ def test_a_write_starts_each_column_at_row_1_and_leaves_the_rows_between_alone()
 
 def test_a_write_over_the_size_limit_is_split_into_requests_under_it():
     cells = [CellWrite("agent_summary", row, f"k{row}", "x" * 150) for row in range(2, 20_002)]
-    bodies = write_bodies(cells, key_column="id", max_bytes=MAX_REQUEST_BYTES)
+    bodies = write_bodies(cells, sheet_id=SHEET_ID, key_column="id", max_bytes=MAX_REQUEST_BYTES)
     assert len(bodies) == 2
     assert all(len(body) <= MAX_REQUEST_BYTES for body, _ in bodies)
     assert sorted(c.row for _, written in bodies for c in written) == list(range(2, 20_002))
@@ -262,7 +268,7 @@ def test_a_full_change_of_a_hundred_thousand_rows_is_split_into_requests_under_t
         for row in range(2, 100_002)
         for name, value in owned.items()
     ]
-    bodies = write_bodies(cells, key_column="id")
+    bodies = write_bodies(cells, sheet_id=SHEET_ID, key_column="id")
     assert len(bodies) >= 5
     assert all(len(body) <= MAX_REQUEST_BYTES for body, _ in bodies)
     written = sorted((c.column, c.row) for _, part in bodies for c in part)
@@ -281,7 +287,7 @@ def test_the_write_answer_tells_which_cells_landed_on_another_keys_row():
             {"dataFilter": lookup("id"), "updatedData": {"values": [["id"], ["b"], ["a"]]}},
         ]
     }
-    keys = keys_at_write(response, "id")
+    keys = keys_at_write(response, SHEET_ID, "id")
     assert keys == ["id", "b", "a"]
     cells = [CellWrite("agent_status", 2, "a", "done"), CellWrite("agent_status", 3, "a", "x")]
     assert misplaced(cells, keys) == [(cells[0], "b")]
@@ -303,7 +309,7 @@ def test_one_changed_cell_in_a_hundred_rows_of_a_hundred_thousand_is_one_small_r
     assert len(json.dumps(plan.body)) < 100_000
 
 
-def test_the_setup_tags_untagged_columns_where_the_header_has_them_and_drops_stale_tags_first():
+def test_the_setup_tags_untagged_columns_where_the_header_has_them_and_drops_only_its_tabs_stale_tags():
     response = {
         "valueRanges": [
             matched(
@@ -316,17 +322,74 @@ def test_the_setup_tags_untagged_columns_where_the_header_has_them_and_drops_sta
             matched("Ports!B1:B1000", [["Status", "mine"]], lookup("agent_status")),
         ]
     }
-    read = parse_read(response, ["id", "agent_status", "sync_issue"])
+    read = parse_read(response, ["id", "agent_status", "sync_issue"], tab="Ports", sheet_id=7)
     assert read.untagged == ["agent_status", "sync_issue"]
-    requests = setup_requests(7, read)
+    search = {
+        "matchedDeveloperMetadata": [
+            {"developerMetadata": tag(tag_id(7, "id"), "id", 7, 0)},
+            {"developerMetadata": tag(tag_id(7, "agent_status"), "agent_status", 7, 1)},
+            # A tag from before tags had ids, on this tab: an extra, deleted.
+            {"developerMetadata": tag(55, "sync_issue", 7, 3)},
+            # The copies a duplicated tab carries: reported, never touched.
+            {"developerMetadata": tag(56, "agent_status", 8, 1)},
+        ]
+    }
+    survey = survey_tags(search, 7, ["id", "agent_status", "sync_issue"])
+    assert survey.own == {"id": tag_id(7, "id"), "agent_status": tag_id(7, "agent_status")}
+    assert survey.extra == [55] and survey.foreign == ["agent_status on tab 8"]
+    requests = setup_requests(7, read, survey)
     assert [next(iter(r)) for r in requests] == [
+        "deleteDeveloperMetadata",
         "deleteDeveloperMetadata",
         "createDeveloperMetadata",
         "createDeveloperMetadata",
     ]
-    created = [r["createDeveloperMetadata"]["developerMetadata"] for r in requests[1:]]
+    deleted = [r["deleteDeveloperMetadata"]["dataFilter"]["developerMetadataLookup"] for r in requests[:2]]
+    assert deleted == [{"metadataId": 55}, {"metadataId": tag_id(7, "agent_status")}]
+    created = [r["createDeveloperMetadata"]["developerMetadata"] for r in requests[2:]]
+    assert [m["metadataId"] for m in created] == [tag_id(7, "agent_status"), tag_id(7, "sync_issue")]
     assert [(m["metadataValue"], m["location"]["dimensionRange"]["startIndex"]) for m in created] == [
         ("agent_status", 2),
         ("sync_issue", 3),
     ]
     assert created[0]["location"]["dimensionRange"]["sheetId"] == 7
+
+
+def tag(metadata_id: int, name: str, sheet_id: int, column: int) -> dict:
+    span = {"sheetId": sheet_id, "dimension": "COLUMNS", "startIndex": column, "endIndex": column + 1}
+    return {
+        "metadataId": metadata_id,
+        "metadataKey": "jada_pipelines.port_sheet.column",
+        "metadataValue": name,
+        "location": {"locationType": "COLUMN", "dimensionRange": span},
+        "visibility": "DOCUMENT",
+    }
+
+
+def test_a_tag_id_that_resolves_on_another_tab_is_never_read_as_this_tabs_column():
+    response = {
+        "valueRanges": [
+            matched("Ports!A1:B1", [["id"], ["agent_status"]], {"a1Range": "Ports!1:1"}),
+            matched("'Ports (old)'!B1:B1000", [["agent_status", "x"]], lookup("agent_status")),
+        ]
+    }
+    read = parse_read(response, ["agent_status"], tab="Ports", sheet_id=SHEET_ID)
+    assert read.elsewhere == ["agent_status"] and read.positions == {}
+    assert range_tab("'It''s'!A1") == "It's" and range_tab("Ports!A1:B2") == "Ports"
+
+
+def test_a_row_with_no_key_gets_its_owned_cells_emptied_and_nothing_else():
+    read = SheetColumns(
+        header=["id", "agent_status", "sync_issue"],
+        cells={"id": ["a", "", "b"], "agent_status": ["done", "queued", ""], "sync_issue": ["", "", ""]},
+    )
+    frame = pd.DataFrame({"agent_status": ["done"], "sync_issue": [""]}, index=["a"], dtype=object)
+    plan = plan_push(
+        frame,
+        read,
+        tab="Ports",
+        key_column="id",
+        keyless_columns=["agent_status", "sync_issue"],
+        a1_body=False,
+    )
+    assert plan.writes == [CellWrite("agent_status", 3, None, "")]

@@ -23,12 +23,16 @@ from decimal import Decimal
 from typing import Any
 
 from jada_pipelines.agents.queue import (
+    CANCEL_REASON,
+    CANCELLABLE_UNSTARTED,
     CLAIMABLE,
     DEAD_LETTER_OUTCOMES,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_RETRY_BACKOFF_S,
     LEASED,
     STATUSES,
+    SUPERSEDABLE,
+    WITHDRAWABLE,
     AttemptRecord,
     EnqueueResult,
     Lease,
@@ -746,22 +750,39 @@ class DynamoDBTaskQueue:
         update += f" ADD {e.n('version')} {e.v(1)}"
         return self._update_item(task_id, e, update, f"{e.n('version')} = {e.v(item['version'])}") is not None
 
-    def _withdraw(self, task_id: str, status: str, reason: str) -> bool:
-        """Cancel or supersede. Clearing the lease token fences out a running session, which then stops."""
-        item = self._get(task_id)
-        if item is None or item["status"] in ("done", "cancelled", "superseded"):
-            return False
-        if item["status"] in LEASED:
-            return self._release(item, status=status, reason=reason, now=self._clock())
-        e = _Expression()
-        update = f"SET {e.assign(status=status, last_error=reason, updated_at=self._clock())} ADD {e.n('version')} {e.v(1)}"
-        return self._update_item(task_id, e, update, f"{e.n('version')} = {e.v(item['version'])}") is not None
+    def _withdraw(self, task_id: str, status: str, reason: str, *, allowed: tuple[str, ...]) -> bool:
+        """Cancel or supersede a task whose status is one of ``allowed`` (the rules are in ``queue.py``).
+        Clearing the lease token fences out a session, which then stops or never starts.
+
+        Each write is conditioned on the item's ``version`` as read, so a claim, a run start or a heartbeat
+        that lands between the read and the write makes it fail; the task is then read again and judged on
+        its new status, until one write decides.
+        """
+        for _ in range(FENCED_WRITE_TRIES):
+            item = self._get(task_id)
+            if item is None or item["status"] not in allowed:
+                return False
+            if item["status"] in LEASED:
+                if self._release(item, status=status, reason=reason, now=self._clock()):
+                    return True
+                continue
+            e = _Expression()
+            update = f"SET {e.assign(status=status, last_error=reason, updated_at=self._clock())} ADD {e.n('version')} {e.v(1)}"
+            condition = f"{e.n('version')} = {e.v(item['version'])}"
+            if self._update_item(task_id, e, update, condition) is not None:
+                return True
+        raise QueueBusyError(
+            f"Task {task_id} kept changing under a {status} write after {FENCED_WRITE_TRIES} tries; run it again."
+        )
 
     def cancel(self, task_id: str) -> bool:
-        return self._withdraw(task_id, "cancelled", "cancelled by an operator")
+        return self._withdraw(task_id, "cancelled", CANCEL_REASON, allowed=WITHDRAWABLE)
+
+    def cancel_unstarted(self, task_id: str) -> bool:
+        return self._withdraw(task_id, "cancelled", CANCEL_REASON, allowed=CANCELLABLE_UNSTARTED)
 
     def supersede(self, task_id: str, *, by: str) -> bool:
-        return self._withdraw(task_id, "superseded", f"superseded by task {by}")
+        return self._withdraw(task_id, "superseded", f"superseded by task {by}", allowed=SUPERSEDABLE)
 
     # -- reading --------------------------------------------------------------------------------------------
 

@@ -48,6 +48,20 @@ CLAIMABLE = ("queued", "incomplete")
 LEASED = ("dispatched", "running")
 # Statuses that need a person before anything runs again.
 TERMINAL = ("done", "failed", "dead", "cancelled", "superseded")
+# The withdrawal rules, written once for both backends (each backend's write keeps only what makes it atomic):
+# - ``cancel`` (an operator's) takes a task from any status but an end already reached; a running session is
+#   fenced out (its lease is cleared) and stops;
+# - ``supersede`` (a newer request replaced the task) takes it from the same statuses but ``running``: a
+#   session that started finishes, even if it started after the caller looked;
+# - ``cancel_unstarted`` takes a task only while no session has started on it: waiting for a claim, or claimed
+#   with its run not started yet (``dispatched``: the claim's lease is cleared, so that run never starts). A
+#   claim and a conditional cancel racing on one task end in exactly one of the two: the session starts
+#   (``mark_running`` succeeds and the cancel answers False), or the task is cancelled (and ``mark_running``
+#   answers False).
+WITHDRAWABLE = tuple(status for status in STATUSES if status not in ("done", "cancelled", "superseded"))
+SUPERSEDABLE = tuple(status for status in WITHDRAWABLE if status != "running")
+CANCELLABLE_UNSTARTED = (*CLAIMABLE, "dispatched")
+CANCEL_REASON = "cancelled by an operator"
 # Outcomes recorded per attempt in AttemptRecord.
 OUTCOMES = ("done", "incomplete", "failed", "transient", "refused", "lost", "over_budget")
 # Outcomes that make the task a dead letter for a person, whatever attempts are left.
@@ -186,9 +200,11 @@ class TaskQueue(Protocol):
 
     def requeue(self, task_id: str, *, reset_attempts: bool = False) -> bool: ...
 
-    def cancel(self, task_id: str) -> bool: ...
+    def cancel(self, task_id: str) -> bool: ...  # from WITHDRAWABLE: fences out a running session
 
-    def supersede(self, task_id: str, *, by: str) -> bool: ...
+    def cancel_unstarted(self, task_id: str) -> bool: ...  # from CANCELLABLE_UNSTARTED only, atomically
+
+    def supersede(self, task_id: str, *, by: str) -> bool: ...  # from SUPERSEDABLE only, atomically
 
     def get(self, task_id: str) -> Task | None: ...
 

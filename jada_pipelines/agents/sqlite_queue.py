@@ -22,12 +22,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from jada_pipelines.agents.queue import (
+    CANCEL_REASON,
+    CANCELLABLE_UNSTARTED,
     CLAIMABLE,
     DEAD_LETTER_OUTCOMES,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_RETRY_BACKOFF_S,
     LEASED,
     STATUSES,
+    SUPERSEDABLE,
+    WITHDRAWABLE,
     AttemptRecord,
     EnqueueResult,
     Lease,
@@ -486,15 +490,17 @@ class SQLiteTaskQueue:
             ).fetchone()
         return row is not None
 
-    def _withdraw(self, task_id: str, status: str, reason: str) -> bool:
-        """Cancel or supersede. Clearing the lease token fences out a running session, which then stops."""
+    def _withdraw(self, task_id: str, status: str, reason: str, *, allowed: tuple[str, ...]) -> bool:
+        """Cancel or supersede a task whose status is one of ``allowed`` (the rules are in ``queue.py``).
+        Clearing the lease token fences out a session, which then stops or never starts. The status test and
+        the write are one statement, so a claim or a run start cannot slip between them."""
         now = self._clock()
         with self._transaction() as conn:
             row = conn.execute(
                 "UPDATE tasks SET status = ?, last_error = ?, lease_token = NULL, lease_owner = NULL,"
                 " lease_expires_at = NULL, updated_at = ?"
-                " WHERE id = ? AND status NOT IN ('done', 'cancelled', 'superseded') RETURNING id, attempt",
-                (status, reason, now, task_id),
+                f" WHERE id = ? AND status IN ({', '.join('?' * len(allowed))}) RETURNING id, attempt",
+                (status, reason, now, task_id, *allowed),
             ).fetchone()
             if row is not None:
                 conn.execute(
@@ -504,10 +510,13 @@ class SQLiteTaskQueue:
         return row is not None
 
     def cancel(self, task_id: str) -> bool:
-        return self._withdraw(task_id, "cancelled", "cancelled by an operator")
+        return self._withdraw(task_id, "cancelled", CANCEL_REASON, allowed=WITHDRAWABLE)
+
+    def cancel_unstarted(self, task_id: str) -> bool:
+        return self._withdraw(task_id, "cancelled", CANCEL_REASON, allowed=CANCELLABLE_UNSTARTED)
 
     def supersede(self, task_id: str, *, by: str) -> bool:
-        return self._withdraw(task_id, "superseded", f"superseded by task {by}")
+        return self._withdraw(task_id, "superseded", f"superseded by task {by}", allowed=SUPERSEDABLE)
 
     # -- reading --------------------------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ KINDS = (
     "quota",
     "service_disabled",
     "sheet_access",
+    "request_refused",
 )
 # Classes worth another attempt in the same run: a passing outage, and a per-minute quota that refills.
 RETRYABLE = ("transient", "quota")

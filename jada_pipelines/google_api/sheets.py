@@ -43,6 +43,11 @@ class SheetsSession:
         # A 401 mid-run makes the session refresh again; record that answer too, so it is classified.
         self._token_request = RecordingRequest(config.timeout)
         session = AuthorizedSession(credentials, auth_request=self._token_request)
+        # Google compresses an answer only when asked twice: "Set an Accept-Encoding header, and modify your user
+        # agent to contain the string gzip" (Sheets API "Improve performance", developers.google.com/sheets/api/
+        # guides/performance#gzip). The write's answer echoes whole columns: megabytes at 100,000 rows.
+        session.headers["User-Agent"] = user_agent()
+        session.headers["Accept-Encoding"] = "gzip"
         if config.sheets_api_url.rstrip("/") != settings.DEFAULT_SHEETS_API_URL:
             # gspread builds its URLs from module constants; an adapter redirects them without patching gspread.
             session.mount(settings.DEFAULT_SHEETS_API_URL + "/", _redirect_adapter(config.sheets_api_url))
@@ -81,6 +86,12 @@ class SheetsSession:
     def values_batch_get_by_data_filter(self, spreadsheet_id: str, body: dict[str, Any]) -> dict[str, Any]:
         """``values:batchGetByDataFilter``: ranges found by Google when it serves the read (a read: retried)."""
         url = f"{_VALUES_URL % spreadsheet_id}:batchGetByDataFilter"
+        return self._call(lambda http: http.request("post", url, json=body).json(), spreadsheet_id)
+
+    def search_developer_metadata(self, spreadsheet_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """``developerMetadata:search``: every metadata entry the body's filters select, with its id and
+        location (a read: retried)."""
+        url = f"{settings.DEFAULT_SHEETS_API_URL}/v4/spreadsheets/{spreadsheet_id}/developerMetadata:search"
         return self._call(lambda http: http.request("post", url, json=body).json(), spreadsheet_id)
 
     def values_batch_update_by_data_filter(self, spreadsheet_id: str, body: bytes) -> dict[str, Any]:
@@ -164,6 +175,17 @@ class SheetsSession:
 _VALUES_URL = settings.DEFAULT_SHEETS_API_URL + "/v4/spreadsheets/%s/values"
 
 
+def user_agent() -> str:
+    """``jada-pipelines/<version> (gzip)``: the ``gzip`` in it is what makes Google compress its answers."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        release = version("jada-pipelines")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        release = "0"
+    return f"jada-pipelines/{release} (gzip)"
+
+
 def _library_errors() -> tuple[type[Exception], ...]:
     """What gspread, google-auth and requests raise for a failed call; anything else is a bug and propagates."""
     import requests
@@ -225,11 +247,19 @@ def _api_failure(status: int, error: dict[str, Any], spreadsheet_id: str) -> tup
             f"The Google Sheets API rejected the access token even after a refresh ({answer}). "
             f"Re-consent with `{AUTH_COMMAND}`."
         )
-    # Google's message for a 400 names the bad range or field, which is the useful part.
-    return "sheet_access", (
-        f"The Google Sheets API refused the request on spreadsheet {spreadsheet_id} ({answer}: "
-        f"{str(error.get('message', ''))[:200]}). Check that JADA_PORT_SHEET_TAB and JADA_PORT_SHEET_ID name "
-        "an existing tab of that spreadsheet."
+    message = str(error.get("message", ""))[:200]
+    # A 400 is an access problem only when Google says the range's tab does not parse: its answer has no
+    # machine-readable reason for that (an INVALID_ARGUMENT with the message "Unable to parse range: …"), so
+    # here, and only here, the message decides. Any other 400 is a request Google refused as written.
+    if status == 400 and message.startswith("Unable to parse range"):
+        return "sheet_access", (
+            f"The Google Sheets API refused the request on spreadsheet {spreadsheet_id} ({answer}: {message}). "
+            "Check that JADA_PORT_SHEET_TAB and JADA_PORT_SHEET_ID name an existing tab of that spreadsheet."
+        )
+    return "request_refused", (
+        f"The Google Sheets API refused a request on spreadsheet {spreadsheet_id} as written ({answer}: "
+        f"{message}). Nothing of it was applied, and the sheet's access is fine. The next run plans again from "
+        "the sheet; if this recurs, report Google's message above, which names the field it refused."
     )
 
 

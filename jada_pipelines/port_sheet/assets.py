@@ -35,7 +35,13 @@ from jada_pipelines.port_sheet.checks import (
 from jada_pipelines.port_sheet.push import SYNC_ISSUE, PushResult, column_names, push_status, wanted_cells
 from jada_pipelines.port_sheet.resources import PortSheetSettings
 from jada_pipelines.port_sheet.snapshot import PortSheetSnapshot
-from jada_pipelines.port_sheet.store import StoreError, read_snapshot, snapshot_path
+from jada_pipelines.port_sheet.store import (
+    SpreadsheetNotes,
+    StoreError,
+    notes_path,
+    read_snapshot,
+    snapshot_path,
+)
 from jada_pipelines.port_sheet.tasks import (
     BACKEND_COLUMN,
     present_keys,
@@ -192,7 +198,11 @@ def port_sheet_status(
             # Tagging columns with developer metadata happens once per column, outside the steady budget.
             "setup_calls": result.setup_calls,
             "replans": result.replans,
-            "row_check": _row_check(result),
+            "row_check": result.row_check,
+            # The push's tags the last set-up found on other tabs (a duplicated tab's copies): never written.
+            "tags_on_other_tabs": ", ".join(result.foreign_tags) or "none",
+            # A second tag for a name on this tab (or one from before tags had ids): deleted by the set-up.
+            "extra_tags_removed": result.removed_tags,
             "diff_seconds": round(result.diff_seconds, 4),
             "rows_synced": len(wanted),
         },
@@ -278,22 +288,6 @@ def _table_value(value: Any) -> str | int | float | bool | None:
     return str(value)
 
 
-def _row_check(result: PushResult) -> str:
-    if result.write_calls == 0:
-        return "nothing written"
-    if result.unverified_cells:
-        return (
-            f"{result.unverified_cells} cell(s) landed on another key's row (rows kept moving during the "
-            "write); the next run puts them right"
-        )
-    if result.corrected_cells:
-        return (
-            f"{result.corrected_cells} cell(s) landed on another key's row (rows moved during the write) "
-            "and were put right in this run"
-        )
-    return "every written row held its key when Google applied the write"
-
-
 def _push(
     google: GoogleCredentialsResource,
     port_sheet: PortSheetSettings,
@@ -309,6 +303,7 @@ def _push(
             key_column=snapshot.key_column,
             wanted=wanted,
             issue_column=column_names(port_sheet.owned_columns).get(SYNC_ISSUE, SYNC_ISSUE),
+            notes=SpreadsheetNotes(notes_path()),
         )
     finally:
         session.close()

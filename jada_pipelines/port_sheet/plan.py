@@ -81,6 +81,7 @@ def plan_push(
     tab: str,
     key_column: str,
     every_row_columns: Sequence[str] = (),
+    keyless_columns: Sequence[str] = (),
     a1_body: bool = True,
 ) -> PushPlan:
     """Plan one RAW, typed write of the wanted cells that differ from the sheet, each on its key's current row.
@@ -89,7 +90,9 @@ def plan_push(
     (None/NaN) leaves the cell alone. Keys that are missing from the sheet or on several rows now, and wanted
     columns missing from its header, are reported and not written, except that a key on several rows gets
     its ``every_row_columns`` cells (the quarantine reason: the same for each of those rows) on every one of
-    them. Nothing else is ever written: no row is added, deleted, moved or cleared.
+    them. A row with no key gets its non-empty ``keyless_columns`` cells emptied (a status written there was
+    meant for a keyed row that moved; nothing can put it back by key). Nothing else is ever written: no row
+    is added, deleted, moved or cleared.
     """
     missing_columns = [name for name in wanted.columns if name not in sheet.header]
     columns = sorted(
@@ -142,16 +145,33 @@ def plan_push(
         writes = list(
             map(CellWrite._make, zip(names, row_numbers[at].tolist(), keys_of, values, strict=True))
         )
+    cleared = _keyless_clears(sheet, keys, [name for name in columns if name in keyless_columns])
+    if cleared:
+        writes = sorted([*writes, *cleared], key=lambda cell: (columns.index(cell.column), cell.row))
     return PushPlan(
         body={"valueInputOption": "RAW", "data": data} if data else None,
-        changed_cells=int(changed.sum()),
-        changed_rows=int(changed.any(axis=1).sum()),
+        changed_cells=int(changed.sum()) + len(cleared),
+        changed_rows=int(changed.any(axis=1).sum()) + len({cell.row for cell in cleared}),
         ranges=len(data),
         missing_columns=missing_columns,
         missing_keys=[str(key) for key in unlocated if key not in duplicated],
         duplicate_keys=[str(key) for key in unlocated if key in duplicated],
         writes=writes,
     )
+
+
+def _keyless_clears(sheet: SheetColumns, keys: pd.Series, columns: list[str]) -> list[CellWrite]:
+    """An empty value for each non-empty cell of ``columns`` on a row whose key cell is empty."""
+    keyless = np.flatnonzero(keys.isna().to_numpy())
+    cleared = []
+    for name in columns:
+        column = sheet.cells[name]
+        cleared += [
+            CellWrite(name, int(offset) + 2, None, "")  # type: ignore[arg-type]
+            for offset in keyless
+            if offset < len(column) and column[offset] not in ("", None)
+        ]
+    return cleared
 
 
 @contextmanager

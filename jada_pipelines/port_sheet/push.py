@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from jada_pipelines.google_api.sheets import SheetsSession
     from jada_pipelines.port_sheet.plan import PushPlan
     from jada_pipelines.port_sheet.snapshot import PortSheetSnapshot
+    from jada_pipelines.port_sheet.store import SpreadsheetNotes
 
 # The owned columns, by their default names; the port_sheet resource may rename them (``column_names``).
 DEFAULT_OWNED_COLUMNS = (
@@ -143,6 +144,11 @@ def _valid_keys(snapshot: "PortSheetSnapshot") -> list[str]:
     return [key for key in map(key_text, snapshot.rows[snapshot.key_column]) if key is not None]
 
 
+# How the rows of a write were checked (PushResult.checked_by).
+BY_WRITE_ANSWER = "the write's answer"
+BY_SEPARATE_READ = "a separate read"
+
+
 @dataclass(frozen=True)
 class PushResult:
     plan: "PushPlan"
@@ -155,6 +161,30 @@ class PushResult:
     replans: int = 0  # a write failed and was planned again from a fresh read
     corrected_cells: int = 0  # cells that landed on another key's row (rows moved in the window), put right
     unverified_cells: int = 0  # still misplaced after the last correction: the next run puts them right
+    checked_by: str = ""  # BY_WRITE_ANSWER or BY_SEPARATE_READ; "" when nothing was written
+    fallback: str = ""  # why the rows were checked by a separate read, when they were
+    foreign_tags: tuple[str, ...] = ()  # the push's tags on other tabs, as the last set-up found them
+    removed_tags: int = 0  # extra tags on this tab the set-up deleted (a second tag for a name)
+
+    @property
+    def row_check(self) -> str:
+        """What the push knows of the rows it wrote, in words: never more than it checked."""
+        if self.write_calls == 0:
+            return "nothing written"
+        how = "" if self.checked_by == BY_WRITE_ANSWER else f" (verified by a separate read: {self.fallback})"
+        if self.unverified_cells:
+            return (
+                f"{self.unverified_cells} cell(s) landed on another key's row (rows kept moving during the "
+                f"write); the next run puts them right{how}"
+            )
+        if self.corrected_cells:
+            return (
+                f"{self.corrected_cells} cell(s) landed on another key's row (rows moved during the write) "
+                f"and were put right in this run{how}"
+            )
+        if self.checked_by == BY_WRITE_ANSWER:
+            return "every written row held its key when Google applied the write"
+        return f"verified by a separate read: every written row held its key just after the write ({self.fallback})"
 
 
 # A row moved between a read and its write leaves some cells on another key's row; each correction round is
@@ -162,6 +192,8 @@ class PushResult:
 MAX_CORRECTIONS = 2
 # Reads that tag untagged columns: one to tag, one to check the tags landed on their headers.
 MAX_SETUPS = 2
+# SpreadsheetNotes: the write's key-column item is not answered usefully on this spreadsheet.
+ROW_CHECK_NOTE = "row_check_fallback"
 
 
 def push_status(
@@ -173,25 +205,37 @@ def push_status(
     wanted: "pd.DataFrame",
     max_bytes: int | None = None,
     issue_column: str = SYNC_ISSUE,
+    notes: "SpreadsheetNotes | None" = None,
 ) -> PushResult:
     """Read the key and owned columns now, and write the cells that differ (none if none differ).
 
     Columns are found by their developer metadata when Google serves each request (``columns.py``), so a
-    column inserted, moved or deleted by a person at any moment never receives a pipeline value. A write
-    that fails is never re-sent: the push reads and plans again. A write whose own answer shows a row moved
-    under it (its key column at write time) is corrected by the same read-plan-write, before the run ends.
+    column inserted, moved or deleted by a person at any moment never receives a pipeline value; each tag is
+    addressed by its id, so a duplicated tab's copies of the tags are never written through. A write that
+    fails is never re-sent: the push reads and plans again (except a write Google refused for its key-column
+    item alone, which applied nothing and goes again without that item). A write whose rows moved under it
+    (the key column at write time, from the write's answer or, failing that, a separate read) is corrected
+    by the same read-plan-write, before the run ends. ``notes`` keeps what was learned for later syncs.
     """
-    from jada_pipelines.port_sheet.columns import MAX_REQUEST_BYTES, keys_at_write, misplaced, write_bodies
     from jada_pipelines.port_sheet.plan import plan_push
+    from jada_pipelines.port_sheet.store import SpreadsheetNotes
 
+    notes = notes or SpreadsheetNotes(None)
+    known = notes.get(spreadsheet_id)
+    sheet_id = (known.get("sheet_ids") or {}).get(tab)
+    fallback = str(known.get(ROW_CHECK_NOTE) or "")
     names = [key_column, *(name for name in wanted.columns if name != key_column)]
+    owned = [name for name in wanted.columns if name != key_column]
     calls_before = session.calls
-    setup_calls = write_calls = bytes_sent = replans = corrected = failures = rounds = 0
+    setup_calls = write_calls = bytes_sent = replans = corrected = failures = rounds = removed = 0
     diff_seconds = diff_cpu_seconds = 0.0
+    checked_by = ""
     wanted_now = wanted
     while True:
-        read, setups = _read_tracked(session, spreadsheet_id, tab, names)
-        setup_calls += setups
+        read, sheet_id, setups, removed_now = _read_tracked(
+            session, spreadsheet_id, tab, sheet_id, names, notes
+        )
+        setup_calls, removed = setup_calls + setups, removed + removed_now
         started, started_cpu = time.perf_counter(), time.process_time()
         # A duplicated key's reason is the same for each of its rows, so it goes on all of them.
         plan = plan_push(
@@ -200,23 +244,31 @@ def push_status(
             tab=tab,
             key_column=key_column,
             every_row_columns=[issue_column],
+            keyless_columns=owned,
             a1_body=False,
         )
-        bodies = write_bodies(plan.writes, key_column=key_column, max_bytes=max_bytes or MAX_REQUEST_BYTES)
         diff_seconds += time.perf_counter() - started
         diff_cpu_seconds += time.process_time() - started_cpu
-        astray: list = []
         try:
-            for body, cells in bodies:
-                response = session.values_batch_update_by_data_filter(spreadsheet_id, body)
-                write_calls, bytes_sent = write_calls + 1, bytes_sent + len(body)
-                keys = keys_at_write(response, key_column)
-                astray += misplaced(cells, keys) if keys is not None else []
+            written = _write(
+                session,
+                spreadsheet_id,
+                plan.writes,
+                sheet_id=sheet_id,
+                key_column=key_column,
+                max_bytes=max_bytes,
+                fallback=fallback,
+                notes=notes,
+            )
         except CredentialsError as error:
             # What was planned may be stale by now (the sheet keeps changing): wait, then read and plan again.
             session.wait_before_replanning(error, failures)
             failures, replans = failures + 1, replans + 1
             continue
+        write_calls, bytes_sent = write_calls + written.calls, bytes_sent + written.bytes_sent
+        fallback, astray = written.fallback, written.astray
+        if written.calls:
+            checked_by = BY_SEPARATE_READ if fallback else BY_WRITE_ANSWER
         if not astray or rounds >= MAX_CORRECTIONS:
             break
         rounds, corrected = rounds + 1, corrected + len(astray)
@@ -232,26 +284,143 @@ def push_status(
         replans=replans,
         corrected_cells=corrected - len(astray) if astray else corrected,
         unverified_cells=len(astray),
+        checked_by=checked_by,
+        fallback=fallback,
+        foreign_tags=tuple(notes.get(spreadsheet_id).get("foreign_tags") or ()),
+        removed_tags=removed,
     )
 
 
-def _read_tracked(
-    session: "SheetsSession", spreadsheet_id: str, tab: str, names: list[str]
-) -> tuple[Any, int]:
-    """The tracked columns as they are now, tagging any untagged one first (a one-time setup)."""
-    from jada_pipelines.port_sheet.columns import parse_read, read_body, setup_requests
+@dataclass(frozen=True)
+class _Written:
+    calls: int
+    bytes_sent: int
+    astray: list  # (cell, key now on its row): cells that landed on another key's row, or on a keyless one
+    fallback: str  # why the rows were checked by a separate read; "" when the write's answer did it
 
-    setups = 0
+
+def _write(
+    session: "SheetsSession",
+    spreadsheet_id: str,
+    cells: list,
+    *,
+    sheet_id: int,
+    key_column: str,
+    max_bytes: int | None,
+    fallback: str,
+    notes: "SpreadsheetNotes",
+) -> _Written:
+    """Send the planned cells, and check each written row held its key when it was written.
+
+    The key column comes from each write's own answer (its ``[[]]`` item) while Google answers it. When the
+    answer has no ``updatedData`` for it, or Google refuses the item (then nothing was applied, the batch
+    being atomic, and the same cells go again at once without it), the rows are checked by one separate read
+    of the key column just after the writes, and the spreadsheet's notes say so for later syncs.
+    """
+    from jada_pipelines.port_sheet.columns import (
+        MAX_REQUEST_BYTES,
+        key_read_body,
+        keys_at_write,
+        keys_read,
+        misplaced,
+        write_bodies,
+    )
+
+    def bodies_for(pending: list, echo_keys: bool) -> list:
+        return write_bodies(
+            pending,
+            sheet_id=sheet_id,
+            key_column=key_column,
+            max_bytes=max_bytes or MAX_REQUEST_BYTES,
+            echo_keys=echo_keys,
+        )
+
+    calls = sent = index = 0
+    astray: list = []
+    unchecked: list = []
+    bodies = bodies_for(cells, not fallback) if cells else []
+    while index < len(bodies):
+        body, piece = bodies[index]
+        try:
+            response = session.values_batch_update_by_data_filter(spreadsheet_id, body)
+        except CredentialsError as error:
+            calls += 1
+            if fallback or not _refused(error):
+                raise
+            fallback = (
+                f"Google refused the write's key-column item ({error.metadata.get('api_status')}), "
+                "so the write went again without it"
+            )
+            notes.update(spreadsheet_id, **{ROW_CHECK_NOTE: fallback})
+            bodies, index = bodies_for([cell for _, part in bodies[index:] for cell in part], False), 0
+            continue
+        calls, sent, index = calls + 1, sent + len(body), index + 1
+        echoed = None if fallback else keys_at_write(response, sheet_id, key_column)
+        if echoed is not None:
+            astray += misplaced(piece, echoed)
+            continue
+        if not fallback:
+            fallback = "Google's answer to the write carried no updatedData for the key column"
+            notes.update(spreadsheet_id, **{ROW_CHECK_NOTE: fallback})
+        unchecked += piece
+    if unchecked:
+        reply = session.values_batch_get_by_data_filter(spreadsheet_id, key_read_body(sheet_id, key_column))
+        astray += misplaced(unchecked, keys_read(reply))
+    return _Written(calls, sent, astray, fallback)
+
+
+def _refused(error: CredentialsError) -> bool:
+    """Google's 400 INVALID_ARGUMENT: the request was refused as written, and nothing was applied."""
+    return error.metadata.get("http_status") == 400 and error.metadata.get("api_status") == "INVALID_ARGUMENT"
+
+
+def _read_tracked(
+    session: "SheetsSession",
+    spreadsheet_id: str,
+    tab: str,
+    sheet_id: int | None,
+    names: list[str],
+    notes: "SpreadsheetNotes",
+) -> tuple[Any, int, int, int]:
+    """The tracked columns as they are now, tagging any untagged one first (a one-time set-up).
+
+    Returns the read, the tab's sheetId, the set-up calls made and the extra tags the set-up removed. The
+    sheetId comes from the notes; a metadata read finds it when they have none, or when a tag's id resolved
+    on another tab (the tab was renamed, and another one took its name).
+    """
+    from jada_pipelines.port_sheet.columns import (
+        parse_read,
+        read_body,
+        setup_requests,
+        survey_tags,
+        tags_filter,
+    )
+
+    setups = removed = 0
     for attempt in range(MAX_SETUPS + 1):
+        if sheet_id is None:
+            sheet_id = _sheet_id(session.metadata(spreadsheet_id), tab)
+            setups += 1
+            sheet_ids = {**(notes.get(spreadsheet_id).get("sheet_ids") or {}), tab: sheet_id}
+            notes.update(spreadsheet_id, sheet_ids=sheet_ids)
+        body = read_body(tab, sheet_id, names)
         read = parse_read(
-            session.values_batch_get_by_data_filter(spreadsheet_id, read_body(tab, names)), names
+            session.values_batch_get_by_data_filter(spreadsheet_id, body), names, tab=tab, sheet_id=sheet_id
         )
         setups += int(attempt > 0)  # the read that checks the new tags
+        if read.elsewhere and attempt < MAX_SETUPS:
+            sheet_id = None
+            continue
         if not read.untagged or attempt == MAX_SETUPS:
-            return read, setups
-        sheet_id = _sheet_id(session.metadata(spreadsheet_id), tab)
-        session.batch_update(spreadsheet_id, {"requests": setup_requests(sheet_id, read)})
-        setups += 2
+            return read, sheet_id, setups, removed
+        survey = survey_tags(
+            session.search_developer_metadata(spreadsheet_id, {"dataFilters": [tags_filter()]}),
+            sheet_id,
+            names,
+        )
+        notes.update(spreadsheet_id, foreign_tags=survey.foreign)
+        session.batch_update(spreadsheet_id, {"requests": setup_requests(sheet_id, read, survey)})
+        setups, removed = setups + 2, removed + len(survey.extra)
     raise AssertionError("unreachable")
 
 

@@ -89,3 +89,43 @@ def _json_rows(frame: pd.DataFrame) -> list[list[Any]]:
         if str(dtype).startswith("datetime64"):
             cells[name] = frame[name].map(lambda stamp: stamp.isoformat(), na_action="ignore")
     return cells.where(frame.notna(), None).to_numpy().tolist()
+
+
+class SpreadsheetNotes:
+    """What the push has learned about each spreadsheet, kept beside the snapshots
+    (``$JADA_DATA_DIR/port_sheet/spreadsheets.json``) so later syncs start from it: each tab's ``sheetId``
+    (the tags' ids derive from it), how Google answers the write's row check, and the tags the last set-up
+    found on other tabs. ``path=None`` keeps the notes in memory only (engine tests, the benchmark).
+
+    Losing the file costs one metadata read (and, at worst, one refused write that is sent again): every
+    note is learned again from Google's answers.
+    """
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self._document: dict[str, dict[str, Any]] = self._load()
+
+    def _load(self) -> dict[str, dict[str, Any]]:
+        if self.path is None:
+            return {}
+        try:
+            document = json.loads(self.path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
+            return {}  # unreadable notes are relearned from Google's answers
+        return document if isinstance(document, dict) else {}
+
+    def get(self, spreadsheet_id: str) -> dict[str, Any]:
+        notes = self._document.get(spreadsheet_id)
+        return dict(notes) if isinstance(notes, dict) else {}
+
+    def update(self, spreadsheet_id: str, **facts: Any) -> None:
+        if self.path is not None:
+            # Another configuration's push may have noted something since this one read the file.
+            self._document = self._load()
+        self._document[spreadsheet_id] = {**self.get(spreadsheet_id), **facts}
+        if self.path is not None:
+            write_private_json(self.path, self._document)
+
+
+def notes_path() -> Path:
+    return settings.data_dir() / "port_sheet" / "spreadsheets.json"

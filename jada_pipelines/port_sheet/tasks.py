@@ -134,17 +134,19 @@ def sync_tasks(
                 continue
             if older.status in LEASED:
                 running.append(older.id)
-            elif queue.supersede(older.id, by=task_id):
-                superseded.append(older.id)
+            # Conditional too: a session that started since this read (a claim raced it) finishes.
+            else:
+                (superseded if queue.supersede(older.id, by=task_id) else running).append(older.id)
     for key in present:
         if key in requested:
             continue
         for older in open_by_source.get(task_source(key), []):
             if older.status in LEASED:
                 running.append(older.id)
-            # Only a task still waiting is withdrawn; failed and dead ones keep their outcome.
-            elif older.status in ("queued", "incomplete") and queue.cancel(older.id):
-                cancelled.append(older.id)
+            # Only a task still waiting is withdrawn; failed and dead ones keep their outcome. The cancel is
+            # conditional: a session that started since this read (a claim raced it) is left to finish.
+            elif older.status in ("queued", "incomplete"):
+                (cancelled if queue.cancel_unstarted(older.id) else running).append(older.id)
     return TaskSync(enqueued, known, superseded, cancelled, running)
 
 
