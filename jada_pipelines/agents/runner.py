@@ -486,7 +486,25 @@ def run_session(
     retry_counter = RetryCounter()
     client = build_client(max_retries=max_retries, timeout_s=api_timeout_s, retry_counter=retry_counter)
     overrides = {} if command_timeout_s is None else {"command_timeout_s": command_timeout_s}
-    toolbox = Toolbox.from_env(spec.workdir, stop=stop or threading.Event(), deadline=deadline, **overrides)
+    try:
+        toolbox = Toolbox.from_env(
+            spec.workdir, stop=stop or threading.Event(), deadline=deadline, **overrides
+        )
+    except settings.ConfigError as exc:  # JADA_AGENT_SANDBOX=uid found the session could not be confined
+        client.close()
+        return SessionResult(
+            "transient" if getattr(exc, "transient", False) else "failed",
+            None,
+            0,
+            Usage(),
+            0.0,
+            0.0,
+            0,
+            [],
+            transcript_path(spec.task_id, spec.attempt),
+            error=str(exc),
+            limit="sandbox",
+        )
     try:
         session = ClaudeSession(
             spec,
@@ -498,3 +516,4 @@ def run_session(
         return session.run()
     finally:
         client.close()
+        toolbox.close()
