@@ -192,7 +192,10 @@ class Transcript:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Every folder it creates is 0700, the transcripts/ folder too (mkdir's parents=True would make it 0755).
+        for folder in [*reversed(path.parent.parents), path.parent]:
+            if not folder.is_dir():
+                folder.mkdir(mode=0o700, exist_ok=True)
         # Transcripts hold the prompt and every tool result: readable by their owner only.
         self._file = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w")
 

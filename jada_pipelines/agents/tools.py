@@ -345,7 +345,7 @@ class Toolbox:
         # --die-with-parent alone would do it too, but a moment after we return). In uid mode, every process of
         # the slot uid. Unsandboxed, the process group is all there is to kill.
         if self.uid_slot is not None:
-            self.uid_slot.kill_all()
+            self.uid_slot.kill_all(keep=process.pid)
         child_pid = None
         if info_read is not None:
             os.set_blocking(info_read, False)

@@ -51,6 +51,7 @@ SHARED_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm")
 TMP_NAME = ".jada-tmp"
 SLOTS_DIR = "uid-slots"
 _PR_SET_DUMPABLE = 4
+_PR_SET_CHILD_SUBREAPER = 36
 # How long the end of a command may take to see every process of the uid gone.
 _KILL_WAIT_S = 2.0
 
@@ -109,17 +110,35 @@ def probe_uid_mode() -> str | None:
     return None
 
 
-def close_worker_proc() -> None:
-    """``prctl(PR_SET_DUMPABLE, 0)``: this process's /proc files (environ, mem, fd...) become root's, closed to
-    every other uid. Holds until the worker execs; children inherit it until they exec."""
+def prepare_worker() -> None:
+    """Before the first command: ``prctl(PR_SET_DUMPABLE, 0)``, so this process's /proc files (environ, mem,
+    fd...) become root's, closed to every other uid (it holds until the worker execs; children inherit it until
+    they exec); and ``PR_SET_CHILD_SUBREAPER``, so what a command leaves behind is reparented to the worker, which
+    reaps it at once (a process killed but not reaped still counts against the uid's RLIMIT_NPROC)."""
     libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
+    for option, value, name in (
+        (_PR_SET_DUMPABLE, 0, "PR_SET_DUMPABLE, 0"),
+        (_PR_SET_CHILD_SUBREAPER, 1, "PR_SET_CHILD_SUBREAPER, 1"),
+    ):
+        if libc.prctl(option, value, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), f"prctl({name}) failed")
 
 
-def uid_processes(uid: int) -> list[int]:
-    """PIDs of the live (not zombie) processes whose real, effective, saved or file-system uid is ``uid``."""
+def reap(uid: int, keep: int | None = None) -> None:
+    """Reap the ended processes of ``uid`` that were reparented to this worker, but not ``keep`` (the command's
+    shell, which its ``Popen`` waits for)."""
+    for pid in uid_processes(uid, zombies=True, ours=True):
+        if pid != keep:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+
+
+def uid_processes(uid: int, *, zombies: bool = False, ours: bool = False) -> list[int]:
+    """PIDs of the processes whose real, effective, saved or file-system uid is ``uid``: the live ones, and with
+    ``zombies`` also those that ended but were not reaped yet (they still count against the uid's RLIMIT_NPROC).
+    Zombies whose parent is this process are listed only with ``ours``."""
     found = []
+    me = str(os.getpid())
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
@@ -128,10 +147,12 @@ def uid_processes(uid: int) -> list[int]:
                 fields = dict(line.split(":", 1) for line in status if ":" in line)
         except (OSError, ValueError):
             continue
-        if fields.get("State", "").strip().startswith(("Z", "X")):
+        if str(uid) not in fields.get("Uid", "").split():
             continue
-        if str(uid) in fields.get("Uid", "").split():
-            found.append(int(name))
+        ended = fields.get("State", "").strip().startswith(("Z", "X"))
+        if ended and (not zombies or (fields.get("PPid", "").strip() == me) != ours):
+            continue
+        found.append(int(name))
     return found
 
 
@@ -192,12 +213,18 @@ class UidSlot:
         self._remove(self.tmpdir())
         return gone
 
-    def kill_all(self, timeout_s: float = _KILL_WAIT_S) -> bool:
+    def kill_all(self, timeout_s: float = _KILL_WAIT_S, *, keep: int | None = None) -> bool:
         """SIGKILL every process of the uid, until none is left (or ``timeout_s``). The kill is sent as the
-        uid itself with ``kill(-1)``, which reaches all of its processes in one pass, however fast they fork."""
+        uid itself with ``kill(-1)``, which reaches all of its processes in one pass, however fast they fork.
+        Then reap them (all but ``keep``), so they no longer count against RLIMIT_NPROC."""
         deadline = time.monotonic() + timeout_s
         while True:
             if not uid_processes(self.uid):
+                reap(self.uid, keep)
+                # Those another parent (the init process, without the subreaper) must reap: the next command waits.
+                while uid_processes(self.uid, zombies=True) and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                    reap(self.uid, keep)
                 return True
             subprocess.run(
                 [*self._as_uid(), "/bin/bash", "-c", "kill -KILL -1 2>/dev/null; exit 0"],
@@ -353,7 +380,7 @@ def open_slot(workdir: Path) -> UidSlot:
     reach any protected path, and give it the working directory. UidSandboxError names what is wrong."""
     if problem := probe_uid_mode():
         raise UidSandboxError(problem)
-    close_worker_proc()
+    prepare_worker()
     workdir = Path(workdir).resolve()
     slots = settings.data_dir() / SLOTS_DIR
     slots.mkdir(mode=0o700, exist_ok=True)
