@@ -44,7 +44,6 @@ from pathlib import Path
 
 from jada_pipelines import settings
 
-DEFAULT_UID_RANGE = "61000-61015"
 # Directories every user may write to: what a slot uid leaves there is removed at the end of its session.
 SHARED_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm")
 # The command's private temporary folder, inside its working directory.
@@ -69,35 +68,14 @@ class UidSlotsBusy(UidSandboxError):
 
 
 def uid_range() -> range:
-    """``JADA_AGENT_UID_RANGE`` (``FIRST-LAST``, inclusive), checked: no root, not the worker's own uid, and at
-    least one uid per concurrent session."""
-    raw = settings.env("JADA_AGENT_UID_RANGE") or DEFAULT_UID_RANGE
-    try:
-        first, last = (int(part) for part in raw.split("-"))
-    except ValueError:
-        raise UidSandboxError(
-            f"JADA_AGENT_UID_RANGE={raw!r} is not a range of user ids: write it as FIRST-LAST, such as "
-            f"{DEFAULT_UID_RANGE}."
-        ) from None
-    ids = range(first, last + 1)
-    if first < 1000 or len(ids) < settings.MAX_CONCURRENT_SESSIONS:
-        raise UidSandboxError(
-            f"JADA_AGENT_UID_RANGE={raw!r} must hold at least {settings.MAX_CONCURRENT_SESSIONS} user ids (one "
-            f"per concurrent session), all 1000 or more and used by nobody else on this host, such as "
-            f"{DEFAULT_UID_RANGE}."
-        )
-    if os.getuid() in ids:
-        raise UidSandboxError(
-            f"JADA_AGENT_UID_RANGE={raw!r} holds the run worker's own uid {os.getuid()}: choose ids no one uses."
-        )
-    return ids
+    return settings.agent_uid_range()
 
 
 def probe_uid_mode() -> str | None:
     """``None`` when this worker can run commands as slot uids; otherwise why not, with the fix."""
     try:
         uid_range()
-    except UidSandboxError as exc:
+    except settings.ConfigError as exc:
         return str(exc)
     if os.geteuid() != 0:
         return (
