@@ -57,7 +57,7 @@ def host(monkeypatch, anthropic_emulator):
     home.mkdir(mode=0o700)
     (home / "dagster.yaml").write_text("# planted-dagster-home-file\n")
     token_file = base / "google-token.json"
-    token_file.write_text(json.dumps({"refresh_token": "1//uid-sandbox-token"}))
+    token_file.write_text(json.dumps({"refresh_token": "1//uid-token"}))
     token_file.chmod(0o600)
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv("JADA_DATA_DIR", str(base / "data"))
@@ -71,7 +71,7 @@ def host(monkeypatch, anthropic_emulator):
     secrets = {
         **SECRETS,
         "ANTHROPIC_API_KEY": os.environ["ANTHROPIC_API_KEY"],
-        "google_refresh_token": "1//uid-sandbox-token",
+        "google_refresh_token": "1//uid-token",
     }
     # The secrets as ECS gives them: in the environment a process of the task was started with (monkeypatch
     # changes only this process's copy, which /proc/PID/environ does not show).
@@ -146,7 +146,7 @@ ROWS = (
         lambda r, c: "Permission denied" in r and "mem-read" not in r,
     ),
     Row(
-        "the Google token file", lambda c: f"cat {c['token_file']}", lambda r, c: "uid-sandbox-token" not in r
+        "the Google token file", lambda c: f"cat {c['token_file']}", lambda r, c: "uid-token" not in r
     ),
     Row(
         "the task queue", lambda c: f"head -c 64 {c['data']}/tasks.db", lambda r, c: "SQLite format" not in r

@@ -11,7 +11,7 @@ import sys
 import boto3
 import pytest
 
-KEY = "sk-ant-run-task-secret-value"
+KEY = "sk-ant-not-a-key-rt"
 URL = "postgresql+psycopg2://jada:run-task-password@db.internal:5432/dagster"
 SHOW = "import os; print(os.environ.get('ANTHROPIC_API_KEY'), os.environ.get('JADA_POSTGRES_URL'))"
 
