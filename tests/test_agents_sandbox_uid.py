@@ -76,7 +76,14 @@ def host(monkeypatch, anthropic_emulator):
     # The secrets as ECS gives them: in the environment a process of the task was started with (monkeypatch
     # changes only this process's copy, which /proc/PID/environ does not show).
     container = subprocess.Popen(["sleep", "600"], env={"PATH": "/usr/bin:/bin", **secrets})
-    yield {"base": base, "home": home, "data": base / "data", "token_file": token_file, "secrets": secrets}
+    yield {
+        "base": base,
+        "home": home,
+        "data": base / "data",
+        "token_file": token_file,
+        "secrets": secrets,
+        "container": container.pid,
+    }
     container.kill()
     container.wait()
     shutil.rmtree(base, ignore_errors=True)
@@ -134,20 +141,21 @@ def _escapes(ctx: dict) -> list[Path]:
 ROWS = (
     Row(
         "the worker's environment, through /proc",
+        # The worker, and a root process started with the secrets as ECS starts the task's processes (only
+        # those: this machine's other processes are none of the test's business).
         lambda c: (
-            r"tr '\0' '\n' < /proc/$PPID/environ; "
-            r"for f in /proc/[0-9]*/environ; do tr '\0' '\n' < $f; done 2>/dev/null; env"
+            r"{ tr '\0' '\n' < /proc/$PPID/environ; "
+            + f"tr '\\0' '\\n' < /proc/{c['container']}/environ; env; }} 2>&1 "
+            + f"| grep -E '^({'|'.join(SECRETS)}|ANTHROPIC_API_KEY)=|denied' | sort -u"
         ),
-        _no_secret,
+        lambda r, c: _no_secret(r, c) and r.count("Permission denied") == 2,
     ),
     Row(
         "the worker's open files and memory",
         lambda c: "ls /proc/$PPID/fd 2>&1 | head -3; head -c 8 /proc/$PPID/mem > /dev/null && echo mem-read",
         lambda r, c: "Permission denied" in r and "mem-read" not in r,
     ),
-    Row(
-        "the Google token file", lambda c: f"cat {c['token_file']}", lambda r, c: "uid-token" not in r
-    ),
+    Row("the Google token file", lambda c: f"cat {c['token_file']}", lambda r, c: "uid-token" not in r),
     Row(
         "the task queue", lambda c: f"head -c 64 {c['data']}/tasks.db", lambda r, c: "SQLite format" not in r
     ),
