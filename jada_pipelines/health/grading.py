@@ -188,7 +188,8 @@ def grade_sandbox(status: SandboxStatus) -> Finding:
             "sandbox",
             "WARN",
             f"{status.summary} Acceptable only on a single-purpose VM or container that holds no other secrets "
-            "(docs/agents.md, Sandbox); unset JADA_AGENT_SANDBOX to confine them.",
+            "(docs/agents.md, Sandbox); unset JADA_AGENT_SANDBOX to confine them, or set it to 'uid' where "
+            "bubblewrap cannot run.",
             details,
         )
     if status.mode == "uid":
