@@ -18,6 +18,8 @@ DEFAULT_WEBSERVER_URL = "http://localhost:3000"
 DEFAULT_AGENT_MODEL = "claude-sonnet-5-5"
 DEFAULT_AGENT_MAX_TURNS = 30
 MAX_CONCURRENT_SESSIONS = 5
+# JADA_AGENT_SANDBOX=uid: the user ids the sessions' commands run as, one per concurrent session.
+DEFAULT_AGENT_UID_RANGE = "61000-61015"
 # The run tag that dagster.yaml limits to MAX_CONCURRENT_SESSIONS concurrent runs.
 AGENT_SESSION_TAG = "jada/agent-session"
 
@@ -101,6 +103,31 @@ def workdir_roots() -> list[Path]:
             "separated by ':'."
         )
     return [root.resolve() for root in roots]
+
+
+def agent_uid_range() -> range:
+    """``JADA_AGENT_UID_RANGE`` (``FIRST-LAST``, inclusive; default 61000-61015): the slot uids of
+    ``JADA_AGENT_SANDBOX=uid``. Checked: 1000 or more, not the worker's own uid, and one per concurrent session."""
+    raw = env("JADA_AGENT_UID_RANGE") or DEFAULT_AGENT_UID_RANGE
+    try:
+        first, last = (int(part) for part in raw.split("-"))
+    except ValueError:
+        raise ConfigError(
+            f"JADA_AGENT_UID_RANGE={raw!r} is not a range of user ids: write it as FIRST-LAST, such as "
+            f"{DEFAULT_AGENT_UID_RANGE}."
+        ) from None
+    ids = range(first, last + 1)
+    if first < 1000 or len(ids) < MAX_CONCURRENT_SESSIONS:
+        raise ConfigError(
+            f"JADA_AGENT_UID_RANGE={raw!r} must hold at least {MAX_CONCURRENT_SESSIONS} user ids (one per "
+            f"concurrent session), all 1000 or more and used by nobody else on this host, such as "
+            f"{DEFAULT_AGENT_UID_RANGE}."
+        )
+    if os.getuid() in ids:
+        raise ConfigError(
+            f"JADA_AGENT_UID_RANGE={raw!r} holds the run worker's own uid {os.getuid()}: choose ids no one uses."
+        )
+    return ids
 
 
 def webserver_url() -> str:

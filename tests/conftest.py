@@ -31,12 +31,16 @@ _SCRUBBED = (
     "JADA_WEBSERVER_URL",
     "JADA_ENV",
     "JADA_POSTGRES_URL",
+    # The run task's entrypoint reads these two secrets (jada_pipelines/run_task.py).
+    "JADA_ANTHROPIC_API_KEY_SECRET_ID",
+    "JADA_POSTGRES_URL_SECRET_ID",
     "JADA_ECS_RUN_TASK_DEFINITION",
     "JADA_AGENT_SENSOR_INTERVAL_SECONDS",
     "JADA_AGENT_CONTINUE_DELAY_SECONDS",
     # The sandbox and its limits (agents/sandbox.py, agents/tools.py).
     "JADA_AGENT_SANDBOX",
     "JADA_AGENT_NETWORK",
+    "JADA_AGENT_UID_RANGE",
     "JADA_AGENT_WORKDIR_ROOTS",
     "JADA_AGENT_WORKDIR_MAX_MB",
     "JADA_AGENT_WORKDIR_MAX_FILES",
@@ -74,6 +78,8 @@ _SCRUBBED = (
     "AWS_SESSION_TOKEN",
     "AWS_REGION",
     "AWS_ENDPOINT_URL",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
     "GOOGLE_APPLICATION_CREDENTIALS",
 )
 # Service-specific endpoints (AWS_ENDPOINT_URL_DYNAMODB, ...) override AWS_ENDPOINT_URL and the moto server.

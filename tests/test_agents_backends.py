@@ -271,6 +271,20 @@ def test_claude_code_refuses_to_run_with_the_sandbox_off(instance, anthropic_emu
 
 
 @pytest.mark.claude_code
+def test_claude_code_refuses_the_uid_sandbox_and_says_to_use_the_messages_backend(
+    instance, anthropic_emulator, monkeypatch
+):
+    """Until the model's commands leave the CLI's process tree, a slot uid could not hold them apart from it."""
+    monkeypatch.setenv("JADA_AGENT_SANDBOX", "uid")
+    open_queue().enqueue("t1", "x", backend="claude-code")
+    result, _ = run_next(instance)
+    description = result.failure_data_for_node("agent_session").user_failure_data.description
+    assert "JADA_AGENT_SANDBOX=uid, but Claude Code sessions run only under bubblewrap" in description
+    assert "JADA_AGENT_BACKEND=messages" in description
+    assert anthropic_emulator.requests == []
+
+
+@pytest.mark.claude_code
 def test_a_default_backend_that_cannot_start_claims_nothing_so_no_attempt_is_spent(
     instance, anthropic_emulator, monkeypatch
 ):

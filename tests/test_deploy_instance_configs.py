@@ -67,24 +67,66 @@ def _variables(container: dict, kind: str) -> set[str]:
 
 
 @pytest.mark.parametrize("name", ["run", "daemon", "webserver"])
-def test_each_ecs_task_definition_registers_and_takes_its_secrets_from_secrets_manager(aws, name):
+def test_each_ecs_task_definition_registers_and_holds_no_secret_in_its_environment(aws, name):
     definition = _task_definition(name)
     # botocore checks every field's name and type before sending; moto stores it.
     registered = boto3.client("ecs").register_task_definition(**definition)["taskDefinition"]
 
     (container,) = registered["containerDefinitions"]
-    assert "JADA_POSTGRES_URL" in _variables(container, "secrets")
     assert not {"JADA_POSTGRES_URL", "ANTHROPIC_API_KEY", "SLACK_WEBHOOK_URL"} & _variables(
         container, "environment"
     )
+    if name != "run":  # ECS resolves theirs at start; the run task reads its own (below)
+        assert "JADA_POSTGRES_URL" in _variables(container, "secrets")
 
 
-def test_the_run_task_holds_only_what_a_session_needs_and_says_it_runs_commands_unconfined():
-    """Fargate allows no user namespaces, so each session's own task is its isolation (docs/agents.md, Sandbox):
-    the Slack webhook and Google credentials stay with the daemon."""
+def test_the_run_task_runs_sessions_in_uid_mode_and_reads_its_two_secrets_itself():
+    """Fargate allows no user namespaces: the model's commands run as slot uids (docs/agents.md, Sandbox). ECS
+    injects no secret into the run task: its entrypoint reads them from Secrets Manager with the task role
+    (tests/test_run_task.py), so they are in no environment ECS starts a process with."""
     (run,) = _task_definition("run")["containerDefinitions"]
-    assert _variables(run, "secrets") == {"JADA_POSTGRES_URL", "ANTHROPIC_API_KEY"}
-    assert {"name": "JADA_AGENT_SANDBOX", "value": "off"} in run["environment"]
+    assert "secrets" not in run
+    environment = {v["name"]: v["value"] for v in run["environment"]}
+    assert environment["JADA_AGENT_SANDBOX"] == "uid"
+    assert environment["JADA_AGENT_UID_RANGE"] == "61000-61015"
+    assert environment["JADA_ANTHROPIC_API_KEY_SECRET_ID"] == "jada/anthropic-api-key"
+    assert environment["JADA_POSTGRES_URL_SECRET_ID"] == "jada/postgres-url"
+    assert run["entryPoint"] == ["python", "-m", "jada_pipelines.run_task"]
+    assert importlib.util.find_spec("jada_pipelines.run_task") is not None
+    # Root, to switch each command to its slot uid; an init process reaps what the slot uids leave.
+    assert run["user"] == "0" and run["linuxParameters"]["initProcessEnabled"] is True
+
+
+def test_the_run_task_role_reaches_only_its_two_secrets_the_google_token_and_the_queue_table():
+    policy = json.loads((DEPLOY / "ecs" / "iam" / "jada-run-task-role.json").read_text())
+    grants = {
+        statement["Sid"]: (statement["Action"], statement["Resource"]) for statement in policy["Statement"]
+    }
+    assert all(statement["Effect"] == "Allow" for statement in policy["Statement"])
+    assert grants["ReadTheRunsSecretsAtStart"] == (
+        "secretsmanager:GetSecretValue",
+        [
+            "arn:aws:secretsmanager:REGION:ACCOUNT_ID:secret:jada/anthropic-api-key-??????",
+            "arn:aws:secretsmanager:REGION:ACCOUNT_ID:secret:jada/postgres-url-??????",
+        ],
+    )
+    actions, resources = grants["TheTaskQueue"]
+    assert all(action.startswith("dynamodb:") for action in actions)
+    assert not {"dynamodb:DeleteTable", "dynamodb:CreateTable", "dynamodb:*"} & set(actions)
+    assert resources == [
+        "arn:aws:dynamodb:REGION:ACCOUNT_ID:table/jada-tasks",
+        "arn:aws:dynamodb:REGION:ACCOUNT_ID:table/jada-tasks/index/*",
+    ]
+    # Port-sheet syncs run in the same task definition and refresh the Google token.
+    actions, resource = grants["TheGoogleTokenOfPortSheetSyncs"]
+    assert resource == "arn:aws:secretsmanager:REGION:ACCOUNT_ID:secret:jada/google-token-??????"
+    assert set(grants) == {"ReadTheRunsSecretsAtStart", "TheTaskQueue", "TheGoogleTokenOfPortSheetSyncs"}
+    # Every name in the policy is the one the task definitions use.
+    (daemon,) = _task_definition("daemon")["containerDefinitions"]
+    daemon_env = {v["name"]: v["value"] for v in daemon["environment"]}
+    assert daemon_env["JADA_TASK_QUEUE_URL"] == "dynamodb://jada-tasks"
+    assert daemon_env["JADA_GOOGLE_TOKEN_SECRET_ID"] == "jada/google-token"
+    assert _task_definition("run")["taskRoleArn"].endswith(":role/jada-run")
 
 
 def test_the_daemon_task_sets_every_variable_the_launcher_passes_on_to_runs():

@@ -181,6 +181,12 @@ def check_cli() -> Path:
             "key and run the model's commands unconfined): unset JADA_AGENT_SANDBOX, or use "
             "JADA_AGENT_BACKEND=messages."
         )
+    if sandbox_mode() == "uid":
+        raise settings.ConfigError(
+            "JADA_AGENT_SANDBOX=uid, but Claude Code sessions run only under bubblewrap: the CLI runs the model's "
+            "commands in its own process tree, under its own uid, so the slot uid could not hold them apart from "
+            "the CLI and its session files. Use JADA_AGENT_BACKEND=messages where bubblewrap cannot run."
+        )
     return cli
 
 

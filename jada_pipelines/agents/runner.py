@@ -195,7 +195,10 @@ class Transcript:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Every folder it creates is 0700, the transcripts/ folder too (mkdir's parents=True would make it 0755).
+        for folder in [*reversed(path.parent.parents), path.parent]:
+            if not folder.is_dir():
+                folder.mkdir(mode=0o700, exist_ok=True)
         # Transcripts hold the prompt and every tool result: readable by their owner only.
         self._file = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w")
 
@@ -489,7 +492,25 @@ def run_session(
     retry_counter = RetryCounter()
     client = build_client(max_retries=max_retries, timeout_s=api_timeout_s, retry_counter=retry_counter)
     overrides = {} if command_timeout_s is None else {"command_timeout_s": command_timeout_s}
-    toolbox = Toolbox.from_env(spec.workdir, stop=stop or threading.Event(), deadline=deadline, **overrides)
+    try:
+        toolbox = Toolbox.from_env(
+            spec.workdir, stop=stop or threading.Event(), deadline=deadline, **overrides
+        )
+    except settings.ConfigError as exc:  # JADA_AGENT_SANDBOX=uid found the session could not be confined
+        client.close()
+        return SessionResult(
+            "transient" if getattr(exc, "transient", False) else "failed",
+            None,
+            0,
+            Usage(),
+            0.0,
+            0.0,
+            0,
+            [],
+            transcript_path(spec.task_id, spec.attempt),
+            error=str(exc),
+            limit="sandbox",
+        )
     try:
         session = ClaudeSession(
             spec,
@@ -501,3 +522,4 @@ def run_session(
         return session.run()
     finally:
         client.close()
+        toolbox.close()

@@ -19,8 +19,9 @@ When the sandbox's first process (the command's shell) exits, the kernel ends ev
 namespace: a ``setsid sleep 300 &`` dies with the command that started it, pipe or no pipe. Killing ``bwrap``
 (timeout, lease lost, output flood) ends the namespace the same way.
 
-``JADA_AGENT_SANDBOX=off`` runs commands unconfined (see docs/agents.md for when that is acceptable);
-``JADA_AGENT_NETWORK=host`` shares the host's network, loopback services included.
+``JADA_AGENT_SANDBOX=uid`` runs each command as an unprivileged slot uid instead, where bubblewrap cannot run
+(``uid_sandbox.py``); ``JADA_AGENT_SANDBOX=off`` runs commands unconfined (see docs/agents.md for when that is
+acceptable); ``JADA_AGENT_NETWORK=host`` shares the host's network, loopback services included.
 """
 
 from __future__ import annotations
@@ -235,15 +236,17 @@ def end_sandbox(child_pid: int, *, timeout_s: float = 2.0) -> bool:
 
 
 def sandbox_mode() -> str:
-    """``bwrap`` (the default) or ``off`` (``JADA_AGENT_SANDBOX=off``: commands run unconfined)."""
+    """``bwrap`` (the default), ``uid`` (each command as a slot uid, ``uid_sandbox.py``) or ``off``
+    (``JADA_AGENT_SANDBOX=off``: commands run unconfined)."""
     raw = (settings.env("JADA_AGENT_SANDBOX") or "bwrap").lower()
     if raw in ("bwrap", "on"):
         return "bwrap"
-    if raw == "off":
-        return "off"
+    if raw in ("uid", "off"):
+        return raw
     raise settings.ConfigError(
-        f"JADA_AGENT_SANDBOX={raw!r} is not a sandbox mode: leave it unset (bubblewrap) or set it to 'off' "
-        "to run the model's commands unconfined."
+        f"JADA_AGENT_SANDBOX={raw!r} is not a sandbox mode: leave it unset (bubblewrap), set it to 'uid' where "
+        "bubblewrap cannot run (each command as an unprivileged slot uid), or to 'off' to run the model's "
+        "commands unconfined."
     )
 
 
@@ -260,7 +263,7 @@ def network_mode() -> str:
 
 @dataclass(frozen=True)
 class SandboxStatus:
-    mode: str  # bwrap | off
+    mode: str  # bwrap | uid | off
     network: str  # none | host
     problem: str | None  # why no session can run, naming the fix; None when sessions can run
 
@@ -271,6 +274,8 @@ class SandboxStatus:
                 "JADA_AGENT_SANDBOX=off: the model's commands run unconfined, as the run worker's user, and can "
                 "read its secrets and files."
             )
+        if self.mode == "uid":
+            return "uid (network not confined)"
         return f"bubblewrap, network {self.network}"
 
 
@@ -310,4 +315,8 @@ def sandbox_status() -> SandboxStatus:
         mode, network = sandbox_mode(), network_mode()
     except settings.ConfigError as exc:
         return SandboxStatus("bwrap", "none", str(exc))
+    if mode == "uid":
+        from jada_pipelines.agents.uid_sandbox import probe_uid_mode
+
+        return SandboxStatus(mode, "host", probe_uid_mode())
     return SandboxStatus(mode, network, probe_bwrap() if mode == "bwrap" else None)

@@ -4,6 +4,8 @@ The model's commands are untrusted: whoever edits the port sheet's ``task`` colu
 - Every bash command runs in a fresh bubblewrap sandbox (``sandbox.py``): only the working directory is
   writable, nothing else of the host is visible, no network unless ``JADA_AGENT_NETWORK=host``, and the
   environment is built from an allow-list, so no API key, Google, Slack, AWS or Postgres secret reaches it.
+  Where bubblewrap cannot run, ``JADA_AGENT_SANDBOX=uid`` runs each command as the session's slot uid instead
+  (``uid_sandbox.py``); the hooks below (``uid_slot``) are all this module knows of it.
 - Limits hold whatever the command does: a timeout (and a stopped session) ends the whole sandbox and the
   call returns within a second or two of its deadline, pipe or no pipe; output is read as it arrives into a
   bounded head-and-tail buffer and the command is stopped past a byte limit; file size, processes and memory
@@ -30,6 +32,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jada_pipelines import settings
 from jada_pipelines.agents.sandbox import Rlimits, SandboxPolicy, bwrap_argv, end_sandbox, sandbox_child_pid
@@ -40,6 +43,9 @@ from jada_pipelines.agents.workdir_watch import (
     WorkdirWatch,
     over_limit,
 )
+
+if TYPE_CHECKING:
+    from jada_pipelines.agents.uid_sandbox import UidSlot
 
 BASH_TOOL = {"type": "bash_20250124", "name": "bash"}
 EDITOR_NAME = "str_replace_based_edit_tool"
@@ -164,7 +170,7 @@ class Toolbox:
     output_limit: int = DEFAULT_OUTPUT_LIMIT
     stop: threading.Event = field(default_factory=threading.Event)
     files_touched: list[str] = field(default_factory=list)
-    sandbox: str = "bwrap"  # or "off": JADA_AGENT_SANDBOX=off
+    sandbox: str = "bwrap"  # or "uid" / "off": JADA_AGENT_SANDBOX
     network: bool = False  # JADA_AGENT_NETWORK=host
     rlimits: Rlimits = field(default_factory=Rlimits)
     output_max_bytes: int = DEFAULT_OUTPUT_MAX_BYTES
@@ -174,10 +180,21 @@ class Toolbox:
     tmp_size_mb: int = DEFAULT_TMP_SIZE_MB
     # time.monotonic() past which no command may run (the session's wall-clock limit); None: no limit.
     deadline: float | None = None
+    # JADA_AGENT_SANDBOX=uid: the session's slot uid, taken here and freed by close().
+    uid_slot: UidSlot | None = None
 
     def __post_init__(self) -> None:
         self.workdir = Path(self.workdir).resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.sandbox == "uid" and self.uid_slot is None:
+            from jada_pipelines.agents.uid_sandbox import open_slot
+
+            self.uid_slot = open_slot(self.workdir)
+
+    def close(self) -> None:
+        """The end of the session: in uid mode, no process of its uid is left and the slot is free."""
+        if self.uid_slot is not None:
+            self.uid_slot.close()
 
     @classmethod
     def from_env(cls, workdir: Path, **overrides) -> Toolbox:
@@ -237,6 +254,8 @@ class Toolbox:
 
     def command_argv(self, command: str, *, info_fd: int | None = None) -> list[str]:
         env = scrubbed_environment(self.workdir)
+        if self.uid_slot is not None:
+            return self.uid_slot.argv(command, self.rlimits.prlimit_argv())
         if self.sandbox == "off":
             return [*self.rlimits.prlimit_argv(), "bash", "-c", command]
         policy = SandboxPolicy(
@@ -263,14 +282,17 @@ class Toolbox:
             if timeout <= 0:
                 return ToolResult("not executed: the session's wall-clock limit was reached", is_error=True)
         # bwrap reports the host PID of the sandbox's first process here, so a kill can wait for the sandbox.
-        info_read, info_write = os.pipe() if self.sandbox != "off" else (None, None)
+        info_read, info_write = os.pipe() if self.sandbox == "bwrap" else (None, None)
+        env = scrubbed_environment(self.workdir)
+        if self.uid_slot is not None:
+            env = self.uid_slot.command_env(env)  # a fresh private TMPDIR
         process = subprocess.Popen(
             self.command_argv(command, info_fd=info_write),
             pass_fds=() if info_write is None else (info_write,),
             cwd=self.workdir,
             # bwrap itself gets the allow-listed environment too: its process inside the sandbox (PID 1) keeps
             # the environment it was started with, readable in the sandbox's /proc/1/environ.
-            env=scrubbed_environment(self.workdir),
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -283,6 +305,8 @@ class Toolbox:
         finally:
             if info_read is not None:
                 os.close(info_read)
+            if self.uid_slot is not None:
+                self.uid_slot.end_command()  # nothing of the command outlives it
         text = output.text()
         if verdict:
             return ToolResult(f"{text}\n[{verdict}]".lstrip(), is_error=True)
@@ -300,9 +324,15 @@ class Toolbox:
         fd = process.stdout.fileno()
         verdict = None
         watch = WorkdirWatch([self.workdir], self.workdir_limits)
+        shell_ended = False
         with selectors.DefaultSelector() as selector, watch:
             selector.register(fd, selectors.EVENT_READ)
             while True:
+                if self.uid_slot is not None and not shell_ended and process.poll() is not None:
+                    # As bubblewrap's PID namespace does: the shell's end ends what it left running, so the
+                    # pipe closes once its last output is read.
+                    shell_ended = True
+                    self.uid_slot.kill_all()
                 if self.stop.is_set():
                     verdict = "killed: the session was stopped"
                     break
@@ -335,11 +365,12 @@ class Toolbox:
         process.stdout.close()
         return output, verdict
 
-    @staticmethod
-    def _kill(process: subprocess.Popen, info_read: int | None) -> None:
+    def _kill(self, process: subprocess.Popen, info_read: int | None) -> None:
         # The sandbox's first process first, waiting until the kernel has ended its whole PID namespace (bwrap's
-        # --die-with-parent alone would do it too, but a moment after we return). Unsandboxed, the process
-        # group is all there is to kill.
+        # --die-with-parent alone would do it too, but a moment after we return). In uid mode, every process of
+        # the slot uid. Unsandboxed, the process group is all there is to kill.
+        if self.uid_slot is not None:
+            self.uid_slot.kill_all(keep=process.pid)
         child_pid = None
         if info_read is not None:
             os.set_blocking(info_read, False)
@@ -411,6 +442,11 @@ class Toolbox:
             file.write(text.encode())
 
     def _touched(self, path: Path) -> None:
+        if self.uid_slot is not None:  # the editor writes as the worker: give the file (and new folders) back
+            for part in (path, *path.parents):
+                if part == self.workdir:
+                    break
+                self.uid_slot.own(part)
         relative = str(path.relative_to(self.workdir))
         if relative not in self.files_touched:
             self.files_touched.append(relative)

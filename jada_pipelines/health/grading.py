@@ -188,7 +188,17 @@ def grade_sandbox(status: SandboxStatus) -> Finding:
             "sandbox",
             "WARN",
             f"{status.summary} Acceptable only on a single-purpose VM or container that holds no other secrets "
-            "(docs/agents.md, Sandbox); unset JADA_AGENT_SANDBOX to confine them.",
+            "(docs/agents.md, Sandbox); unset JADA_AGENT_SANDBOX to confine them, or set it to 'uid' where "
+            "bubblewrap cannot run.",
+            details,
+        )
+    if status.mode == "uid":
+        return Finding(
+            "sandbox",
+            "OK",
+            "sandbox: uid (network not confined). Commands run as an unprivileged slot uid of "
+            "JADA_AGENT_UID_RANGE, with no secrets, no other task's files and no process outliving them; the "
+            "network is open to them, so confine it outside (on AWS, the run task's security group: docs/agents.md).",
             details,
         )
     if status.network == "host":
