@@ -208,6 +208,44 @@ def test_a_task_whose_last_attempt_died_becomes_a_dead_letter(instance):
     assert queue.get("t1").status == "dead"
 
 
+def test_a_worker_killed_mid_session_leaves_the_next_attempt_a_handoff_from_its_transcript(
+    instance, anthropic_emulator
+):
+    from jada_pipelines.agents.runner import Transcript, transcript_path
+
+    queue = open_queue()
+    queue.enqueue("t1", "Fix the parser", max_attempts=3)
+    (request,) = tick(instance).run_requests
+    run = _create_run(instance, request)
+    started(instance, run)
+    # What the worker wrote before kill -9: a reply with an edit, its result, and a line cut off mid-write.
+    transcript = Transcript(transcript_path("t1", 1))
+    edit = {"command": "str_replace", "path": "parser.py", "old_str": "a", "new_str": "b"}
+    transcript.write(
+        "reply",
+        stop_reason="tool_use",
+        content=[
+            {"type": "text", "text": "The tokenizer drops the last byte; fixing it."},
+            {"type": "tool_use", "id": "toolu_1", "name": "str_replace_based_edit_tool", "input": edit},
+        ],
+    )
+    transcript.write("tool_result", tool_use_id="toolu_1", name="edit", is_error=False, content="Edited.")
+    transcript._file.write('{"ts": 1, "kind": "reply", "cont')
+    transcript.close()
+    instance.report_run_failed(run)
+
+    (again,) = tick(instance).run_requests
+    handoff = queue.get("t1").handoff
+    assert handoff["files_touched"] == ["parser.py"]
+    assert handoff["last_text"] == "The tokenizer drops the last byte; fixing it."
+    assert handoff["last_tool_calls"][-1]["result"] == "Edited."
+    assert f"run {run.run_id} ended FAILURE" in handoff["notes"]
+    anthropic_emulator.script(end_turn("Fixed."))
+    assert launch(instance, again).success
+    first = anthropic_emulator.message_requests[0].body["messages"][0]["content"]
+    assert "This is attempt 2" in first and "The tokenizer drops the last byte" in first
+
+
 def test_run_requests_name_the_task_and_attempt_in_the_run_key(instance):
     queue = open_queue()
     queue.enqueue("fix-login", "x")

@@ -148,6 +148,19 @@ def test_a_permanent_error_fails_the_task_and_a_refusal_is_a_dead_letter(task_qu
     )
 
 
+def test_a_failed_attempt_replaces_the_handoff_only_when_it_leaves_one(task_queue_backend, queue_clock):
+    task_queue_backend.enqueue("t1", "x", max_attempts=5)
+    first = {"files_touched": ["a.py"], "last_text": "half way"}
+    lease = task_queue_backend.claim(worker="w", lease_seconds=LEASE)
+    task_queue_backend.fail(lease, error="overloaded", retryable=True, outcome="transient", handoff=first)
+    assert task_queue_backend.get("t1").handoff == first
+    queue_clock.advance(4000)
+    lease = task_queue_backend.claim(worker="w", lease_seconds=LEASE)
+    assert lease.task.handoff == first
+    task_queue_backend.fail(lease, error="no reply at all", retryable=True, outcome="transient")
+    assert task_queue_backend.get("t1").handoff == first
+
+
 def test_an_incomplete_attempt_keeps_its_handoff_and_is_claimable_again(task_queue_backend):
     task_queue_backend.enqueue("t1", "x", max_attempts=2)
     handoff = {

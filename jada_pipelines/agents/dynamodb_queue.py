@@ -696,11 +696,13 @@ class DynamoDBTaskQueue:
         cost_usd: float = 0.0,
         outcome: str = "failed",
         charge_attempt: bool = True,
+        handoff: dict | None = None,
     ) -> str | None:
         """Retryable: back to ``queued``, or ``dead`` when attempts ran out. Not retryable: ``failed``, except a
         refusal, which is a dead letter for a person to read. Only a ``transient`` failure (the API overloaded
         or unreachable) waits out a back-off; a lost attempt is due again at once, as on SQLite.
-        ``charge_attempt=False`` (a run that never started) queues it with one more attempt in its budget."""
+        ``charge_attempt=False`` (a run that never started) queues it with one more attempt in its budget.
+        ``handoff`` replaces the task's; None keeps the one it has."""
         check_outcome(outcome, ("failed", "transient", "refused", "lost", "over_budget"))
         now = self._clock()
         due = now + retry_backoff(lease.attempt, self._retry_backoff_s) if outcome == "transient" else now
@@ -712,6 +714,8 @@ class DynamoDBTaskQueue:
             status = "dead" if lease.attempt >= lease.task.max_attempts else "queued"
         else:
             status = "dead" if outcome in DEAD_LETTER_OUTCOMES else "failed"
+        if handoff:
+            extra["handoff"] = json.dumps(handoff)
         changes = {
             "status": status,
             "last_error": error,

@@ -182,6 +182,7 @@ class TaskQueue(Protocol):
         cost_usd: float = 0.0,
         outcome: str = "failed",
         charge_attempt: bool = True,
+        handoff: dict | None = None,  # replaces the task's handoff; None keeps the one it has
     ) -> str | None: ...  # the new status ("queued"/"dead"/"failed"), or None when fenced out
 
     def requeue(self, task_id: str, *, reset_attempts: bool = False) -> bool: ...

@@ -5,6 +5,7 @@ dagster.yaml limits runs tagged ``jada/agent-session`` to 5 (so runs launched fr
 """
 
 import time
+from pathlib import Path
 
 import dagster as dg
 
@@ -121,11 +122,27 @@ def reconcile(queue: TaskQueue, instance: dg.DagsterInstance, *, now: float | No
             if not started:
                 error += " (it never started, so the attempt is not charged)"
             new_status = queue.fail(
-                lease, error=error, retryable=True, outcome="lost", charge_attempt=started
+                lease,
+                error=error,
+                retryable=True,
+                outcome="lost",
+                charge_attempt=started,
+                handoff=handoff_left_by(task, error) if started else None,
             )
             if new_status is not None:
                 moved.append(f"{task.id} attempt {task.attempt} → {new_status}")
     return moved
+
+
+def handoff_left_by(task: Task, error: str) -> dict | None:
+    """What the transcript of a run that ended without an outcome shows (a killed worker, a run cancelled by
+    Dagster's max_runtime), when this process can read it; else None, and the task keeps its handoff."""
+    from jada_pipelines.agents.handoff import handoff_from_transcript
+    from jada_pipelines.agents.runner import default_workdir, transcript_path
+
+    workdir = Path(task.workdir) if task.workdir else default_workdir(task.id)
+    reason = f"The previous attempt's {error}."
+    return handoff_from_transcript(transcript_path(task.id, task.attempt), reason=reason, workdir=workdir)
 
 
 def dagster_room(instance: dg.DagsterInstance, limit: int = settings.MAX_CONCURRENT_SESSIONS) -> int:

@@ -439,11 +439,13 @@ class SQLiteTaskQueue:
         cost_usd: float = 0.0,
         outcome: str = "failed",
         charge_attempt: bool = True,
+        handoff: dict | None = None,
     ) -> str | None:
         """Retryable: back to ``queued``, or ``dead`` when attempts ran out. Not retryable: ``failed``, except a
         refusal, which is a dead letter for a person to read. Only a ``transient`` failure (the API overloaded
         or unreachable) waits out a back-off; a lost attempt is due again at once. ``charge_attempt=False``
-        (a run that never started) gives the attempt back: the task is queued with one more in its budget."""
+        (a run that never started) gives the attempt back: the task is queued with one more in its budget.
+        ``handoff`` (what the attempt's transcript shows) replaces the task's; None keeps the one it has."""
         check_outcome(outcome, ("failed", "transient", "refused", "lost", "over_budget"))
         now = self._clock()
         due = now + retry_backoff(lease.attempt, self._retry_backoff_s) if outcome == "transient" else now
@@ -459,8 +461,9 @@ class SQLiteTaskQueue:
                 conn,
                 lease,
                 f"status = {status}, max_attempts = {budget}, last_error = ?, turns = ?, cost_usd = cost_usd + ?,"
-                " lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL, available_at = ?, updated_at = ?",
-                (error, turns, cost_usd, due, now),
+                " handoff = COALESCE(?, handoff), lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL,"
+                " available_at = ?, updated_at = ?",
+                (error, turns, cost_usd, json.dumps(handoff) if handoff else None, due, now),
             )
             if task is None:
                 return None
