@@ -256,7 +256,11 @@ def test_stats_report_depth_oldest_age_dead_letters_and_live_sessions(task_queue
     assert set(stats.depth_by_status) == set(STATUSES)
     assert (stats.depth_by_status["queued"], stats.depth_by_status["dispatched"]) == (2, 1)
     assert stats.oldest_queued_age_s == pytest.approx(20)  # "a" was claimed; "b" is the oldest left
-    assert (stats.dead_letters, stats.live_sessions) == (0, 1)
+    assert (stats.dead_letters, stats.live_sessions, stats.running_sessions) == (0, 1, 0)
+    lease = task_queue_backend.claim(worker="w", lease_seconds=LEASE)
+    assert task_queue_backend.mark_running(lease, run_id="r1")
+    stats = task_queue_backend.stats(now=queue_clock.now + 20)
+    assert (stats.live_sessions, stats.running_sessions) == (2, 1)
 
 
 def test_attempt_history_records_run_outcome_turns_and_cost(task_queue_backend, queue_clock):

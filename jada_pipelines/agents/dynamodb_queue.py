@@ -802,12 +802,15 @@ class DynamoDBTaskQueue:
         # every minute, so the other statuses are counted, not fetched.
         by_status = {status: self._with_status(status) for status in (*CLAIMABLE, *LEASED)}
         claimable = [item["created_at"] for status in CLAIMABLE for item in by_status[status]]
-        live = sum(
-            1
+        live_by_status = {
+            status: sum(
+                1
+                for item in by_status[status]
+                if item["lease_expires_at"] is not None and item["lease_expires_at"] >= now
+            )
             for status in LEASED
-            for item in by_status[status]
-            if item["lease_expires_at"] is not None and item["lease_expires_at"] >= now
-        )
+        }
+        live = sum(live_by_status.values())
         depth = {
             status: len(by_status[status]) if status in by_status else self._count_with_status(status)
             for status in STATUSES
@@ -817,6 +820,7 @@ class DynamoDBTaskQueue:
             oldest_queued_age_s=max(now - min(claimable), 0.0) if claimable else None,
             dead_letters=depth["dead"],
             live_sessions=live,
+            running_sessions=live_by_status["running"],
         )
 
     def attempts(self, *, since: float) -> list[AttemptRecord]:

@@ -112,7 +112,9 @@ class QueueStats:
     depth_by_status: dict[str, int]
     oldest_queued_age_s: float | None  # over queued and incomplete tasks
     dead_letters: int
-    live_sessions: int
+    live_sessions: int  # live leases: claims (dispatched) and sessions (running); what a claim counts
+    # Of those, the sessions that started (running): at most 5, while claims made ahead wait in Dagster's queue.
+    running_sessions: int = 0
 
 
 @dataclass(frozen=True)

@@ -545,14 +545,17 @@ class SQLiteTaskQueue:
             depth = dict.fromkeys(STATUSES, 0)
             depth.update(conn.execute("SELECT status, count(*) FROM tasks GROUP BY status").fetchall())
             oldest = conn.execute(f"SELECT min(created_at) FROM tasks WHERE {_CLAIMABLE_SQL}").fetchone()[0]
-            live = conn.execute(
-                f"SELECT count(*) FROM tasks WHERE {_LEASED_SQL} AND lease_expires_at >= ?", (now,)
-            ).fetchone()[0]
+            live, running = conn.execute(
+                f"SELECT count(*), count(*) FILTER (WHERE status = 'running') FROM tasks"
+                f" WHERE {_LEASED_SQL} AND lease_expires_at >= ?",
+                (now,),
+            ).fetchone()
         return QueueStats(
             depth_by_status=depth,
             oldest_queued_age_s=None if oldest is None else max(now - oldest, 0.0),
             dead_letters=depth["dead"],
             live_sessions=live,
+            running_sessions=running,
         )
 
     def attempts(self, *, since: float) -> list[AttemptRecord]:
