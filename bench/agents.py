@@ -138,7 +138,9 @@ def bench_daemon_workload(tasks: int, call_s: float, scratch: Path) -> None:
     )
     print(
         f"  first call to last answer {measured:.1f} s, best possible {best:.0f} s "
-        f"(whole waves of {MAX_CONCURRENT_SESSIONS}): slots busy {100 * best / measured:.0f} %"
+        f"(whole waves of {MAX_CONCURRENT_SESSIONS}): slots busy {100 * best / measured:.0f} %, "
+        f"hand-over median {latencies['handover']['median_s']} s, p95 {latencies['handover']['p95_s']} s "
+        f"(n={latencies['handover']['count']})"
     )
     print(f"  peak concurrent sessions: {in_call_peak} in a model call, {run_peak} runs (limit 5)")
     for name, span in latencies.items():

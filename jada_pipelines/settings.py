@@ -166,3 +166,20 @@ def agent_sensor_interval_seconds() -> int:
             f"agent_task_sensor; unset means {DEFAULT_AGENT_SENSOR_INTERVAL_SECONDS})."
         )
     return seconds
+
+
+DEFAULT_AGENT_CLAIM_AHEAD = 2
+
+
+def agent_claim_ahead() -> int:
+    """``JADA_AGENT_CLAIM_AHEAD``: claims ``agent_task_sensor`` keeps beyond the 5 session slots, as runs waiting
+    in Dagster's run queue, so a freed slot starts its next run without waiting for a sensor tick (default 2;
+    0 claims only for free slots). Read on every tick."""
+    ahead = env_int("JADA_AGENT_CLAIM_AHEAD", DEFAULT_AGENT_CLAIM_AHEAD)
+    if ahead < 0:
+        raise ConfigError(
+            f"JADA_AGENT_CLAIM_AHEAD={ahead} must be 0 or more (claims kept waiting in Dagster's run queue "
+            f"beyond the {MAX_CONCURRENT_SESSIONS} session slots; 0 turns it off, unset means "
+            f"{DEFAULT_AGENT_CLAIM_AHEAD})."
+        )
+    return ahead

@@ -14,6 +14,7 @@ import pytest
 from jada_pipelines.agents.jobs import agent_session_job
 from jada_pipelines.agents.queue import open_queue
 from jada_pipelines.agents.resources import ClaudeSessionResource, TaskQueueResource
+from jada_pipelines.agents.runner import default_workdir
 from jada_pipelines.agents.sensors import agent_task_sensor
 from jada_pipelines.emulators.anthropic import api_error, end_turn, tool_use
 from tests.fixtures.anthropic import EMULATOR_API_KEY
@@ -49,6 +50,17 @@ def bash(backend: str, command: str, **kwargs):
     if backend == "claude-code":
         return tool_use("mcp__jada__bash", {"command": command}, **kwargs)  # our bash, served to the CLI
     return tool_use("bash", {"command": command}, **kwargs)
+
+
+def write_file(backend: str, path: Path, content: str, **kwargs):
+    """A tool call that writes a file: Claude Code's ``Write``, the Messages loop's text editor."""
+    if backend == "claude-code":
+        return tool_use("Write", {"file_path": str(path), "content": content}, **kwargs)
+    return tool_use(
+        "str_replace_based_edit_tool",
+        {"command": "create", "path": path.name, "file_text": content},
+        **kwargs,
+    )
 
 
 def credential(request) -> str | None:
@@ -206,6 +218,55 @@ def test_api_errors_map_to_failed_or_transient_after_the_retries_as_on_the_messa
     assert metadata["api_retries"].value == 2
     task = queue.get("t3")
     assert task.status == "queued" and task.available_at > time.time() + 30
+
+
+def test_a_session_cut_by_an_overloaded_api_leaves_a_handoff_and_the_next_attempt_starts_from_it(
+    backend, instance, anthropic_emulator
+):
+    queue = open_queue()
+    queue.enqueue("t1", "Write the release notes")
+    workdir = default_workdir("t1")
+    workdir.mkdir(parents=True)
+    anthropic_emulator.script(
+        write_file(backend, workdir / "NOTES.md", "draft\n", text="Drafting the notes first."),
+        bash(backend, "wc -l < NOTES.md", text="Checking the draft has its line."),
+        *[api_error(529, retry_after_ms=1) for _ in range(3)],  # the first try and both retries
+    )
+    result, metadata = run_next(instance)
+    assert not result.success and metadata["outcome"].value == "transient"
+    task = queue.get("t1")
+    assert (task.status, task.attempt) == ("queued", 1)
+    handoff = task.handoff
+    assert handoff["files_touched"] == ["NOTES.md"]
+    assert handoff["last_text"] == "Checking the draft has its line."
+    *_, write, check = handoff["last_tool_calls"]
+    assert "NOTES.md" in write["input"] and not write["is_error"]
+    assert "wc -l < NOTES.md" in check["input"] and check["result"] == "1" and not check["is_error"]
+    assert "ended transient" in handoff["notes"] and "529" in handoff["notes"]
+    assert metadata["handoff"].value == handoff
+
+    queue.requeue("t1")  # due now rather than after the back-off
+    anthropic_emulator.script(end_turn("Notes written."))
+    result, metadata = run_next(instance)
+    assert result.success and queue.get("t1").status == "done"
+    first = json.dumps(anthropic_emulator.message_requests[-1].body["messages"][0])
+    assert first.startswith('{"role": "user"') and "Write the release notes" in first
+    for shown in ("This is attempt 2", "NOTES.md", "wc -l < NOTES.md", "Checking the draft has its line."):
+        assert shown in first
+    if backend == "claude-code":
+        assert metadata["continuation"].value == "fresh, from the handoff"
+
+
+def test_a_session_cut_before_any_reply_keeps_the_handoff_of_the_attempt_before(instance, anthropic_emulator):
+    queue = open_queue()
+    queue.enqueue("t1", "A long job", max_turns=1)
+    anthropic_emulator.script(bash("messages", "echo one"), end_turn('{"next_steps": ["step two"]}'))
+    assert run_next(instance)[0].success
+    anthropic_emulator.script(*[api_error(529, retry_after_ms=1) for _ in range(3)])
+    result, _ = run_next(instance)
+    assert not result.success
+    task = queue.get("t1")
+    assert task.status == "queued" and task.handoff["next_steps"] == ["step two"]
 
 
 @pytest.mark.claude_code

@@ -1,8 +1,11 @@
 """With the real dagster-daemon, the repository's dagster.yaml and the whole code location, a backlog of 12
-tasks against a slow Messages API all finish, and no more than 5 Claude sessions ever run at once."""
+tasks against a slow Messages API all finish, and no more than 5 Claude sessions ever run at once, while the
+sensor keeps claims ahead in Dagster's run queue; those claims cost no attempt, and cancelling a task whose
+claim waits there cancels its queued run before it takes a slot."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -10,9 +13,15 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from jada_pipelines.agents.local_daemon import ended_session_run_records, peak_concurrency, running_daemon
+from jada_pipelines.agents.jobs import TASK_ID_TAG
+from jada_pipelines.agents.local_daemon import (
+    ended_session_run_records,
+    peak_concurrency,
+    running_daemon,
+    session_run_records,
+)
 from jada_pipelines.agents.queue import open_queue
-from jada_pipelines.emulators.anthropic import AnthropicEmulator
+from jada_pipelines.emulators.anthropic import AnthropicEmulator, tool_use
 from jada_pipelines.settings import MAX_CONCURRENT_SESSIONS
 
 TASKS = 12
@@ -54,14 +63,22 @@ def test_twelve_queued_tasks_all_finish_with_at_most_five_sessions_at_once(daemo
         queue.enqueue(f"task-{i:02}", f"Demo task number {i}")
 
     deadline = time.monotonic() + DEADLINE_S
+    most_leases = 0
     while time.monotonic() < deadline and daemon.poll() is None:
-        if queue.stats().depth_by_status["done"] == TASKS:
+        stats = queue.stats()
+        most_leases = max(most_leases, stats.live_sessions)
+        if stats.depth_by_status["done"] == TASKS:
             break
         time.sleep(1)
     log = (tmp_path / "daemon.log").read_text()
     assert daemon.poll() is None, f"dagster-daemon exited early:\n{log[-3000:]}"
     statuses = {task.id: task.status for task in queue.list()}
     assert set(statuses.values()) == {"done"}, f"{statuses}\n{log[-3000:]}"
+    # Claims were made ahead of the slots (5 + JADA_AGENT_CLAIM_AHEAD=2 leases at once, seen at least once)...
+    assert MAX_CONCURRENT_SESSIONS < most_leases <= MAX_CONCURRENT_SESSIONS + 2
+    # ...and waiting for a slot in Dagster's run queue cost none of them an attempt.
+    assert {task.attempt for task in queue.list()} == {1}
+    assert sorted(a.task_id for a in queue.attempts(since=0)) == sorted(t.id for t in queue.list())
 
     with dg.DagsterInstance.get() as instance:
         records = ended_session_run_records(instance, deadline=deadline)
@@ -69,9 +86,74 @@ def test_twelve_queued_tasks_all_finish_with_at_most_five_sessions_at_once(daemo
     assert {record.dagster_run.status for record in records} == {dg.DagsterRunStatus.SUCCESS}
     assert {record.dagster_run.tags["dagster/max_retries"] for record in records} == {"0"}
     peak = peak_concurrency([(record.start_time, record.end_time) for record in records])
-    assert peak <= MAX_CONCURRENT_SESSIONS
-    # Sessions did run side by side, so the limit above was really exercised.
-    assert peak >= 2
+    # Never 6, with 7 claims at a time; and sessions did run side by side, so the limit was exercised.
+    assert 2 <= peak <= MAX_CONCURRENT_SESSIONS
+
+
+HOLDERS = 5
+HOLD_S = 30
+
+
+@pytest.mark.daemon
+@pytest.mark.timeout(DEADLINE_S + 60)
+def test_cancelling_a_task_whose_claim_waits_in_dagsters_run_queue_cancels_its_run_before_it_starts(
+    daemon, tmp_path, slow_emulator
+):
+    queue = open_queue()
+    # Five sessions hold the slots for a while (their first call runs `sleep`); the next two tasks are claimed
+    # ahead, their runs QUEUED in Dagster behind the tag limit.
+    slow_emulator.script(*[tool_use("bash", {"command": f"sleep {HOLD_S}"}) for _ in range(HOLDERS)])
+    for i in range(HOLDERS):
+        queue.enqueue(f"holder-{i}", f"Hold a slot {i}", priority=2)
+    queue.enqueue("cancel-me", "Never run this", priority=1)
+    queue.enqueue("runs-later", "Run this after a slot frees", priority=0)
+    deadline = time.monotonic() + DEADLINE_S
+    log = tmp_path / "daemon.log"
+
+    with dg.DagsterInstance.get() as instance:
+
+        def run_of(task_id: str):
+            records = [
+                r for r in session_run_records(instance) if r.dagster_run.tags.get(TASK_ID_TAG) == task_id
+            ]
+            return records[0].dagster_run if records else None
+
+        def queued_run_of(task_id: str):
+            run = run_of(task_id)
+            return run if run is not None and run.status == dg.DagsterRunStatus.QUEUED else None
+
+        waiting = wait_until(lambda: queued_run_of("cancel-me"), deadline, "cancel-me's run QUEUED", log)
+        assert queue.get("cancel-me").status == "dispatched"
+        assert queue.cancel("cancel-me")
+        wait_until(
+            lambda: instance.get_run_by_id(waiting.run_id).status == dg.DagsterRunStatus.CANCELED,
+            deadline,
+            "cancel-me's queued run cancelled",
+            log,
+        )
+        wait_until(
+            lambda: queue.stats().depth_by_status["done"] == HOLDERS + 1,
+            deadline,
+            "the other tasks done",
+            log,
+        )
+        records = ended_session_run_records(instance, deadline=deadline)
+        cancelled = instance.get_run_record_by_id(waiting.run_id)
+    assert cancelled.start_time is None  # its worker never started
+    assert not any("Never run this" in json.dumps(r.body) for r in slow_emulator.message_requests)
+    task = queue.get("cancel-me")
+    assert (task.status, task.attempt) == ("cancelled", 1)
+    assert queue.get("runs-later").status == "done" and queue.get("runs-later").attempt == 1
+    started = [(r.start_time, r.end_time) for r in records if r.start_time is not None]
+    assert len(started) == HOLDERS + 1 and peak_concurrency(started) <= MAX_CONCURRENT_SESSIONS
+
+
+def wait_until(condition, deadline: float, what: str, log: Path):
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        time.sleep(0.5)
+    pytest.fail(f"timed out waiting for {what}:\n{log.read_text()[-3000:]}")
 
 
 CLAUDE_CODE_SESSIONS = 5

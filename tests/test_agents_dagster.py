@@ -10,6 +10,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from dagster._core.events import DagsterEvent, DagsterEventType
+from dagster._core.remote_origin import RegisteredCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
+from dagster._core.utils import make_new_run_id
 
 from jada_pipelines.agents.jobs import ATTEMPT_TAG, TASK_ID_TAG, agent_session_job
 from jada_pipelines.agents.queue import open_queue
@@ -47,13 +49,13 @@ def launch(instance, request: dg.RunRequest, **kwargs):
     )
 
 
-def test_the_sensor_claims_at_most_five_tasks_and_then_says_every_slot_is_busy(instance):
+def test_the_sensor_claims_five_tasks_and_two_ahead_and_then_says_every_slot_is_busy(instance):
     queue = open_queue()
-    for i in range(7):
+    for i in range(9):
         queue.enqueue(f"t{i}", "x")
     result = tick(instance)
     requests = result.run_requests
-    assert len(requests) == 5
+    assert len(requests) == 5 + 2  # JADA_AGENT_CLAIM_AHEAD defaults to 2
     nonce = queue.get("t0").nonce
     assert requests[0].run_key == f"task:t0:{nonce}:attempt:1"
     assert requests[0].tags == {
@@ -65,7 +67,28 @@ def test_the_sensor_claims_at_most_five_tasks_and_then_says_every_slot_is_busy(i
     assert requests[0].run_config["ops"]["agent_session"]["config"] == {"task_id": "t0", "attempt": 1}
     busy = tick(instance)
     assert isinstance(busy, dg.SkipReason)
-    assert busy.skip_message == "All 5 session slots are busy; 2 tasks wait for a free slot."
+    assert busy.skip_message == (
+        "All 5 session slots are busy; 2 tasks wait for a free slot. 2 more are claimed ahead "
+        "(JADA_AGENT_CLAIM_AHEAD=2): Dagster's run queue starts them as slots free."
+    )
+
+
+def test_with_claim_ahead_off_the_sensor_claims_only_the_five_slots(instance, monkeypatch):
+    monkeypatch.setenv("JADA_AGENT_CLAIM_AHEAD", "0")
+    queue = open_queue()
+    for i in range(7):
+        queue.enqueue(f"t{i}", "x")
+    assert len(tick(instance).run_requests) == 5
+    assert tick(instance).skip_message == "All 5 session slots are busy; 2 tasks wait for a free slot."
+
+
+@pytest.mark.parametrize("value", ["-1", "two"])
+def test_a_bad_claim_ahead_setting_claims_nothing_and_names_the_fix(instance, monkeypatch, value):
+    monkeypatch.setenv("JADA_AGENT_CLAIM_AHEAD", value)
+    open_queue().enqueue("t1", "x")
+    skip = tick(instance)
+    assert isinstance(skip, dg.SkipReason) and "JADA_AGENT_CLAIM_AHEAD=" in skip.skip_message
+    assert open_queue().get("t1").attempt == 0
 
 
 def started(instance, run) -> None:
@@ -208,6 +231,44 @@ def test_a_task_whose_last_attempt_died_becomes_a_dead_letter(instance):
     assert queue.get("t1").status == "dead"
 
 
+def test_a_worker_killed_mid_session_leaves_the_next_attempt_a_handoff_from_its_transcript(
+    instance, anthropic_emulator
+):
+    from jada_pipelines.agents.runner import Transcript, transcript_path
+
+    queue = open_queue()
+    queue.enqueue("t1", "Fix the parser", max_attempts=3)
+    (request,) = tick(instance).run_requests
+    run = _create_run(instance, request)
+    started(instance, run)
+    # What the worker wrote before kill -9: a reply with an edit, its result, and a line cut off mid-write.
+    transcript = Transcript(transcript_path("t1", 1))
+    edit = {"command": "str_replace", "path": "parser.py", "old_str": "a", "new_str": "b"}
+    transcript.write(
+        "reply",
+        stop_reason="tool_use",
+        content=[
+            {"type": "text", "text": "The tokenizer drops the last byte; fixing it."},
+            {"type": "tool_use", "id": "toolu_1", "name": "str_replace_based_edit_tool", "input": edit},
+        ],
+    )
+    transcript.write("tool_result", tool_use_id="toolu_1", name="edit", is_error=False, content="Edited.")
+    transcript._file.write('{"ts": 1, "kind": "reply", "cont')
+    transcript.close()
+    instance.report_run_failed(run)
+
+    (again,) = tick(instance).run_requests
+    handoff = queue.get("t1").handoff
+    assert handoff["files_touched"] == ["parser.py"]
+    assert handoff["last_text"] == "The tokenizer drops the last byte; fixing it."
+    assert handoff["last_tool_calls"][-1]["result"] == "Edited."
+    assert f"run {run.run_id} ended FAILURE" in handoff["notes"]
+    anthropic_emulator.script(end_turn("Fixed."))
+    assert launch(instance, again).success
+    first = anthropic_emulator.message_requests[0].body["messages"][0]["content"]
+    assert "This is attempt 2" in first and "The tokenizer drops the last byte" in first
+
+
 def test_run_requests_name_the_task_and_attempt_in_the_run_key(instance):
     queue = open_queue()
     queue.enqueue("fix-login", "x")
@@ -283,6 +344,43 @@ def test_a_run_that_ended_before_it_ever_started_is_not_charged_an_attempt(insta
     (again,) = tick(instance).run_requests
     assert again.run_key.endswith(":attempt:2")
     assert "not charged" in queue.get("t1").last_error
+
+
+def test_cancelling_a_task_cancels_its_run_still_waiting_in_dagsters_queue():
+    queued_runs = {
+        "run_coordinator": {"module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator"}
+    }
+    with dg.instance_for_test(overrides=queued_runs) as instance:
+        queue = open_queue()
+        for task_id in ("keep", "cancel-me", "emptied-cell"):
+            queue.enqueue(task_id, "x")
+        # Submitted and waiting in Dagster's run queue for a slot, as the daemon's run queue holds them.
+        runs = {
+            request.tags[TASK_ID_TAG]: instance.add_run(
+                dg.DagsterRun(
+                    job_name=agent_session_job.name,
+                    run_id=make_new_run_id(),
+                    run_config=request.run_config,
+                    tags={**agent_session_job.tags, **request.tags},
+                    status=dg.DagsterRunStatus.QUEUED,
+                    remote_job_origin=RemoteJobOrigin(
+                        RemoteRepositoryOrigin(RegisteredCodeLocationOrigin("jada"), "__repository__"),
+                        agent_session_job.name,
+                    ),
+                )
+            )
+            for request in tick(instance).run_requests
+        }
+        queue.cancel("cancel-me")
+        queue.supersede("emptied-cell", by="a newer row")
+        tick(instance)
+        status = {task_id: instance.get_run_by_id(run.run_id).status for task_id, run in runs.items()}
+        assert status == {
+            "keep": dg.DagsterRunStatus.QUEUED,
+            "cancel-me": dg.DagsterRunStatus.CANCELED,
+            "emptied-cell": dg.DagsterRunStatus.CANCELED,
+        }
+        assert queue.get("keep").status == "dispatched" and queue.get("cancel-me").status == "cancelled"
 
 
 def test_a_claim_whose_run_waits_in_dagsters_queue_keeps_its_lease(instance):

@@ -41,3 +41,39 @@ def test_health_and_the_queue_asset_show_the_latencies_of_real_attempts():
     metadata = result.get_asset_materialization_events()[0].materialization.metadata
     assert 1.4 < metadata["run_start_to_first_call_median_s"].value < 1.6
     assert "claim_to_run_start_p95_s" in metadata and "enqueue_to_claim_median_s" in metadata
+
+
+def session(queued, first_call, ended) -> AttemptRecord:
+    return AttemptRecord("t", 1, None, "done", 1, 0.0, None, queued, ended, queued, first_call, first_call)
+
+
+def test_a_hand_over_runs_from_a_freed_slot_to_the_next_first_call_only_while_tasks_wait():
+    attempts = [
+        session(0, 1, 10),  # two sessions start in empty slots: no hand-over
+        session(0, 1, 20),
+        session(0, 13, 30),  # takes the slot freed at 10, its task waiting since 0: 3 s
+        session(25, 40, 45),  # the slot freed at 20, but its task came at 25: idle, not slow
+        session(0, 50, 55),  # takes the slot freed at 30: 20 s
+        session(0, 60, None),  # still running, in the slot freed at 45: 15 s
+    ]
+    assert dispatch_latencies(attempts)["handover"] == {"count": 3, "median_s": 15, "p95_s": 20}
+
+
+def test_health_and_the_queue_asset_show_the_hand_over_between_two_real_sessions():
+    queue = open_queue()
+    queue.enqueue("t1", "x")
+    queue.enqueue("t2", "x")  # waits while t1 holds the only slot
+    first = queue.claim(worker="w", lease_seconds=60, max_live=1)
+    queue.mark_running(first, run_id="r1")
+    queue.record_first_call("t1", 1, at=time.time())
+    queue.complete(first, outcome="done", turns=1, cost_usd=0.0, summary="ok")
+    second = queue.claim(worker="w", lease_seconds=60, max_live=1)
+    queue.mark_running(second, run_id="r2")
+    queue.record_first_call("t2", 1, at=time.time() + 2.5)
+    with dg.instance_for_test() as instance:
+        section = build_audit(instance, now=time.time())["sections"]["dispatch_24h"]
+        result = dg.materialize([agent_task_queue], instance=instance)
+    assert section["latencies"]["handover"]["count"] == 1
+    assert "handover median 2.5" in section["summary"]
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    assert 2.4 < metadata["handover_median_s"].value < 2.6 and "handover_p95_s" in metadata

@@ -148,6 +148,19 @@ def test_a_permanent_error_fails_the_task_and_a_refusal_is_a_dead_letter(task_qu
     )
 
 
+def test_a_failed_attempt_replaces_the_handoff_only_when_it_leaves_one(task_queue_backend, queue_clock):
+    task_queue_backend.enqueue("t1", "x", max_attempts=5)
+    first = {"files_touched": ["a.py"], "last_text": "half way"}
+    lease = task_queue_backend.claim(worker="w", lease_seconds=LEASE)
+    task_queue_backend.fail(lease, error="overloaded", retryable=True, outcome="transient", handoff=first)
+    assert task_queue_backend.get("t1").handoff == first
+    queue_clock.advance(4000)
+    lease = task_queue_backend.claim(worker="w", lease_seconds=LEASE)
+    assert lease.task.handoff == first
+    task_queue_backend.fail(lease, error="no reply at all", retryable=True, outcome="transient")
+    assert task_queue_backend.get("t1").handoff == first
+
+
 def test_an_incomplete_attempt_keeps_its_handoff_and_is_claimable_again(task_queue_backend):
     task_queue_backend.enqueue("t1", "x", max_attempts=2)
     handoff = {
@@ -266,7 +279,11 @@ def test_stats_report_depth_oldest_age_dead_letters_and_live_sessions(task_queue
     assert set(stats.depth_by_status) == set(STATUSES)
     assert (stats.depth_by_status["queued"], stats.depth_by_status["dispatched"]) == (2, 1)
     assert stats.oldest_queued_age_s == pytest.approx(20)  # "a" was claimed; "b" is the oldest left
-    assert (stats.dead_letters, stats.live_sessions) == (0, 1)
+    assert (stats.dead_letters, stats.live_sessions, stats.running_sessions) == (0, 1, 0)
+    lease = task_queue_backend.claim(worker="w", lease_seconds=LEASE)
+    assert task_queue_backend.mark_running(lease, run_id="r1")
+    stats = task_queue_backend.stats(now=queue_clock.now + 20)
+    assert (stats.live_sessions, stats.running_sessions) == (2, 1)
 
 
 def test_attempt_history_records_run_outcome_turns_and_cost(task_queue_backend, queue_clock):

@@ -54,7 +54,8 @@ def _latest(metric: str, env: str) -> float | None:
 
 @pytest.fixture
 def busy_queue():
-    """Two waiting tasks, one live session, one dead letter and one session that just hit its turn cap."""
+    """Two waiting tasks, one live session, one claim made ahead, one dead letter and one session that just hit
+    its turn cap."""
     queue = open_queue()
     for task_id in ("capped", "dead", "live", "waiting-1", "waiting-2"):
         queue.enqueue(
@@ -70,6 +71,9 @@ def busy_queue():
         leases["capped"], outcome="incomplete", turns=30, cost_usd=0.4, summary="half", handoff={"next": "y"}
     )
     queue.fail(leases["dead"], error="boom", retryable=True)
+    queue.mark_running(leases["live"], run_id="r-live")
+    queue.enqueue("claimed-ahead", "x", priority=1)
+    queue.claim(worker="w", lease_seconds=LEASE)  # waits in Dagster's run queue: no session yet
     return queue
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -28,7 +29,8 @@ from tests.test_alerts_freshness import materialized_minutes_ago
 
 REPO = Path(__file__).resolve().parent.parent
 STALE_AFTER_S = 45  # JADA_HEALTH_DAEMON_STALE_SECONDS here: daemons beat every 30 s
-WAIT_S = 120
+# A deadline, not a duration: a daemon start on a loaded 2-core machine can take minutes.
+WAIT_S = 300
 
 
 def start_daemon(workdir: Path, log_name: str) -> subprocess.Popen:
@@ -96,7 +98,7 @@ def watchdog(capsys) -> int:
 
 
 @pytest.mark.daemon
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(1200)
 def test_a_stale_sheet_and_a_killed_daemon_each_reach_slack_once_and_the_daemon_s_recovery_too(
     slack_webhook, google_token_file, tmp_path, capsys, monkeypatch
 ):
@@ -117,12 +119,16 @@ def test_a_stale_sheet_and_a_killed_daemon_each_reach_slack_once_and_the_daemon_
     )
     with dg.DagsterInstance.get() as instance:
         materialized_minutes_ago(instance, "port_sheet_rows", 50)
+        materialized_at = time.time() - 50 * 60
         daemon = start_daemon(tmp_path, "daemon.log")
         try:
             # 1. Inside the daemon: the stale sheet reaches Slack once.
             wait_for("the stale port sheet in Slack", lambda: keys(slack_webhook, "asset-stale:"), tmp_path)
             (stale,) = [p["text"] for p in slack_webhook.payloads if "(dedup asset-stale:" in p["text"]]
-            assert "Stale: port_sheet_rows is not fresh" in stale and "50 min ago" in stale
+            assert "Stale: port_sheet_rows is not fresh" in stale
+            # The post names the sync's age as the daemon saw it: 50 min, or more on a slow machine.
+            (age,) = re.findall(r"(\d+) min ago", stale)
+            assert 50 <= int(age) <= round((time.time() - materialized_at) / 60) + 1, stale
 
             # 2. Outside it, with the daemon alive: the watchdog names the turned-off schedule, not the daemon.
             wait_for("every daemon's heartbeat", lambda: heartbeats_since(instance, 0), tmp_path)

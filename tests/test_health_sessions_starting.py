@@ -13,6 +13,7 @@ import pytest
 from dagster._core.remote_origin import (
     InProcessCodeLocationOrigin,
     RemoteInstigatorOrigin,
+    RemoteJobOrigin,
     RemoteRepositoryOrigin,
 )
 from dagster._core.scheduler.instigation import (
@@ -56,7 +57,14 @@ def session_run(instance, status: dg.DagsterRunStatus, task_id: str | None = Non
     if task_id is not None:
         tags |= {TASK_ID_TAG: task_id, ATTEMPT_TAG: str(attempt)}
     run_id = str(uuid.uuid4())
-    instance.add_run(DagsterRun(job_name="agent_session_job", run_id=run_id, status=status, tags=tags))
+    # Dagster keeps a QUEUED run's origin, so its run queue can launch it.
+    location = InProcessCodeLocationOrigin(LoadableTargetOrigin(module_name="jada_pipelines.definitions"))
+    origin = RemoteJobOrigin(RemoteRepositoryOrigin(location, "__repository__"), "agent_session_job")
+    instance.add_run(
+        DagsterRun(
+            job_name="agent_session_job", run_id=run_id, status=status, tags=tags, remote_job_origin=origin
+        )
+    )
     return run_id
 
 
@@ -115,6 +123,26 @@ def test_five_runs_holding_the_tag_slots_while_the_queue_counts_none_is_named(qu
     assert "Likely cause: the tag slots: Dagster counts 5 session runs in progress" in finding.description
     assert all(run_id in finding.description for run_id in holders)
     assert "while the queue counts 0 live session(s)" in finding.description
+
+
+def test_claims_made_ahead_that_wait_queued_behind_five_running_sessions_are_not_stuck(queue, instance):
+    for i in range(7):
+        queue.enqueue(f"t{i}", "a prompt")
+    for i in range(7):
+        lease = queue.claim(worker="agent_task_sensor", lease_seconds=3600, max_live=7)
+        if i < 5:
+            assert queue.mark_running(
+                lease, run_id=session_run(instance, dg.DagsterRunStatus.STARTED, lease.task_id)
+            )
+        else:
+            session_run(instance, dg.DagsterRunStatus.QUEUED, lease.task_id)
+    now = time.time() + 1800  # the claims have waited half an hour for a slot
+    beat(instance, now - 5)
+
+    assert graded(queue, instance, now=now).severity == "OK"
+    # With a slot free, the same wait is a claim that does not start.
+    queue.cancel("t0")
+    assert graded(queue, instance, now=now).severity == "ERROR"
 
 
 def test_a_claim_whose_run_is_started_but_never_began_its_session_names_the_run_with_no_worker(

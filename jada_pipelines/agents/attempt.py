@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from jada_pipelines.agents.handoff import handoff_for
 from jada_pipelines.agents.queue import Lease, TaskQueue
 from jada_pipelines.agents.runner import SessionResult, SessionSpec
 
@@ -110,6 +111,7 @@ def record_outcome(queue: TaskQueue, lease: Lease, result: SessionResult) -> str
         turns=result.turns,
         cost_usd=cost,
         outcome=result.outcome,
+        handoff=result.handoff,
     )
 
 
@@ -141,6 +143,8 @@ def execute_attempt(
     )
     with keeper:
         result = run_session(spec, keeper.lost)
+    # Every unfinished attempt leaves the next one what its transcript shows, whichever backend ran it.
+    result.handoff = handoff_for(result, spec.workdir)
     first_call = first_call_at(result.transcript_path)
     if first_call is not None:
         queue.record_first_call(lease.task_id, lease.attempt, at=first_call)

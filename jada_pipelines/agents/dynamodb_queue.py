@@ -700,11 +700,13 @@ class DynamoDBTaskQueue:
         cost_usd: float = 0.0,
         outcome: str = "failed",
         charge_attempt: bool = True,
+        handoff: dict | None = None,
     ) -> str | None:
         """Retryable: back to ``queued``, or ``dead`` when attempts ran out. Not retryable: ``failed``, except a
         refusal, which is a dead letter for a person to read. Only a ``transient`` failure (the API overloaded
         or unreachable) waits out a back-off; a lost attempt is due again at once, as on SQLite.
-        ``charge_attempt=False`` (a run that never started) queues it with one more attempt in its budget."""
+        ``charge_attempt=False`` (a run that never started) queues it with one more attempt in its budget.
+        ``handoff`` replaces the task's; None keeps the one it has."""
         check_outcome(outcome, ("failed", "transient", "refused", "lost", "over_budget"))
         now = self._clock()
         due = now + retry_backoff(lease.attempt, self._retry_backoff_s) if outcome == "transient" else now
@@ -716,6 +718,8 @@ class DynamoDBTaskQueue:
             status = "dead" if lease.attempt >= lease.task.max_attempts else "queued"
         else:
             status = "dead" if outcome in DEAD_LETTER_OUTCOMES else "failed"
+        if handoff:
+            extra["handoff"] = json.dumps(handoff)
         changes = {
             "status": status,
             "last_error": error,
@@ -819,12 +823,15 @@ class DynamoDBTaskQueue:
         # every minute, so the other statuses are counted, not fetched.
         by_status = {status: self._with_status(status) for status in (*CLAIMABLE, *LEASED)}
         claimable = [item["created_at"] for status in CLAIMABLE for item in by_status[status]]
-        live = sum(
-            1
+        live_by_status = {
+            status: sum(
+                1
+                for item in by_status[status]
+                if item["lease_expires_at"] is not None and item["lease_expires_at"] >= now
+            )
             for status in LEASED
-            for item in by_status[status]
-            if item["lease_expires_at"] is not None and item["lease_expires_at"] >= now
-        )
+        }
+        live = sum(live_by_status.values())
         depth = {
             status: len(by_status[status]) if status in by_status else self._count_with_status(status)
             for status in STATUSES
@@ -834,6 +841,7 @@ class DynamoDBTaskQueue:
             oldest_queued_age_s=max(now - min(claimable), 0.0) if claimable else None,
             dead_letters=depth["dead"],
             live_sessions=live,
+            running_sessions=live_by_status["running"],
         )
 
     def attempts(self, *, since: float) -> list[AttemptRecord]:

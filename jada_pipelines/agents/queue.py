@@ -126,7 +126,9 @@ class QueueStats:
     depth_by_status: dict[str, int]
     oldest_queued_age_s: float | None  # over queued and incomplete tasks
     dead_letters: int
-    live_sessions: int
+    live_sessions: int  # live leases: claims (dispatched) and sessions (running); what a claim counts
+    # Of those, the sessions that started (running): at most 5, while claims made ahead wait in Dagster's queue.
+    running_sessions: int = 0
 
 
 @dataclass(frozen=True)
@@ -196,6 +198,7 @@ class TaskQueue(Protocol):
         cost_usd: float = 0.0,
         outcome: str = "failed",
         charge_attempt: bool = True,
+        handoff: dict | None = None,  # replaces the task's handoff; None keeps the one it has
     ) -> str | None: ...  # the new status ("queued"/"dead"/"failed"), or None when fenced out
 
     def requeue(self, task_id: str, *, reset_attempts: bool = False) -> bool: ...

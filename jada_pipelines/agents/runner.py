@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jada_pipelines import settings
+from jada_pipelines.agents.handoff import HANDOFF_KEYS
 from jada_pipelines.agents.prices import Usage, cost_usd, price_for
 from jada_pipelines.agents.tools import Toolbox, ToolResult, WorkdirFull
 
@@ -40,7 +41,6 @@ DEFAULT_API_TIMEOUT_S = 300.0
 # A session's wall-clock limit (JADA_AGENT_SESSION_MAX_SECONDS); agent_session_job's dagster/max_runtime is a
 # little longer, so Dagster ends a run whose worker hangs outside the loop.
 DEFAULT_SESSION_MAX_SECONDS = 7200.0
-HANDOFF_KEYS = ("done", "next_steps", "failed_approaches", "files_touched")
 # Statuses the API will not accept again however often it is retried.
 PERMANENT_STATUSES = {400, 401, 403, 404, 413, 422}
 SYSTEM_PROMPT = (
@@ -69,8 +69,9 @@ def first_message(prompt: str, handoff: dict | None, attempt: int) -> str:
     if not handoff:
         return prompt
     return (
-        f"{prompt}\n\n---\nThis is attempt {attempt}. An earlier session on this task reached its turn cap and "
-        "left this handoff. Continue from it rather than starting over:\n"
+        f"{prompt}\n\n---\nThis is attempt {attempt}. An earlier session on this task stopped before finishing "
+        "(its turn cap, a limit, or a failure: the notes say which) and left this handoff. Continue from it "
+        "rather than starting over:\n"
         f"```json\n{json.dumps(handoff, indent=2)}\n```"
     )
 

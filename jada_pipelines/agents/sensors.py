@@ -1,10 +1,16 @@
 """``agent_task_sensor``: reconcile finished runs with the queue, then claim work for free session slots.
 
-The cap of 5 sessions holds in two places: the queue's claim counts live leases inside its transaction, and
-dagster.yaml limits runs tagged ``jada/agent-session`` to 5 (so runs launched from the UI count too).
+The cap of 5 sessions holds in Dagster: dagster.yaml limits runs tagged ``jada/agent-session`` to 5 (so runs
+launched from the UI count too). While tasks wait, the sensor keeps up to ``JADA_AGENT_CLAIM_AHEAD`` claims
+beyond the slots (default 2) as runs waiting QUEUED in Dagster's run queue: the tag limit releases one the
+moment a slot frees, so no sensor tick sits between a freed slot and the next launch. The queue's claim
+counts live leases (claims and sessions) inside its transaction against 5 plus that margin. A claim waiting
+in the run queue costs no attempt until its session starts, and its lease is extended while it waits; a
+waiting claim whose task was cancelled (by an operator, or an emptied sheet cell) has its run cancelled.
 """
 
 import time
+from pathlib import Path
 
 import dagster as dg
 
@@ -71,6 +77,7 @@ def why_no_session_can_run() -> str | None:
     try:
         require_api_credentials()
         session_max_seconds()
+        settings.agent_claim_ahead()
         max_cost_from_env()
         if backend_from_env() == "claude-code":
             from jada_pipelines.agents.claude_code import check_cli
@@ -121,16 +128,61 @@ def reconcile(queue: TaskQueue, instance: dg.DagsterInstance, *, now: float | No
             if not started:
                 error += " (it never started, so the attempt is not charged)"
             new_status = queue.fail(
-                lease, error=error, retryable=True, outcome="lost", charge_attempt=started
+                lease,
+                error=error,
+                retryable=True,
+                outcome="lost",
+                charge_attempt=started,
+                handoff=handoff_left_by(task, error) if started else None,
             )
             if new_status is not None:
                 moved.append(f"{task.id} attempt {task.attempt} → {new_status}")
     return moved
 
 
+def handoff_left_by(task: Task, error: str) -> dict | None:
+    """What the transcript of a run that ended without an outcome shows (a killed worker, a run cancelled by
+    Dagster's max_runtime), when this process can read it; else None, and the task keeps its handoff."""
+    from jada_pipelines.agents.handoff import handoff_from_transcript
+    from jada_pipelines.agents.runner import default_workdir, transcript_path
+
+    workdir = Path(task.workdir) if task.workdir else default_workdir(task.id)
+    reason = f"The previous attempt's {error}."
+    return handoff_from_transcript(transcript_path(task.id, task.attempt), reason=reason, workdir=workdir)
+
+
+def cancel_withdrawn_claims(queue: TaskQueue, instance: dg.DagsterInstance) -> list[str]:
+    """Cancel session runs still QUEUED in Dagster whose claim is gone (the task was cancelled, superseded,
+    or its sheet cell emptied), so they never take a slot; returns the cancelled run ids. A run the run
+    queue dequeues in the meantime refuses to start its session (jobs.refusal_text)."""
+    cancelled = []
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(
+            job_name=agent_session_job.name,
+            tags={settings.AGENT_SESSION_TAG: "1"},
+            statuses=[dg.DagsterRunStatus.QUEUED],
+        ),
+        limit=100,
+    )
+    for record in records:
+        run = record.dagster_run
+        task = queue.get(run.tags.get(TASK_ID_TAG, ""))
+        claimed = (
+            task is not None
+            and task.status == "dispatched"
+            and str(task.attempt) == run.tags.get(ATTEMPT_TAG)
+            and task.run_key_nonce == run.tags.get(NONCE_TAG)
+        )
+        if not claimed:
+            instance.run_coordinator.cancel_run(run.run_id)
+            cancelled.append(run.run_id)
+    return cancelled
+
+
 def dagster_room(instance: dg.DagsterInstance, limit: int = settings.MAX_CONCURRENT_SESSIONS) -> int:
-    """Session slots Dagster's tag limit still has free: a run cancelled while its command hangs, or a run
-    whose worker died, holds its slot in Dagster after the queue let go of its lease."""
+    """Session slots Dagster's tag limit still has free (plus the claim-ahead margin when ``limit`` adds it):
+    a run cancelled while its command hangs, or a run whose worker died, holds its slot in Dagster after the
+    queue let go of its lease, and a claim waiting QUEUED holds its place in line."""
     taken = instance.get_runs_count(
         filters=dg.RunsFilter(tags={settings.AGENT_SESSION_TAG: "1"}, statuses=SLOT_HOLDING_STATUSES)
     )
@@ -150,7 +202,9 @@ def claim_for_free_slots(
     return leases
 
 
-def idle_reason(stats: QueueStats, moved: list[str], room: int = settings.MAX_CONCURRENT_SESSIONS) -> str:
+def idle_reason(
+    stats: QueueStats, moved: list[str], room: int = settings.MAX_CONCURRENT_SESSIONS, ahead: int = 0
+) -> str:
     waiting = stats.depth_by_status["queued"] + stats.depth_by_status["incomplete"]
     if room <= 0 and stats.live_sessions < settings.MAX_CONCURRENT_SESSIONS:
         reason = (
@@ -160,6 +214,11 @@ def idle_reason(stats: QueueStats, moved: list[str], room: int = settings.MAX_CO
         )
     elif stats.live_sessions >= settings.MAX_CONCURRENT_SESSIONS:
         reason = f"All {settings.MAX_CONCURRENT_SESSIONS} session slots are busy; {waiting} tasks wait for a free slot."
+        if ahead:
+            reason += (
+                f" {stats.live_sessions - settings.MAX_CONCURRENT_SESSIONS} more are claimed ahead "
+                f"(JADA_AGENT_CLAIM_AHEAD={ahead}): Dagster's run queue starts them as slots free."
+            )
     elif waiting:
         reason = f"{waiting} tasks are waiting, but none is due yet (they are backing off after a transient error)."
     else:
@@ -182,12 +241,24 @@ def agent_task_sensor(context: dg.SensorEvaluationContext, task_queue: TaskQueue
     moved = reconcile(queue, context.instance)
     for line in moved:
         context.log.info(f"Run ended without an outcome: {line}.")
+    for run_id in cancel_withdrawn_claims(queue, context.instance):
+        context.log.info(f"Cancelled queued run {run_id}: its task was withdrawn before the run started.")
     blocked = why_no_session_can_run()
     if blocked:
         return dg.SkipReason(f"No task was claimed: {blocked}")
     room = dagster_room(context.instance)
     leases = claim_for_free_slots(queue, room=room)
+    ahead = settings.agent_claim_ahead()
+    # Claims ahead only while the queue's own sessions fill the slots: behind slots that runs the queue let go
+    # of still hold (cancelled while a command hangs, a dead worker), a claim would only wait.
+    if (
+        ahead
+        and sum(len(queue.list(status=s, limit=1000)) for s in LEASED) >= settings.MAX_CONCURRENT_SESSIONS
+    ):
+        limit = settings.MAX_CONCURRENT_SESSIONS + ahead
+        extra = dagster_room(context.instance, limit) - len(leases)
+        leases += claim_for_free_slots(queue, limit, room=extra)
     if not leases:
-        return dg.SkipReason(idle_reason(queue.stats(), moved, room))
+        return dg.SkipReason(idle_reason(queue.stats(), moved, room, ahead))
     max_runtime = max_runtime_tag(session_max_seconds())
     return dg.SensorResult(run_requests=[run_request_for(lease, max_runtime=max_runtime) for lease in leases])

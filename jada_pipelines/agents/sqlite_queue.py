@@ -443,11 +443,13 @@ class SQLiteTaskQueue:
         cost_usd: float = 0.0,
         outcome: str = "failed",
         charge_attempt: bool = True,
+        handoff: dict | None = None,
     ) -> str | None:
         """Retryable: back to ``queued``, or ``dead`` when attempts ran out. Not retryable: ``failed``, except a
         refusal, which is a dead letter for a person to read. Only a ``transient`` failure (the API overloaded
         or unreachable) waits out a back-off; a lost attempt is due again at once. ``charge_attempt=False``
-        (a run that never started) gives the attempt back: the task is queued with one more in its budget."""
+        (a run that never started) gives the attempt back: the task is queued with one more in its budget.
+        ``handoff`` (what the attempt's transcript shows) replaces the task's; None keeps the one it has."""
         check_outcome(outcome, ("failed", "transient", "refused", "lost", "over_budget"))
         now = self._clock()
         due = now + retry_backoff(lease.attempt, self._retry_backoff_s) if outcome == "transient" else now
@@ -463,8 +465,9 @@ class SQLiteTaskQueue:
                 conn,
                 lease,
                 f"status = {status}, max_attempts = {budget}, last_error = ?, turns = ?, cost_usd = cost_usd + ?,"
-                " lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL, available_at = ?, updated_at = ?",
-                (error, turns, cost_usd, due, now),
+                " handoff = COALESCE(?, handoff), lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL,"
+                " available_at = ?, updated_at = ?",
+                (error, turns, cost_usd, json.dumps(handoff) if handoff else None, due, now),
             )
             if task is None:
                 return None
@@ -551,14 +554,17 @@ class SQLiteTaskQueue:
             depth = dict.fromkeys(STATUSES, 0)
             depth.update(conn.execute("SELECT status, count(*) FROM tasks GROUP BY status").fetchall())
             oldest = conn.execute(f"SELECT min(created_at) FROM tasks WHERE {_CLAIMABLE_SQL}").fetchone()[0]
-            live = conn.execute(
-                f"SELECT count(*) FROM tasks WHERE {_LEASED_SQL} AND lease_expires_at >= ?", (now,)
-            ).fetchone()[0]
+            live, running = conn.execute(
+                f"SELECT count(*), count(*) FILTER (WHERE status = 'running') FROM tasks"
+                f" WHERE {_LEASED_SQL} AND lease_expires_at >= ?",
+                (now,),
+            ).fetchone()
         return QueueStats(
             depth_by_status=depth,
             oldest_queued_age_s=None if oldest is None else max(now - oldest, 0.0),
             dead_letters=depth["dead"],
             live_sessions=live,
+            running_sessions=running,
         )
 
     def attempts(self, *, since: float) -> list[AttemptRecord]:

@@ -50,7 +50,8 @@ def queue_metrics(queue: TaskQueue, *, since: float, now: float) -> list[Metric]
         Metric("QueueDepth", sum(stats.depth_by_status[status] for status in CLAIMABLE), "Count"),
         # An empty queue has no oldest task: 0 keeps an "older than N" alarm quiet instead of INSUFFICIENT_DATA.
         Metric("OldestQueuedAgeSeconds", stats.oldest_queued_age_s or 0.0, "Seconds"),
-        Metric("LiveSessions", stats.live_sessions, "Count"),
+        # Sessions that started, not claims made ahead that wait in Dagster's run queue: the over-cap alarm's figure.
+        Metric("LiveSessions", stats.running_sessions, "Count"),
         Metric("DeadLetters", stats.dead_letters, "Count"),
         Metric("TurnCapSessions", turn_capped, "Count"),
     ]

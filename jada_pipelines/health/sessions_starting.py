@@ -44,6 +44,7 @@ class DispatchFacts:
     slot_runs: list[str]  # Dagster's session runs in progress
     stale_daemons: list[str]
     sensor_stopped: bool
+    running_sessions: int = 0  # the queue's sessions that started (live_sessions also counts claims)
 
 
 def stale_daemons(
@@ -82,9 +83,11 @@ def gather(queue, instance: dg.DagsterInstance, *, now: float, stale_daemons: li
     slot_runs = instance.get_runs(
         filters=dg.RunsFilter(tags={settings.AGENT_SESSION_TAG: "1"}, statuses=_SLOT_STATUSES)
     )
+    stats = queue.stats(now=now)
     return DispatchFacts(
         waits_s=waits,
-        live_sessions=queue.stats(now=now).live_sessions,
+        live_sessions=stats.live_sessions,
+        running_sessions=stats.running_sessions,
         claims=claims,
         slot_runs=[run.run_id for run in slot_runs],
         stale_daemons=stale_daemons,
@@ -96,7 +99,15 @@ def grade(facts: DispatchFacts, thresholds: grading.Thresholds) -> grading.Findi
     cap = settings.MAX_CONCURRENT_SESSIONS
     longest = max(facts.waits_s, default=0.0)
     starved = longest > thresholds.dispatch_wait_seconds and facts.live_sessions < cap
-    stuck = [c for c in facts.claims if c.dispatched_for_s > thresholds.dispatch_start_seconds]
+    # A claim made ahead (JADA_AGENT_CLAIM_AHEAD) waits QUEUED while all 5 slots run the queue's sessions: in
+    # line for the next free slot, not stuck.
+    in_line = facts.running_sessions >= cap
+    stuck = [
+        c
+        for c in facts.claims
+        if c.dispatched_for_s > thresholds.dispatch_start_seconds
+        and not (in_line and c.run_status == dg.DagsterRunStatus.QUEUED.value)
+    ]
     metadata = {
         "waiting": len(facts.waits_s),
         "longest_wait_s": round(longest, 1),
