@@ -41,3 +41,19 @@ def test_health_and_the_queue_asset_show_the_latencies_of_real_attempts():
     metadata = result.get_asset_materialization_events()[0].materialization.metadata
     assert 1.4 < metadata["run_start_to_first_call_median_s"].value < 1.6
     assert "claim_to_run_start_p95_s" in metadata and "enqueue_to_claim_median_s" in metadata
+
+
+def test_the_sensor_says_a_task_after_its_turn_cap_waits_out_the_continuation_delay_not_a_back_off():
+    from jada_pipelines.agents.queue import STATUSES, QueueStats
+    from jada_pipelines.agents.sensors import idle_reason
+
+    def stats(**depth) -> QueueStats:
+        return QueueStats({s: depth.get(s, 0) for s in STATUSES}, 10.0, 0, 0)
+
+    assert idle_reason(stats(incomplete=1), []) == (
+        "No task is due yet: 1 task is waiting out the continuation delay after reaching the turn cap "
+        "(JADA_AGENT_CONTINUE_DELAY_SECONDS)."
+    )
+    assert idle_reason(stats(queued=2), []) == (
+        "No task is due yet: 2 tasks are backing off after an attempt that failed or was lost."
+    )
