@@ -19,7 +19,7 @@ ifeq ($(findstring claude-code,$(EXTRAS)),)
 PYTEST_SELECT := -m "not claude_code"
 endif
 
-.PHONY: dev test lint format demo bench system-deps browser-deps
+.PHONY: install dev test lint format demo bench system-deps browser-deps
 
 # System tools the product needs: bubblewrap sandboxes the agents' commands. Installed with apt-get when
 # missing and we are root (as on CI and these machines); otherwise the one command to run is printed.
@@ -54,6 +54,9 @@ $(STAMP): pyproject.toml requirements.lock
 $(DAGSTER_HOME)/dagster.yaml:
 	mkdir -p $(DAGSTER_HOME)
 	ln -sf $(CURDIR)/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+
+# Only the virtualenv (and bubblewrap), for `jada` before the first `make dev` (README, "First steps").
+install: system-deps $(STAMP)
 
 dev: system-deps $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	@$(BIN)/python -c 'import socket, sys; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", int(sys.argv[1])))' $(PORT) 2>/dev/null || { \

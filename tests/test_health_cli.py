@@ -162,7 +162,7 @@ def test_without_an_anthropic_key_the_first_error_line_names_it_and_the_exit_cod
     errors = [line for line in out.splitlines() if line.startswith("[ERROR")]
     assert errors[0].startswith("[ERROR] configuration")
     assert "ANTHROPIC_API_KEY is not set" in errors[0]
-    assert 'docs/configuration.md, "Claude agent sessions"' in errors[0]
+    assert 'docs/agents.md, "Set-up"' in errors[0]
     # The dispatch section names the same cause, at once, and does not blame the sensor.
     (dispatch,) = [line for line in out.splitlines() if line.split("]")[-1].split()[:1] == ["dispatch"]]
     assert dispatch.startswith("[ERROR") and "ANTHROPIC_API_KEY is not set" in dispatch

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from jada_pipelines import settings
 
-SESSIONS_DOC = 'docs/configuration.md, "Claude agent sessions"'
+SESSIONS_DOC = 'docs/agents.md, "Set-up"'
 SLACK_DOC = 'docs/alerts_health.md, "Set-up"'
 GOOGLE_DOC = 'docs/google.md, "Set-up"'
 
