@@ -55,12 +55,28 @@ def failed_sync(instance, google_emulator, monkeypatch):
     return sync
 
 
+def push_requests(instance, cursor=None) -> tuple[list, str | None]:
+    """What port_sheet_push_sensor asks for on one tick, and its cursor after it."""
+    tick = port_sheet_push_sensor.evaluate_tick(
+        dg.build_sensor_context(instance=instance, definitions=defs, cursor=cursor)
+    )
+    return list(tick.run_requests or []), tick.cursor
+
+
 def test_a_failed_pull_starts_no_push(failed_sync, instance):
-    context = dg.build_sensor_context(instance=instance, definitions=defs)
+    assert push_requests(instance)[0] == []
 
-    result = port_sheet_push_sensor(context)
 
-    assert not list(getattr(result, "run_requests", None) or [])
+def test_a_pull_that_materialized_starts_one_push_and_only_one(instance, google_token_file, google_emulator):
+    google_emulator.set_sheet("emulated-port-sheet", "Ports", [["id", "port"], ["a", "Lisbon"]])
+    pull = defs.resolve_job_def("port_sheet_sync_job").execute_in_process(instance=instance)
+
+    (request,), cursor = push_requests(instance)
+    again, _ = push_requests(instance, cursor)
+
+    assert request.run_key == f"after-pull:{pull.run_id}" and request.tags["jada/pull-run"] == pull.run_id
+    assert request.job_name in (None, "port_sheet_push_job")
+    assert again == []
 
 
 def test_after_a_sync_that_fails_on_credentials_graphql_shows_one_red(failed_sync, instance):

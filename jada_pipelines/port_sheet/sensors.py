@@ -20,8 +20,8 @@ PULL_RUN_TAG = "jada/pull-run"
     "the sheet asks for, then the status written back.",
 )
 def port_sheet_push_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
-    # The materialization's storage id is the run key, so each pull gets exactly one push.
+    # A pull run materializes port_sheet_rows once: its run id as the run key gives each pull exactly one push.
     return dg.RunRequest(
-        run_key=f"after-pull:{asset_event.storage_id}",
+        run_key=f"after-pull:{asset_event.run_id}",
         tags={PULL_RUN_TAG: asset_event.run_id},
     )
