@@ -12,6 +12,14 @@ GOOGLE_PORT ?= 8765
 ANTHROPIC_PORT ?= 8766
 PAGE_PORT ?= 8767
 SLACK_PORT ?= 8768
+# `make dev`'s terminal shows warnings and errors; `make dev LOG_LEVEL=info` adds Dagster's INFO lines, among
+# them one per sensor tick that requests nothing (agent_task_sensor ticks every 5 s; the daemon logs each
+# skipped tick and has no per-sensor setting).
+LOG_LEVEL ?= warning
+# `dagster dev` (what users asked for) is marked superseded by `dg dev` in Dagster 1.13 and says so on every
+# start; `dg dev` runs the same webserver and daemon but needs the dagster-dg-cli package, so the one warning
+# is ignored here, by its text.
+DEV_WARNINGS := ignore:Function `dev_command` is superseded
 # The optional extras installed. `make dev EXTRAS=dev` (or `make test EXTRAS=dev`) leaves out the Claude Code
 # backend (claude-agent-sdk, about 400 MB with its bundled CLI); the tests that run that CLI are then deselected.
 EXTRAS ?= dev,claude-code
@@ -19,7 +27,7 @@ ifeq ($(findstring claude-code,$(EXTRAS)),)
 PYTEST_SELECT := -m "not claude_code"
 endif
 
-.PHONY: dev test lint format demo bench system-deps browser-deps
+.PHONY: install dev test lint format demo bench system-deps browser-deps
 
 # System tools the product needs: bubblewrap sandboxes the agents' commands. Installed with apt-get when
 # missing and we are root (as on CI and these machines); otherwise the one command to run is printed.
@@ -50,15 +58,21 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip check
 	touch $(STAMP)
 
-# The repository's dagster.yaml is the one in force: DAGSTER_HOME holds a link to it.
-$(DAGSTER_HOME)/dagster.yaml:
+# instance/dagster.yaml is the one in force: DAGSTER_HOME holds a link to it (a home from before the file
+# moved out of the repository root gets its link renewed).
+$(DAGSTER_HOME)/dagster.yaml: instance/dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
-	ln -sf $(CURDIR)/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	ln -sfn $(CURDIR)/instance/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+
+# Only the virtualenv (and bubblewrap), for `jada` before the first `make dev` (README, "First steps").
+install: system-deps $(STAMP)
 
 dev: system-deps $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	@$(BIN)/python -c 'import socket, sys; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", int(sys.argv[1])))' $(PORT) 2>/dev/null || { \
 	  echo "make dev: port $(PORT) is taken, nothing was started: stop the program using it, or run 'make dev PORT=$$(( $(PORT) + 100 ))'."; exit 1; }
-	JADA_WEBSERVER_URL=$${JADA_WEBSERVER_URL:-http://localhost:$(PORT)} $(BIN)/dagster dev -w workspace.yaml -p $(PORT)
+	@echo "make dev: the Dagster UI will be at http://localhost:$(PORT) (Ctrl-C stops it; LOG_LEVEL=$(LOG_LEVEL))."
+	@JADA_WEBSERVER_URL=$${JADA_WEBSERVER_URL:-http://localhost:$(PORT)} PYTHONWARNINGS='$(DEV_WARNINGS)' \
+	  $(BIN)/dagster dev -w workspace.yaml -p $(PORT) --log-level $(LOG_LEVEL)
 
 test: system-deps browser-deps $(STAMP)
 	$(BIN)/pip check

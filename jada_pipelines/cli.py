@@ -20,7 +20,26 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (google_cli, agents_cli, health_cli, emulators_cli):
         module.register(subparsers)
+    _remember_leaves(parser)
     return parser
+
+
+def _remember_leaves(parser: argparse.ArgumentParser) -> None:
+    """Each parser records itself in the namespace it fills; the deepest one chosen writes last, so an
+    unknown option is reported with the usage of the command it was typed under (`jada task add`), not
+    with the top-level usage."""
+    parser.set_defaults(_parser=parser)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in set(action.choices.values()):
+                _remember_leaves(child)
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:
+        args._parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
 
 
 def _load_dotenv() -> None:
@@ -32,7 +51,7 @@ def _load_dotenv() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
     _load_dotenv()
     try:
         return int(args.func(args) or 0)

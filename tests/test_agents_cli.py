@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 from jada_pipelines.agents.queue import open_queue
 from jada_pipelines.cli import main
 
@@ -40,17 +42,92 @@ def test_a_duplicate_id_with_another_prompt_exits_1_and_shows_both_prompts(capsy
 
 
 def test_errors_without_an_id_name_no_task_that_was_never_created(capsys):
+    code, out, err = run(capsys, "task", "add", "")
+    assert (code, out, err) == (2, "", "jada: The prompt is empty: say what the agent should do.\n")
     for argv, message in (
-        (("",), "jada: The prompt is empty: say what the agent should do.\n"),
+        (("x", "--max-turns", "-3"), "argument --max-turns: -3 must be 1 or more"),
+        (("x", "--max-attempts", "0"), "argument --max-attempts: 0 must be 1 or more"),
         (
-            ("x", "--max-turns", "-3"),
-            "jada: --max-turns -3 must be 1 or more (or left out for the default).\n",
+            ("x", "--max-cost-usd", "-5"),
+            "argument --max-cost-usd: -5 must be more than 0 dollars (leave the flag out for "
+            "JADA_AGENT_MAX_COST_USD)",
         ),
-        (("x", "--max-attempts", "0"), "jada: --max-attempts 0 must be 1 or more.\n"),
     ):
-        code, out, err = run(capsys, "task", "add", *argv)
-        assert (code, out, err) == (2, "", message)
+        code, err = usage_error(capsys, "task", "add", *argv)
+        assert code == 2
+        assert err.splitlines()[-1] == f"jada task add: error: {message}"
+        # The flag the user typed, never the queue's field name or an id they never saw.
+        assert "max_cost_usd" not in err and "task-" not in err
     assert open_queue().list() == []
+
+
+def usage_error(capsys, *argv) -> tuple[int, str]:
+    """argparse's own errors exit with SystemExit(2) after printing the usage of the command typed."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(argv))
+    return exit_info.value.code, capsys.readouterr().err
+
+
+def test_an_unknown_option_is_reported_with_the_usage_of_the_command_it_was_typed_under(capsys):
+    code, err = usage_error(capsys, "task", "add", "x", "--turns", "3")
+
+    assert code == 2
+    assert err.startswith("usage: jada task add ")
+    assert err.splitlines()[-1] == "jada task add: error: unrecognized arguments: --turns 3"
+
+
+def test_list_refuses_a_limit_below_one(capsys):
+    code, err = usage_error(capsys, "task", "list", "--limit", "0")
+
+    assert code == 2
+    assert err.splitlines()[-1] == "jada task list: error: argument --limit: 0 must be 1 or more"
+
+
+def test_a_task_queued_while_no_session_can_start_says_why_and_what_to_set(capsys):
+    code, out, err = run(capsys, "task", "add", "Summarise the berth schedule", "--id", "t1")
+
+    assert (code, out) == (0, "t1\n")
+    assert err.startswith(
+        "jada: task t1 is queued, but no session can start yet: ANTHROPIC_API_KEY is not set"
+    )
+    assert "`jada health`" in err
+
+
+def test_a_task_queued_while_sessions_can_start_prints_only_its_id(capsys, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key-for-the-cli")
+
+    assert run(capsys, "task", "add", "Summarise the berth schedule", "--id", "t1") == (0, "t1\n", "")
+
+
+def test_reusing_the_id_of_a_cancelled_task_offers_what_can_be_done(capsys):
+    run(capsys, "task", "add", "Fix the login bug", "--id", "t1")
+    run(capsys, "task", "cancel", "t1")
+
+    code, _, err = run(capsys, "task", "add", "Something else", "--id", "t1")
+
+    assert code == 1
+    assert "cancel the old task" not in err
+    assert err.splitlines()[-1] == (
+        "An id names one task for good: choose another --id for your prompt (the old one is cancelled; "
+        "`jada task requeue t1` runs its prompt again)."
+    )
+
+
+def test_reusing_the_id_of_a_queued_task_says_how_to_stop_it(capsys):
+    run(capsys, "task", "add", "Fix the login bug", "--id", "t1")
+
+    _, _, err = run(capsys, "task", "add", "Something else", "--id", "t1")
+
+    assert err.splitlines()[-1].endswith("(the old one is queued; `jada task cancel t1` stops it).")
+
+
+def test_show_does_not_print_the_internal_nonce(capsys):
+    run(capsys, "task", "add", "Fix the login bug", "--id", "t1")
+
+    _, out, _ = run(capsys, "task", "show", "t1")
+
+    assert "nonce" not in out and open_queue().get("t1").nonce not in out
+    assert "prompt: Fix the login bug" in out
 
 
 def test_add_without_an_id_makes_one(capsys):
@@ -96,8 +173,8 @@ def test_a_workdir_outside_the_allowed_roots_or_missing_and_a_bad_id_are_refused
 
 
 def test_a_bad_task_is_a_one_line_error(capsys):
-    code, _, err = run(capsys, "task", "add", "x", "--id", "t1", "--max-turns", "0")
-    assert code == 2 and err.startswith("jada: max_turns=0 for task 't1'") and err.count("\n") == 1
+    code, _, err = run(capsys, "task", "add", "x", "--id", "a:b")
+    assert code == 2 and err.startswith("jada: The task id 'a:b'") and err.count("\n") == 1
 
 
 def test_list_and_show_give_status_attempt_turns_cost_error_and_handoff(capsys):
@@ -200,6 +277,6 @@ def test_add_takes_a_backend_and_a_cost_ceiling(capsys):
     )
     task = open_queue().get("r1")
     assert (code, task.backend, task.max_cost_usd) == (0, "claude-code", 3.0)
-    code, _, err = run(capsys, "task", "add", "x", "--id", "r2", "--max-cost-usd", "0")
-    assert code == 2 and "max_cost_usd=0.0" in err and "positive number of dollars" in err
+    code, err = usage_error(capsys, "task", "add", "x", "--id", "r2", "--max-cost-usd", "0")
+    assert code == 2 and "argument --max-cost-usd: 0 must be more than 0 dollars" in err
     assert open_queue().get("r2") is None

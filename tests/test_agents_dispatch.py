@@ -77,3 +77,19 @@ def test_health_and_the_queue_asset_show_the_hand_over_between_two_real_sessions
     assert "handover median 2.5" in section["summary"]
     metadata = result.get_asset_materialization_events()[0].materialization.metadata
     assert 2.4 < metadata["handover_median_s"].value < 2.6 and "handover_p95_s" in metadata
+
+
+def test_the_sensor_says_a_task_after_its_turn_cap_waits_out_the_continuation_delay_not_a_back_off():
+    from jada_pipelines.agents.queue import STATUSES, QueueStats
+    from jada_pipelines.agents.sensors import idle_reason
+
+    def stats(**depth) -> QueueStats:
+        return QueueStats({s: depth.get(s, 0) for s in STATUSES}, 10.0, 0, 0)
+
+    assert idle_reason(stats(incomplete=1), []) == (
+        "No task is due yet: 1 task is waiting out the continuation delay after reaching the turn cap "
+        "(JADA_AGENT_CONTINUE_DELAY_SECONDS)."
+    )
+    assert idle_reason(stats(queued=2), []) == (
+        "No task is due yet: 2 tasks are backing off after an attempt that failed or was lost."
+    )

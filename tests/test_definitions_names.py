@@ -20,7 +20,7 @@ CHECKS = [
     "port_sheet_status:port_sheet_status_rows_located",
 ]
 # Dagster's own implicit jobs (__ASSET_JOB, the schedule's anonymous job) are left out: their names are not ours.
-JOBS = ["agent_session_job", "agent_task_queue_job", "port_sheet_sync_job"]
+JOBS = ["agent_session_job", "agent_task_queue_job", "port_sheet_push_job", "port_sheet_sync_job"]
 SCHEDULES = ["agent_task_queue_schedule", "port_sheet_sync_schedule"]
 SENSORS = [
     "agent_task_sensor",
@@ -28,6 +28,7 @@ SENSORS = [
     "cloudwatch_metrics_sensor",
     "freshness_alert_sensor",
     "lost_run_worker_sensor",
+    "port_sheet_push_sensor",
     "run_failure_alert_sensor",
 ]
 RESOURCES = ["claude", "google", "port_sheet", "port_sheet_store", "slack", "task_queue"]

@@ -235,6 +235,14 @@ def test_headless_chromium_sees_the_failed_check_with_its_fix_the_failed_run_the
         failed_check in page and "oauth_error invalid_grant" in page and "failure_class token_revoked" in page
     )
     assert "blocked_by google_credentials_fresh evaluated false" in page
+    # One cause, one red: the failed run planned nothing of the push, so none of its checks can show
+    # "Execution failed" and neither push asset is part of it.
+    for absent in ("port_sheet_status_columns_present", "port_sheet_status_rows_located", "Execution failed"):
+        assert absent not in page, absent
+    page = _chromium(f"{ui}/runs/{failed}", profile, tmp_path / "failed-run-steps.png", ["port_sheet_rows"])
+    assert "port_sheet_rows" in page
+    for absent in ("port_sheet_tasks", "port_sheet_status", "Execution failed"):
+        assert absent not in page, absent
 
     # The recovery: the run after the re-consent succeeded, and so did its credentials check.
     passed_check = "Check google_credentials_fresh succeeded for materialization of port_sheet_rows"
@@ -250,6 +258,7 @@ def test_headless_chromium_sees_the_failed_check_with_its_fix_the_failed_run_the
     assert "REVOKED the demo" in page and "Rotterdam" in page
     assert sorted(p.name for p in tmp_path.glob("*.png")) == [
         "failed-check.png",
+        "failed-run-steps.png",
         "failed-run.png",
         "recovered.png",
         "sheet-page.png",

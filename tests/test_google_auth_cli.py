@@ -248,3 +248,19 @@ def test_auth_check_fails_with_the_class_and_the_fix_on_a_revoked_token(
 def test_auth_check_names_the_variables_when_nothing_is_configured(capsys):
     assert main(["auth", "check"]) == 1
     assert "JADA_GOOGLE_TOKEN_FILE" in capsys.readouterr().err
+
+
+def test_a_consent_port_in_use_is_one_sentence_naming_it_not_a_traceback(client_secrets, tmp_path, capsys):
+    with socket.socket() as taken:
+        taken.bind(("localhost", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        code = main(
+            _auth_google(client_secrets, "--testing", "--output", str(tmp_path / "t.json"), port=port)
+        )
+
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith(f"jada auth google: Port {port} is in use") and "--port" in err
+    assert "Traceback" not in err and not (tmp_path / "t.json").exists()

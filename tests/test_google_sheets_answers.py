@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from jada_pipelines.definitions import defs
 from jada_pipelines.google_api import credentials
 from jada_pipelines.port_sheet.resources import DEFAULT_OWNED_COLUMNS
 from tests.fixtures.google import PORT_SHEET_ID, PORT_SHEET_TAB
+from tests.fixtures.port_sheet import run_port_sheet_sync
 
 HEADER = ["id", "port", "task", *DEFAULT_OWNED_COLUMNS]
 
@@ -42,7 +42,7 @@ def sheet(google_emulator, google_token_file):
 
 
 def run():
-    return defs.resolve_job_def("port_sheet_sync_job").execute_in_process(raise_on_error=False)
+    return run_port_sheet_sync()
 
 
 def failure_of(result):

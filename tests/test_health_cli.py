@@ -13,6 +13,7 @@ from jada_pipelines.agents.queue import open_queue
 from jada_pipelines.cli import main
 
 SECTIONS_IN_ORDER = (
+    "configuration",
     "instance",
     "daemons",
     "runs_24h",
@@ -43,8 +44,11 @@ def instance():
 
 
 @pytest.fixture
-def healthy(instance, google_token_file):
-    """Live daemons, working Google credentials, an empty queue: nothing at ERROR."""
+def healthy(instance, google_token_file, monkeypatch):
+    """Live daemons, working Google credentials, a Claude key, a Slack webhook, an empty queue: nothing at
+    ERROR."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key-for-the-audit")
+    monkeypatch.setenv("SLACK_WEBHOOK_URL", "http://127.0.0.1:9/services/TEST/AUDIT/hook")
     for name in instance.get_required_daemon_types():
         instance.add_daemon_heartbeat(DaemonHeartbeat(time.time(), name, None, None))
     return instance
@@ -144,3 +148,46 @@ def test_sessions_their_turn_cap_rate_and_the_cost_of_the_last_day_are_reported(
     sessions, cost = sections["sessions"], sections["cost_24h"]
     assert sessions["by_outcome"] == {"incomplete": 1, "done": 1} and sessions["turn_capped"] == 1
     assert (cost["usd"], cost["turns"]) == (0.5, 60)
+
+
+def test_without_an_anthropic_key_the_first_error_line_names_it_and_the_exit_code_is_one(instance, capsys):
+    for name in instance.get_required_daemon_types():
+        instance.add_daemon_heartbeat(DaemonHeartbeat(time.time(), name, None, None))
+    main(["task", "add", "Summarise the berth schedule", "--id", "t1"])
+    capsys.readouterr()
+
+    code, out = health(capsys)
+
+    assert code == 1
+    errors = [line for line in out.splitlines() if line.startswith("[ERROR")]
+    assert errors[0].startswith("[ERROR] configuration")
+    assert "ANTHROPIC_API_KEY is not set" in errors[0]
+    assert 'docs/agents.md, "Set-up"' in errors[0]
+    # The dispatch section names the same cause, at once, and does not blame the sensor.
+    (dispatch,) = [line for line in out.splitlines() if line.split("]")[-1].split()[:1] == ["dispatch"]]
+    assert dispatch.startswith("[ERROR") and "ANTHROPIC_API_KEY is not set" in dispatch
+    assert "sensor" not in dispatch.split("ANTHROPIC_API_KEY")[0].lower()
+    assert "Likely cause: the sensor" not in out
+
+
+def test_the_configuration_section_warns_about_slack_and_google_naming_the_variable_and_the_doc(
+    instance, capsys, monkeypatch
+):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key-for-the-audit")
+
+    _, out = health(capsys, "--json")
+
+    section = json.loads(out)["sections"]["configuration"]
+    assert section["severity"] == "WARN"
+    by_variable = {p["variable"]: p for p in section["problems"]}
+    assert set(by_variable) == {"SLACK_WEBHOOK_URL", "JADA_GOOGLE_TOKEN_FILE", "JADA_PORT_SHEET_ID"}
+    assert all(p["severity"] == "WARN" for p in section["problems"])
+    assert 'docs/alerts_health.md, "Set-up"' in by_variable["SLACK_WEBHOOK_URL"]["text"]
+    assert 'docs/google.md, "Set-up"' in by_variable["JADA_GOOGLE_TOKEN_FILE"]["text"]
+
+
+def test_a_configured_set_up_has_an_ok_configuration_section(healthy, capsys):
+    _, out = health(capsys, "--json")
+
+    section = json.loads(out)["sections"]["configuration"]
+    assert (section["severity"], section["problems"]) == ("OK", [])

@@ -24,6 +24,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from jada_pipelines.agents.local_daemon import INSTANCE_CONFIG
 from jada_pipelines.cli import main
 from tests.test_alerts_freshness import materialized_minutes_ago
 
@@ -103,7 +104,7 @@ def test_a_stale_sheet_and_a_killed_daemon_each_reach_slack_once_and_the_daemon_
     slack_webhook, google_token_file, tmp_path, capsys, monkeypatch
 ):
     home = Path(os.environ["DAGSTER_HOME"])
-    (home / "dagster.yaml").symlink_to(REPO / "dagster.yaml")
+    (home / "dagster.yaml").symlink_to(INSTANCE_CONFIG)
     (tmp_path / "workspace.yaml").write_text(
         "load_from:\n  - python_module:\n      module_name: jada_pipelines.definitions\n"
         f"      attribute: defs\n      working_directory: {REPO}\n"

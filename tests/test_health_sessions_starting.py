@@ -47,6 +47,12 @@ def queue():
     return open_queue()
 
 
+@pytest.fixture(autouse=True)
+def anthropic_key(monkeypatch):
+    """Sessions can start unless a test takes the key away."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key-for-the-grading")
+
+
 def beat(instance, at: float) -> None:
     for name in instance.get_required_daemon_types():
         instance.add_daemon_heartbeat(DaemonHeartbeat(at, name, None, None))
@@ -99,6 +105,32 @@ def test_tasks_that_wait_briefly_or_a_claim_that_is_starting_are_fine(queue, ins
     finding = graded(queue, instance, now=created + 60)
 
     assert finding.severity == "OK" and finding.name == "sessions_starting"
+
+
+def test_without_an_anthropic_key_a_waiting_task_is_an_error_at_once_naming_the_key_not_the_sensor(
+    queue, instance, monkeypatch
+):
+    monkeypatch.delenv("ANTHROPIC_API_KEY")
+    created = queue.enqueue("t1", "a prompt").task.available_at
+    beat(instance, created)
+
+    finding = graded(queue, instance, now=created + 1)
+
+    assert finding.severity == "ERROR"
+    assert finding.description.startswith("Sessions cannot start: ANTHROPIC_API_KEY is not set")
+    assert "1 task waiting" in finding.description
+    assert "sensor" not in finding.description.lower()
+    assert finding.metadata["cause"] == "configuration"
+
+
+def test_without_an_anthropic_key_and_nothing_waiting_dispatch_still_is_not_ok(queue, instance, monkeypatch):
+    monkeypatch.delenv("ANTHROPIC_API_KEY")
+    beat(instance, time.time())
+
+    finding = graded(queue, instance, now=time.time())
+
+    assert finding.severity == "WARN"
+    assert "ANTHROPIC_API_KEY is not set" in finding.description
 
 
 def test_with_the_daemon_silent_a_waiting_task_fails_the_check_naming_the_daemon(queue, instance):

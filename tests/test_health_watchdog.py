@@ -17,8 +17,10 @@ from jada_pipelines.health import watchdog
 
 
 @pytest.fixture
-def instance(google_token_file):
-    """The instance `jada health` reads, with working Google credentials: only the daemons can be at ERROR."""
+def instance(google_token_file, monkeypatch):
+    """The instance `jada health` reads, with working Google credentials and a Claude key: only the daemons
+    can be at ERROR."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key-for-the-watchdog")
     with dg.DagsterInstance.get() as instance:
         yield instance
 

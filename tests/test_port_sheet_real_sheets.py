@@ -7,16 +7,16 @@ from __future__ import annotations
 import pytest
 
 from jada_pipelines.agents.queue import open_queue
-from jada_pipelines.definitions import defs
 from jada_pipelines.port_sheet.resources import DEFAULT_OWNED_COLUMNS
 from jada_pipelines.port_sheet.tasks import task_id_for
 from tests.fixtures.google import PORT_SHEET_ID, PORT_SHEET_TAB
+from tests.fixtures.port_sheet import run_port_sheet_sync
 
 HEADER = ["id", "port", "task", *DEFAULT_OWNED_COLUMNS]
 
 
 def run_sync(*, succeed: bool = True):
-    result = defs.resolve_job_def("port_sheet_sync_job").execute_in_process(raise_on_error=False)
+    result = run_port_sheet_sync()
     if succeed:
         assert result.success, [event.message for event in result.all_events if event.is_failure]
     return result
@@ -86,7 +86,7 @@ def test_dates_times_and_date_times_come_through_as_people_see_them_in_a_non_utc
     }
     for a1, text in typed.items():
         google_emulator.enter(PORT_SHEET_ID, PORT_SHEET_TAB, a1, text)
-    result = defs.resolve_job_def("port_sheet_sync_job").execute_in_process(
+    result = run_port_sheet_sync(
         run_config={
             "resources": {
                 "port_sheet": {"config": {"column_types": {"due": "datetime", "seen_at": "datetime"}}}
@@ -137,9 +137,7 @@ def ports(google_emulator, google_token_file):
 def sync_with(emulator, edit, *, before: str = "values_batch_update_by_data_filter"):
     """One run, with ``edit`` made by a person just before Google serves the push's write."""
     emulator.before(before, edit)
-    result = defs.resolve_job_def("port_sheet_sync_job").execute_in_process(
-        run_config=FAST, raise_on_error=False
-    )
+    result = run_port_sheet_sync(run_config=FAST, raise_on_error=False)
     assert result.success, [event.message for event in result.all_events if event.is_failure]
     return materializations(result)["port_sheet_status"]
 
@@ -281,7 +279,7 @@ def test_owned_columns_renamed_through_the_resource_are_filled_under_their_new_n
         PORT_SHEET_TAB,
         [["id", "port", "task", *renamed], ["a", "Lisbon", "do a"], ["b", "Porto", "", "", "lots"]],
     )
-    result = defs.resolve_job_def("port_sheet_sync_job").execute_in_process(
+    result = run_port_sheet_sync(
         run_config={
             "resources": {
                 "port_sheet": {"config": {"owned_columns": renamed, "column_types": {"Turns": "integer"}}}

@@ -14,6 +14,30 @@ if TYPE_CHECKING:
     from jada_pipelines.agents.queue import Task
 
 
+def _at_least_one(text: str) -> int:
+    """An argparse type: a whole number of 1 or more, so the error names the flag, not a queue field."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be 1 or more")
+    return value
+
+
+def _dollars(text: str) -> float:
+    """An argparse type: a positive amount of US dollars."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of dollars") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(
+            f"{text} must be more than 0 dollars (leave the flag out for JADA_AGENT_MAX_COST_USD)"
+        )
+    return value
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this domain's subcommands to the `jada` parser."""
     task = subparsers.add_parser("task", help="add, list, show, re-queue or cancel agent tasks")
@@ -23,11 +47,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add.add_argument("prompt", help="what the agent should do")
     add.add_argument("--id", dest="task_id", help="task id (the idempotency key); default: a new random id")
     add.add_argument(
-        "--max-turns", type=int, help="turn cap for each session (default: JADA_AGENT_MAX_TURNS, 30)"
+        "--max-turns",
+        type=_at_least_one,
+        help="turn cap for each session (default: JADA_AGENT_MAX_TURNS, 30)",
     )
     add.add_argument("--workdir", help="working directory (default: $JADA_DATA_DIR/workdirs/<id>)")
     add.add_argument("--priority", type=int, default=0, help="higher runs first (default 0)")
-    add.add_argument("--max-attempts", type=int, default=3, help="sessions before a dead letter (default 3)")
+    add.add_argument(
+        "--max-attempts", type=_at_least_one, default=3, help="sessions before a dead letter (default 3)"
+    )
     add.add_argument(
         "--backend",
         choices=("messages", "claude-code"),
@@ -35,14 +63,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add.add_argument(
         "--max-cost-usd",
-        type=float,
+        type=_dollars,
         help="cost ceiling over all attempts; reaching it makes a dead letter (default: JADA_AGENT_MAX_COST_USD, none)",
     )
     add.set_defaults(func=add_task)
 
     listing = actions.add_parser("list", help="list tasks")
     listing.add_argument("--status", help="only tasks with this status, e.g. queued, incomplete, dead")
-    listing.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    listing.add_argument("--limit", type=_at_least_one, default=100, help="at most this many (default 100)")
     listing.add_argument("--json", action="store_true", help="print JSON")
     listing.set_defaults(func=list_tasks)
 
@@ -99,14 +127,10 @@ def add_task(args: argparse.Namespace) -> int:
 
     from jada_pipelines.agents.queue import QueueError
 
-    if args.task_id is None:
-        # Checked before an id is made up, so no error names a task that was never created.
-        if not args.prompt.strip():
-            raise QueueError("The prompt is empty: say what the agent should do.")
-        if args.max_turns is not None and args.max_turns < 1:
-            raise QueueError(f"--max-turns {args.max_turns} must be 1 or more (or left out for the default).")
-        if args.max_attempts < 1:
-            raise QueueError(f"--max-attempts {args.max_attempts} must be 1 or more.")
+    # Checked before an id is made up, so no error names a task that was never created (the numeric flags
+    # are checked by their argparse types).
+    if args.task_id is None and not args.prompt.strip():
+        raise QueueError("The prompt is empty: say what the agent should do.")
     task_id = args.task_id or f"task-{uuid.uuid4().hex[:12]}"
     result = _queue().enqueue(
         task_id,
@@ -125,7 +149,7 @@ def add_task(args: argparse.Namespace) -> int:
                 f"jada: task {task_id} already exists with another prompt; nothing changed.\n"
                 f"  its prompt: {result.task.prompt}\n"
                 f"  yours:      {args.prompt}\n"
-                "Choose another --id, or cancel the old task first.",
+                f"An id names one task for good: choose another --id for your prompt{_old_task_hint(result.task)}.",
                 file=sys.stderr,
             )
             return 1
@@ -134,7 +158,33 @@ def add_task(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     print(task_id)
+    if result.task.status in WAITING:
+        _say_why_it_cannot_start(task_id)
     return 0
+
+
+# Statuses of a task that has not ended; the others have (see the queue's STATUSES).
+WAITING = ("queued", "incomplete")
+ACTIVE = (*WAITING, "dispatched", "running")
+
+
+def _old_task_hint(task: Task) -> str:
+    if task.status in ACTIVE:
+        return f" (the old one is {task.status}; `jada task cancel {task.id}` stops it)"
+    return f" (the old one is {task.status}; `jada task requeue {task.id}` runs its prompt again)"
+
+
+def _say_why_it_cannot_start(task_id: str) -> None:
+    """A queued task that no session can pick up yet (no API key, no sandbox) says so now, not in an hour."""
+    from jada_pipelines.agents.sensors import why_no_session_can_run
+
+    blocked = why_no_session_can_run()
+    if blocked:
+        print(
+            f"jada: task {task_id} is queued, but no session can start yet: {blocked} It starts by itself once "
+            "that is fixed; `jada health` shows what else is missing.",
+            file=sys.stderr,
+        )
 
 
 ERROR_CHARS = 60
@@ -205,6 +255,7 @@ def show_task(args: argparse.Namespace) -> int:
         print(json.dumps(asdict(task), indent=2))
         return 0
     fields = asdict(task)
+    fields.pop("nonce")  # internal: tells a re-added task's runs from the old ones
     # A new claim clears the task's run_id until its run starts: the last run is then the attempts' one.
     runs = [a.run_id for a in queue.attempts(since=task.created_at) if a.task_id == task.id and a.run_id]
     run_id = task.run_id or (runs[-1] if runs else None)

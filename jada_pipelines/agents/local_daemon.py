@@ -1,6 +1,6 @@
 """Run the real ``dagster-daemon`` on a scratch DAGSTER_HOME, for the concurrency test and the benchmark.
 
-The home gets a link to the repository's dagster.yaml (so the 5-session tag limit under test is the one in
+The home gets a link to the repository's instance/dagster.yaml (so the 5-session tag limit under test is the one in
 force) and a workspace.yaml that loads the whole code location. The daemon runs in its own process group so
 stopping it also ends its code server and any run worker still alive.
 """
@@ -21,6 +21,8 @@ import dagster as dg
 from jada_pipelines.settings import AGENT_SESSION_TAG
 
 REPO = Path(__file__).resolve().parents[2]
+# The instance configuration `make dev`, `make demo` and the daemon tests use: each DAGSTER_HOME links to it.
+INSTANCE_CONFIG = REPO / "instance" / "dagster.yaml"
 STOP_TIMEOUT_S = 30
 
 
@@ -28,7 +30,7 @@ def prepare_home(home: Path, workdir: Path) -> Path:
     """Link dagster.yaml into ``home`` and write a workspace.yaml in ``workdir``; returns the workspace path."""
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").is_symlink():  # a restarted daemon reuses its home
-        (home / "dagster.yaml").symlink_to(REPO / "dagster.yaml")
+        (home / "dagster.yaml").symlink_to(INSTANCE_CONFIG)
     workspace = workdir / "workspace.yaml"
     workspace.write_text(
         "load_from:\n  - python_module:\n      module_name: jada_pipelines.definitions\n"

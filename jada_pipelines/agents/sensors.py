@@ -220,10 +220,25 @@ def idle_reason(
                 f"(JADA_AGENT_CLAIM_AHEAD={ahead}): Dagster's run queue starts them as slots free."
             )
     elif waiting:
-        reason = f"{waiting} tasks are waiting, but none is due yet (they are backing off after a transient error)."
+        reason = _not_due(stats.depth_by_status["incomplete"], stats.depth_by_status["queued"])
     else:
         reason = f"No agent task is waiting; {stats.live_sessions} sessions are running."
     return reason + (f" Tasks whose run ended without an outcome: {'; '.join(moved)}." if moved else "")
+
+
+def _not_due(incomplete: int, queued: int) -> str:
+    """Why waiting tasks were not claimed when slots are free: none is due yet, and what each waits out."""
+    parts = []
+    if incomplete:
+        parts.append(
+            f"{'1 task is' if incomplete == 1 else f'{incomplete} tasks are'} waiting out the continuation delay "
+            "after reaching the turn cap (JADA_AGENT_CONTINUE_DELAY_SECONDS)"
+        )
+    if queued:
+        parts.append(
+            f"{'1 task is' if queued == 1 else f'{queued} tasks are'} backing off after an attempt that failed or was lost"
+        )
+    return "No task is due yet: " + "; ".join(parts) + "."
 
 
 # job_name rather than job=: binding the job object makes Dagster 1.13 copy it with owners=[] when it attaches

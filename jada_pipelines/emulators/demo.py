@@ -356,12 +356,14 @@ def load_demo_env(state_dir: Path = STATE_DIR) -> dict[str, str]:
 
 
 def _fresh_dagster_home(state_dir: Path) -> Path:
-    """An empty DAGSTER_HOME linked to the repository's dagster.yaml: each demo starts from a new sheet, so
+    """An empty DAGSTER_HOME linked to the repository's instance/dagster.yaml: each demo starts from a new sheet, so
     an old queue or run history would show work the new sheet never asked for."""
     home = state_dir / "dagster_home"
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
-    (home / "dagster.yaml").symlink_to(REPO_ROOT / "dagster.yaml")
+    from jada_pipelines.agents.local_daemon import INSTANCE_CONFIG
+
+    (home / "dagster.yaml").symlink_to(INSTANCE_CONFIG)
     return home
 
 

@@ -7,6 +7,7 @@ Google's out-of-band (copy-the-code) flow is gone; the local-server flow needs a
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -97,6 +98,16 @@ def consent(
         ) from None
     except OAuth2Error as error:
         raise ConsentError(_consent_refusal(error.error)) from None
+    except OSError as error:
+        if error.errno != errno.EADDRINUSE:
+            raise
+        # The local server refuses SO_REUSEADDR (google-auth-oauthlib's exclusive bind), so a consent that
+        # ended less than a minute ago still holds the port in TIME_WAIT.
+        raise ConsentError(
+            f"Port {port} is in use (by another program, or by a consent that ended less than a minute ago), so "
+            "Google's redirect cannot reach this command: wait a minute, or pass --port with a free port (and "
+            "tunnel that port on a headless server)."
+        ) from None
     token = {
         "type": "authorized_user",
         "client_id": credentials.client_id,

@@ -48,6 +48,8 @@ def build_audit(instance: dg.DagsterInstance, *, now: float) -> dict:
     """The whole audit as JSON-ready data: ``overall`` severity plus one entry per section."""
     thresholds = grading.Thresholds.from_env()
     builders: dict[str, Callable[[], Section]] = {
+        # First: a missing key explains most of what the sections below it show.
+        "configuration": _configuration_section,
         "instance": lambda: _instance_section(instance),
         "daemons": lambda: _finding_section(daemon_finding(instance, now, thresholds)),
         "runs_24h": lambda: _runs_section(instance, now),
@@ -89,6 +91,20 @@ def _guarded(build: Callable[[], Section]) -> Section:
 
 def _finding_section(finding: grading.Finding) -> Section:
     return Section(finding.severity, finding.description, dict(finding.metadata))
+
+
+def _configuration_section() -> Section:
+    from jada_pipelines.health.configuration import problems
+
+    found = problems()
+    if not found:
+        return Section("OK", "Claude, Slack and Google are configured.", {"problems": []})
+    return Section(
+        grading.worst(p.severity for p in found),
+        found[0].text
+        + (f" (and {grading.plural(len(found) - 1, 'more problem')} below)" if len(found) > 1 else ""),
+        {"problems": [{"severity": p.severity, "variable": p.variable, "text": p.text} for p in found]},
+    )
 
 
 def _instance_section(instance: dg.DagsterInstance) -> Section:
@@ -321,6 +337,8 @@ def _detail_lines(name: str, section: dict) -> list[str]:
             f"{f['ended_at']} {f['job']} {f['run_id']}: {'; '.join(f['reasons']) or 'no step failed'}"
             for f in section.get("latest", [])
         ]
+    if name == "configuration":
+        return [f"{p['severity']}: {p['text']}" for p in section.get("problems", [])[1:]]
     if name == "queue":
         return [
             f"dead letter {t['id']} after {grading.plural(t['attempts'], 'attempt')}: {t['last_error']}"

@@ -5,6 +5,8 @@ The queue and Dagster each hold half the picture: the queue knows which tasks wa
 ``jada/agent-session`` tag slots. ``gather`` reads both; ``grade`` (plain Python) says whether sessions are
 starting and, when they are not, the likely cause, most specific first:
 
+0. the configuration: no session can start at all (no Anthropic key, an unusable sandbox), so the sensor
+   claims nothing on purpose; this is said at once, without waiting for a task to wait too long;
 1. the daemon: no heartbeat, so no sensor claims and no run leaves Dagster's queue;
 2. a run "started" with no worker: Dagster shows the claim's run STARTED, yet its session never began
    (the worker died, for example in a reboot), and the run holds a slot until someone fails it;
@@ -45,6 +47,8 @@ class DispatchFacts:
     stale_daemons: list[str]
     sensor_stopped: bool
     running_sessions: int = 0  # the queue's sessions that started (live_sessions also counts claims)
+    # Why no session can start (the sensor's own rule), or None: then it claims nothing on purpose.
+    blocked: str | None = None
 
 
 def stale_daemons(
@@ -57,6 +61,7 @@ def stale_daemons(
 
 def gather(queue, instance: dg.DagsterInstance, *, now: float, stale_daemons: list[str]) -> DispatchFacts:
     from jada_pipelines.agents.jobs import ATTEMPT_TAG, TASK_ID_TAG
+    from jada_pipelines.agents.sensors import why_no_session_can_run
     from jada_pipelines.health.automation import stopped
 
     waits = [
@@ -92,6 +97,7 @@ def gather(queue, instance: dg.DagsterInstance, *, now: float, stale_daemons: li
         slot_runs=[run.run_id for run in slot_runs],
         stale_daemons=stale_daemons,
         sensor_stopped=bool(stopped(instance, {SENSOR})),
+        blocked=why_no_session_can_run(),
     )
 
 
@@ -116,6 +122,20 @@ def grade(facts: DispatchFacts, thresholds: grading.Thresholds) -> grading.Findi
         "dispatched_not_started": len(stuck),
         "slot_runs": len(facts.slot_runs),
     }
+    if facts.blocked:
+        # Never OK while sessions cannot start, and never the sensor's fault: it claims nothing on purpose.
+        waiting = len(facts.waits_s) + len(facts.claims)
+        return grading.Finding(
+            "sessions_starting",
+            "ERROR" if waiting else "WARN",
+            f"Sessions cannot start: {facts.blocked} "
+            + (
+                f"{grading.plural(waiting, 'task')} waiting (longest {longest:.0f} s) will start once it is set."
+                if waiting
+                else "No task is waiting yet."
+            ),
+            {**metadata, "cause": "configuration"},
+        )
     if not starved and not stuck:
         return grading.Finding(
             "sessions_starting",

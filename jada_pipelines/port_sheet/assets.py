@@ -174,7 +174,7 @@ def port_sheet_status(
     google: GoogleCredentialsResource,
     port_sheet: PortSheetSettings,
     task_queue: TaskQueueResource,
-) -> dg.MaterializeResult:
+):
     """The agents' progress as people see it in the port sheet: status, turns, cost, summary, updated time,
     and why a row was quarantined. Only the cells that changed are written, in one batched call."""
     wanted = wanted_cells(
@@ -186,9 +186,12 @@ def port_sheet_status(
     try:
         result = _push(google, port_sheet, port_sheet_rows, wanted)
     except CredentialsError as error:
-        raise credentials_failure(error) from None  # nothing was written
+        # Nothing was written. The checks say why they were not evaluated, rather than "Execution failed".
+        for spec in STATUS_CHECK_SPECS:
+            yield not_evaluated(spec.name, because=CREDENTIALS_CHECK, so="no status was written")
+        raise credentials_failure(error) from None
     plan = result.plan
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
         metadata={
             "google_api_calls": result.google_calls,
             "write_calls": result.write_calls,

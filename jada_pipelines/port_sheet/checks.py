@@ -5,7 +5,7 @@ On ``port_sheet_rows``: ``google_credentials_fresh`` (does the token work, and f
 ``port_sheet_status``: ``port_sheet_status_columns_present`` and ``port_sheet_status_rows_located``.
 
 Every check is declared on its asset (``check_specs``) and evaluated in the asset's step, not as a separate
-``@asset_check`` step. The reason is "one cause, one red": in Dagster 1.13 a check step that is
+``@asset_check`` step; the push's checks run in their own run, after a pull that materialized (``jobs.py``). The reason is "one cause, one red": in Dagster 1.13 a check step that is
 skipped because its asset's step failed never gets an evaluation, and a planned check with no evaluation in a
 failed run resolves to "Execution failed" (``AssetCheckExecutionRecord.resolve_status``), with no way to mark
 it skipped. So a credentials failure showed two red checks. Evaluated in the asset's step, the check can say
@@ -47,14 +47,16 @@ ROWS_CHECK_SPEC = dg.AssetCheckSpec(
 )
 
 
-def not_evaluated(check_name: str, *, because: str) -> dg.AssetCheckResult:
+def not_evaluated(
+    check_name: str, *, because: str, so: str = "the sheet was not read"
+) -> dg.AssetCheckResult:
     """A check that could not run because another one failed: a WARN naming the cause, so one cause shows as
     one red check, not two (Dagster 1.13 has no "skipped" check result)."""
     return dg.AssetCheckResult(
         check_name=check_name,
         passed=False,
         severity=dg.AssetCheckSeverity.WARN,
-        description=f"Not evaluated: {because} failed, so the sheet was not read. Fix that check first.",
+        description=f"Not evaluated: {because} failed, so {so}. Fix that check first.",
         metadata={"evaluated": False, "blocked_by": because},
     )
 

@@ -10,5 +10,5 @@ port_sheet_sync_schedule = dg.ScheduleDefinition(
     cron_schedule="*/30 * * * *",
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Every 30 minutes: pull the port sheet and push agent status back.",
+    description="Every 30 minutes: pull the port sheet (port_sheet_push_sensor then pushes agent status back).",
 )
