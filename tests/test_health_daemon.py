@@ -101,8 +101,10 @@ def watchdog(capsys) -> int:
 @pytest.mark.daemon
 @pytest.mark.timeout(1200)
 def test_a_stale_sheet_and_a_killed_daemon_each_reach_slack_once_and_the_daemon_s_recovery_too(
-    slack_webhook, google_token_file, tmp_path, capsys, monkeypatch
+    slack_webhook, google_token_file, anthropic_emulator, tmp_path, capsys, monkeypatch
 ):
+    # anthropic_emulator sets ANTHROPIC_API_KEY: a configured deployment, so the watchdog's only problems here are
+    # the ones this test makes (the turned-off schedule, then the killed daemon).
     home = Path(os.environ["DAGSTER_HOME"])
     (home / "dagster.yaml").symlink_to(INSTANCE_CONFIG)
     (tmp_path / "workspace.yaml").write_text(

@@ -1,4 +1,4 @@
-"""The push's row check never claims what it did not check, through real ``port_sheet_sync_job`` runs: when
+"""The push's row check never claims what it did not check, through real syncs (``port_sheet_sync_job``, then ``port_sheet_push_job``): when
 Google's answer to the write carries no key column, or Google refuses the write's empty key-column item, the
 rows are verified by a separate read (and the refusal is remembered per spreadsheet, so later syncs do not
 fail first); and a 400 on a write is not mistaken for a sheet the account cannot open."""
@@ -7,17 +7,17 @@ from __future__ import annotations
 
 import pytest
 
-from jada_pipelines.definitions import defs
 from jada_pipelines.port_sheet.resources import DEFAULT_OWNED_COLUMNS
 from tests.fixtures.google import PORT_SHEET_ID, PORT_SHEET_TAB
+from tests.fixtures.port_sheet import run_port_sheet_sync
 
 HEADER = ["id", "port", "task", *DEFAULT_OWNED_COLUMNS]
 WRITE = "values_batch_update_by_data_filter"
 
 
 def run_sync(*, succeed: bool = True):
-    result = defs.resolve_job_def("port_sheet_sync_job").execute_in_process(
-        run_config={"resources": {"google": {"config": {"retry_base_delay_s": 0.01}}}}, raise_on_error=False
+    result = run_port_sheet_sync(
+        run_config={"resources": {"google": {"config": {"retry_base_delay_s": 0.01}}}}
     )
     if succeed:
         assert result.success, [event.message for event in result.all_events if event.is_failure]

@@ -1,4 +1,4 @@
-"""The push writes only its own tab, through real ``port_sheet_sync_job`` runs against the emulator: a tab
+"""The push writes only its own tab, through real syncs (``port_sheet_sync_job``, then ``port_sheet_push_job``) against the emulator: a tab
 duplicated between two syncs or between the push's read and its write (its copies of the column tags come
 along, the worst case Google's reference allows), and two tabs synced by two configurations of one
 spreadsheet. In each, the other tab is byte-for-byte unchanged and both tabs keep their own tags."""
@@ -9,10 +9,10 @@ import copy
 
 import pytest
 
-from jada_pipelines.definitions import defs
 from jada_pipelines.port_sheet.columns import tag_id
 from jada_pipelines.port_sheet.resources import DEFAULT_OWNED_COLUMNS
 from tests.fixtures.google import PORT_SHEET_ID, PORT_SHEET_TAB
+from tests.fixtures.port_sheet import run_port_sheet_sync
 
 HEADER = ["id", "port", "task", *DEFAULT_OWNED_COLUMNS]
 TRACKED = ["id", *DEFAULT_OWNED_COLUMNS]
@@ -22,9 +22,7 @@ def run_sync(tab: str | None = None):
     config = {"resources": {"google": {"config": {"retry_base_delay_s": 0.01}}}}
     if tab is not None:
         config["resources"]["port_sheet"] = {"config": {"sheet_tab": tab}}
-    result = defs.resolve_job_def("port_sheet_sync_job").execute_in_process(
-        run_config=config, raise_on_error=False
-    )
+    result = run_port_sheet_sync(run_config=config)
     assert result.success, [event.message for event in result.all_events if event.is_failure]
     return {
         event.asset_key.path[-1]: event.materialization.metadata
