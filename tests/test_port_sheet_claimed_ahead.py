@@ -16,7 +16,7 @@ from jada_pipelines.agents.resources import ClaudeSessionResource, TaskQueueReso
 from jada_pipelines.agents.sensors import agent_task_sensor
 from jada_pipelines.agents.sqlite_queue import SQLiteTaskQueue
 from jada_pipelines.port_sheet.resources import DEFAULT_OWNED_COLUMNS
-from jada_pipelines.port_sheet.tasks import task_id_for
+from jada_pipelines.port_sheet.tasks import sync_tasks, task_id_for
 from tests.fixtures.google import PORT_SHEET_ID, PORT_SHEET_TAB
 from tests.fixtures.port_sheet import run_port_sheet_sync
 
@@ -227,3 +227,25 @@ def test_a_claim_withdrawn_before_its_run_started_is_not_charged_on_either_queue
     if withdraw == "cancel":  # only an operator's cancel takes a session that started: that attempt counts
         assert queue.cancel("started")
         assert queue.get("started").max_attempts == 2
+
+
+def test_sync_tasks_withdraws_a_claim_whose_run_has_not_started_and_leaves_a_started_one_on_either_backend(
+    task_queue_backend,
+):
+    queue = task_queue_backend
+    first = {key: (task_id_for(key, f"do {key}"), f"do {key}") for key in ("waiting", "started", "edited")}
+    sync_tasks(queue, first)
+    leases = {lease.task.id: lease for lease in (queue.claim(worker="s", lease_seconds=60) for _ in range(3))}
+    assert queue.mark_running(leases[first["started"][0]], run_id="run-1")
+    edited = task_id_for("edited", "do it again")
+    outcome = sync_tasks(
+        queue,
+        {"edited": (edited, "do it again")},
+        present=["waiting", "started", "edited"],  # the other two rows' cells were emptied
+    )
+    assert outcome.cancelled == [first["waiting"][0]] and outcome.superseded == [first["edited"][0]]
+    assert outcome.left_running == [first["started"][0]]
+    assert queue.get(first["waiting"][0]).status == "cancelled"
+    assert queue.get(first["edited"][0]).status == "superseded" and queue.get(edited).status == "queued"
+    assert queue.get(first["started"][0]).status == "running"
+    assert queue.lease_for(first["waiting"][0], 1) is None, "the queued run finds no lease and never starts"
