@@ -22,6 +22,7 @@ SECTIONS_IN_ORDER = (
     "queue",
     "dispatch",
     "sessions",
+    "backends",
     "dispatch_24h",
     "cost_24h",
     "sandbox",

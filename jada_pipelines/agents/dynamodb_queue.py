@@ -767,7 +767,9 @@ class DynamoDBTaskQueue:
             if item is None or item["status"] not in allowed:
                 return False
             if item["status"] in LEASED:
-                if self._release(item, status=status, reason=reason, now=self._clock()):
+                # A claim withdrawn before its run started is not charged: the budget grows by one.
+                budget = item["max_attempts"] + (1 if item["status"] == "dispatched" else 0)
+                if self._release(item, status=status, reason=reason, now=self._clock(), max_attempts=budget):
                     return True
                 continue
             e = _Expression()

@@ -500,8 +500,9 @@ class SQLiteTaskQueue:
         now = self._clock()
         with self._transaction() as conn:
             row = conn.execute(
-                "UPDATE tasks SET status = ?, last_error = ?, lease_token = NULL, lease_owner = NULL,"
-                " lease_expires_at = NULL, updated_at = ?"
+                # A claim withdrawn before its run started is not charged (the budget reads the old status).
+                f"UPDATE tasks SET status = ?, last_error = ?, max_attempts = {_UNCHARGED_BUDGET},"
+                " lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = ?"
                 f" WHERE id = ? AND status IN ({', '.join('?' * len(allowed))}) RETURNING id, attempt",
                 (status, reason, now, task_id, *allowed),
             ).fetchone()

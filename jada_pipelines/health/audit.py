@@ -58,6 +58,7 @@ def build_audit(instance: dg.DagsterInstance, *, now: float) -> dict:
         "queue": lambda: _queue_section(now, thresholds),
         "dispatch": lambda: _dispatch_section(instance, now, thresholds),
         "sessions": lambda: _sessions_section(now, thresholds),
+        "backends": lambda: _backends_section(now),
         "dispatch_24h": lambda: _dispatch_latency_section(now),
         "cost_24h": lambda: _cost_section(now),
         "sandbox": lambda: _finding_section(grading.grade_sandbox(sandbox_status())),
@@ -241,6 +242,69 @@ def _sessions_section(now: float, thresholds: grading.Thresholds) -> Section:
     return Section(
         turn_cap.severity, turn_cap.description, {"by_outcome": dict(outcomes), **turn_cap.metadata}
     )
+
+
+# Outcomes of an attempt whose session ended badly. "lost" counts only for a session that started: a claim
+# withdrawn or expired before its run started is not a session.
+_FAILED_OUTCOMES = ("failed", "transient", "refused", "lost", "over_budget")
+
+
+def _backends_section(now: float) -> Section:
+    """Sessions and failures per session backend over 24 h, and the Claude Code backend's install: the
+    ``claude-code`` extra and the version of the CLI its wheel bundles (read from the wheel's files; nothing
+    is run and nothing is fetched)."""
+    from jada_pipelines.agents.queue import BACKENDS, open_queue
+    from jada_pipelines.agents.resources import backend_from_env
+
+    try:
+        default = backend_from_env()
+    except settings.ConfigError:
+        default = None  # the configuration section says what is wrong with JADA_AGENT_BACKEND
+    queue, backend_of = open_queue(), {}
+    counts = {name: {"sessions": 0, "failures": 0} for name in BACKENDS}
+    for attempt in _attempts_24h(now):
+        if attempt.outcome in ("", "lost") and attempt.run_started_at is None:
+            continue  # in flight before its session started, or a claim that never started
+        if attempt.task_id not in backend_of:
+            task = queue.get(attempt.task_id)
+            backend_of[attempt.task_id] = (
+                (task.backend if task is not None else None) or default or "messages"
+            )
+        figures = counts.setdefault(backend_of[attempt.task_id], {"sessions": 0, "failures": 0})
+        figures["sessions"] += 1
+        figures["failures"] += attempt.outcome in _FAILED_OUTCOMES
+    claude_code = _claude_code_install()
+    per_backend = "; ".join(
+        f"{name}{' (default)' if name == default else ''}: {grading.plural(c['sessions'], 'session')}, "
+        f"{c['failures']} failed"
+        for name, c in counts.items()
+    )
+    cli = (
+        f"Claude Code CLI {claude_code['cli_version']} (claude-agent-sdk {claude_code['sdk_version']})"
+        if claude_code["installed"]
+        else "Claude Code: not installed (the claude-code extra)"
+    )
+    return Section(
+        "OK",
+        f"{per_backend} in 24 h; {cli}",
+        {"default": default, "by_backend": counts, "claude_code": claude_code},
+    )
+
+
+def _claude_code_install() -> dict:
+    from importlib import metadata
+
+    from jada_pipelines.agents.claude_sandbox import bundled_cli, cli_version
+
+    try:
+        sdk_version = metadata.version("claude-agent-sdk")
+    except metadata.PackageNotFoundError:
+        return {"installed": False, "sdk_version": None, "cli_version": "not installed"}
+    try:
+        version = cli_version(bundled_cli())
+    except settings.ConfigError:
+        version = "not installed"  # a wheel without its CLI (another platform, a broken install)
+    return {"installed": True, "sdk_version": sdk_version, "cli_version": version}
 
 
 def _dispatch_latency_section(now: float) -> Section:

@@ -5,9 +5,11 @@ daemon did not come back after a reboot) says nothing. This runs from a systemd 
 task instead, needs no daemon and no Dagster run, and keeps its memory in one small JSON file
 (``JADA_WATCHDOG_STATE_FILE``, default ``$JADA_DATA_DIR/watchdog-state.json``):
 
-- each audit section at ERROR is one problem, posted once when it appears;
-- while it stays at ERROR it is posted again every ``JADA_ALERT_REMIND_HOURS`` (default 6);
-- when it is no longer ERROR, one recovery is posted and the problem is forgotten.
+- each problem at ERROR is posted once when it appears: a section that lists its ``problems`` (each with a
+  ``severity`` and a ``text``, like ``configuration``) gives one problem per ERROR entry, so a second problem
+  in a section that is already red is posted too; any other section at ERROR is one problem;
+- while a problem lasts it is posted again every ``JADA_ALERT_REMIND_HOURS`` (default 6);
+- when it is gone, one recovery is posted for it and it is forgotten (the section's other problems stay).
 
 The state is written after each post that Slack took, so a run that fails half-way neither loses a problem
 nor posts one twice. A Retry-After too long to wait for is kept in the file as "not before".
@@ -38,7 +40,8 @@ def state_path() -> Path:
 
 @dataclass
 class WatchdogState:
-    problems: dict[str, dict] = field(default_factory=dict)  # section -> {"since", "alerted_at", "summary"}
+    # problem key (``problem_key``) -> {"since", "alerted_at", "summary", "section"}
+    problems: dict[str, dict] = field(default_factory=dict)
     not_before: float | None = None
 
     @classmethod
@@ -70,21 +73,50 @@ class Post:
     section: str
     summary: str
     since: float
+    key: str = ""  # the problem's key in the state file; the section's name when it is the whole section
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            object.__setattr__(self, "key", self.section)
+
+
+def problem_key(section: str, problem: dict) -> str:
+    """A listed problem's identity across runs: its variable when it names one (its text may change with the
+    figures it quotes), else its text."""
+    return f"{section}: {problem.get('variable') or problem['text']}"
+
+
+def error_problems(audit: dict) -> dict[str, tuple[str, str]]:
+    """``{key: (section, summary)}`` of every problem at ERROR in the audit (the rule is in the docstring)."""
+    found = {}
+    for name, section in audit["sections"].items():
+        if section["severity"] != "ERROR":
+            continue
+        listed = [
+            p for p in section.get("problems") or [] if isinstance(p, dict) and p.get("severity") == "ERROR"
+        ]
+        if not listed:
+            found[name] = (name, section["summary"])
+        for problem in listed:
+            key = problem_key(name, problem)
+            key = key if key not in found else f"{name}: {problem['text']}"  # two problems on one variable
+            found[key] = (name, problem["text"])
+    return found
 
 
 def plan(audit: dict, state: WatchdogState, *, now: float, remind_after: float) -> list[Post]:
     """What this run must post: new problems, reminders that are due, and recoveries."""
-    errors = {name: s["summary"] for name, s in audit["sections"].items() if s["severity"] == "ERROR"}
+    errors = error_problems(audit)
     posts = []
-    for name, summary in errors.items():
-        known = state.problems.get(name)
+    for key, (section, summary) in errors.items():
+        known = state.problems.get(key)
         if known is None:
-            posts.append(Post("problem", name, summary, now))
+            posts.append(Post("problem", section, summary, now, key))
         elif now - known["alerted_at"] >= remind_after:
-            posts.append(Post("reminder", name, summary, known["since"]))
-    for name, known in state.problems.items():
-        if name not in errors:
-            posts.append(Post("recovered", name, known["summary"], known["since"]))
+            posts.append(Post("reminder", section, summary, known["since"], key))
+    for key, known in state.problems.items():
+        if key not in errors:
+            posts.append(Post("recovered", known.get("section", key), known["summary"], known["since"], key))
     return posts
 
 
@@ -111,14 +143,19 @@ def run(audit: dict, *, slack, path: Path, now: float) -> tuple[list[str], bool]
                 )
                 return lines, True
             state.save(path)
-            lines.append(f"Could not post the {post.kind} for {post.section}: {error}")
+            lines.append(f"Could not post the {post.kind} for {post.key}: {error}")
             return lines, False
         if post.kind == "recovered":
-            state.problems.pop(post.section, None)
+            state.problems.pop(post.key, None)
         else:
-            state.problems[post.section] = {"since": post.since, "alerted_at": now, "summary": post.summary}
+            state.problems[post.key] = {
+                "since": post.since,
+                "alerted_at": now,
+                "summary": post.summary,
+                "section": post.section,
+            }
         state.save(path)
-        lines.append(f"Posted the {post.kind} for {post.section}.")
+        lines.append(f"Posted the {post.kind} for {post.key}.")
     state.save(path)
     if not posts:
         known = ", ".join(sorted(state.problems)) or "none"
@@ -131,11 +168,11 @@ def _message(post: Post):
 
     return messages.watchdog(
         kind=post.kind,
-        section=post.section,
+        section=post.key,  # the section, or "section: problem" for one of the problems it lists
         summary=post.summary,
         since=_iso(post.since),
         host=socket.gethostname(),
-        dedup_key=f"watchdog:{post.kind}:{post.section}:{int(post.since)}",
+        dedup_key=f"watchdog:{post.kind}:{post.key}:{int(post.since)}",
         webserver_url=settings.webserver_url(),
     )
 

@@ -117,12 +117,15 @@ def sync_tasks(
     """Enqueue each requested task once (with the row's session backend, when it names one); withdraw the
     row's older tasks that are still waiting.
 
-    A row's older task that no session holds is superseded (the prompt changed) or cancelled (the task
-    cell was emptied: ``present`` lists the keys read in this pull, so a row merely missing from a read is
-    never taken for an emptied cell). A task a session holds (dispatched, running) is left to finish.
+    A row's older task whose session has not started is superseded (the prompt changed) or cancelled (the
+    task cell was emptied: ``present`` lists the keys read in this pull, so a row merely missing from a read
+    is never taken for an emptied cell). That includes a claim whose run still waits in Dagster's run queue
+    (``dispatched``, claimed ahead): its lease is cleared, so the run never starts a session, the sensor
+    cancels the queued run, and the claim is not charged an attempt. A session that started (``running``)
+    is left to finish. Both writes are conditional, so a run start racing this pass ends in one outcome.
     Withdrawing runs for known tasks too, so a pass that crashed half-way is finished by the next one.
     """
-    from jada_pipelines.agents.queue import LEASED
+    from jada_pipelines.agents.queue import CANCELLABLE_UNSTARTED
 
     enqueued, known, superseded, cancelled, running = [], [], [], [], []
     open_by_source = _open_sheet_tasks(queue)
@@ -132,7 +135,7 @@ def sync_tasks(
         for older in open_by_source.get(task_source(key), []):
             if older.id == task_id:
                 continue
-            if older.status in LEASED:
+            if older.status == "running":
                 running.append(older.id)
             # Conditional too: a session that started since this read (a claim raced it) finishes.
             else:
@@ -141,11 +144,12 @@ def sync_tasks(
         if key in requested:
             continue
         for older in open_by_source.get(task_source(key), []):
-            if older.status in LEASED:
+            if older.status == "running":
                 running.append(older.id)
-            # Only a task still waiting is withdrawn; failed and dead ones keep their outcome. The cancel is
-            # conditional: a session that started since this read (a claim raced it) is left to finish.
-            elif older.status in ("queued", "incomplete"):
+            # Only a task no session has started is withdrawn (waiting, or claimed with its run not started);
+            # failed and dead ones keep their outcome. The cancel is conditional: a session that started since
+            # this read (a claim raced it) is left to finish.
+            elif older.status in CANCELLABLE_UNSTARTED:
                 (cancelled if queue.cancel_unstarted(older.id) else running).append(older.id)
     return TaskSync(enqueued, known, superseded, cancelled, running)
 
