@@ -1,6 +1,8 @@
 """The AWS queue backend: one DynamoDB table, for workers (ECS tasks) on several hosts.
 
-It keeps the SQLite backend's semantics exactly (see ``queue.py``); only the mechanics differ:
+It applies the same moves as the SQLite store (``transitions.py`` says how a status moves); only the way a
+move is made atomic differs. DynamoDB has no lock to hold between a read and a write, so every write is
+conditioned on what it was computed from:
 - Items are keyed on ``id``. A task's key is its id; the attempt history and the live-session counter
   share the table under keys containing ``:``, which a task id may not contain.
 - The ``by_status`` index (status, available_at) only *suggests* candidates: a GSI is eventually
@@ -8,41 +10,42 @@ It keeps the SQLite backend's semantics exactly (see ``queue.py``); only the mec
   names the ``version`` it saw, so a stale index hit fails its condition and the next candidate is tried.
 - The cap on live sessions is a counter item written in the same ``TransactWriteItems`` as the claim, under
   ``live < max_live``; every transition out of a leased status decrements it in its own transaction.
-- Every write after a claim carries ``lease_token = :token`` and an unexpired lease in its condition (the fence).
+- Every write after a claim carries ``lease_token = :token`` and an unexpired lease in its condition (the fence,
+  ``transitions.lease_holds`` as an expression); the lease holder's move is computed from the task as claimed,
+  since its attempt and budget cannot change while the lease is held. Everyone else's write (a reap, a requeue,
+  a cancel) names the ``version`` it read, and reads again when another write came first.
 
 Plain Python and boto3 (dagster-aws has no DynamoDB support). ``AWS_ENDPOINT_URL`` points it at moto in tests.
 """
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from typing import Any
 
-from jada_pipelines.agents.queue import (
-    CANCEL_REASON,
-    CANCELLABLE_UNSTARTED,
-    CLAIMABLE,
-    DEAD_LETTER_OUTCOMES,
-    DEFAULT_MAX_ATTEMPTS,
-    DEFAULT_RETRY_BACKOFF_S,
-    LEASED,
-    STATUSES,
-    SUPERSEDABLE,
-    WITHDRAWABLE,
+from jada_pipelines.agents.queue import transitions
+from jada_pipelines.agents.queue.protocol import (
     AttemptRecord,
     EnqueueResult,
     Lease,
     QueueError,
     QueueStats,
     Task,
-    check_outcome,
+    decode_handoff,
     new_nonce,
-    retry_backoff,
     validate_enqueue,
+)
+from jada_pipelines.agents.queue.transitions import (
+    CLAIMABLE,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_RETRY_BACKOFF_S,
+    LEASED,
+    STARTABLE,
+    STATUSES,
+    Move,
 )
 from jada_pipelines.aws_clients import client, error_code
 from jada_pipelines.settings import ConfigError
@@ -55,9 +58,6 @@ INIT_TIMEOUT_S = 900.0
 # index name -> (hash key, range key); the attempt index is sparse: only attempt records carry ``kind``.
 _INDEXES = {STATUS_INDEX: ("status", "available_at"), ATTEMPT_INDEX: ("kind", "started_at")}
 _KEY_TYPES = {"id": "S", "status": "S", "available_at": "N", "kind": "S", "started_at": "N"}
-LEASE_LOST = "lease expired: the worker stopped heartbeating (crashed, paused or lost)"
-TURN_CAP_EXHAUSTED = "turn cap reached on every attempt"
-CLAIM_NEVER_STARTED = "the claim expired before its run started (not charged as an attempt)"
 # A fenced write is cancelled for one of three reasons. ConditionalCheckFailed on the task item is the fence:
 # the lease is gone. A conflict with another transaction on the same item (most often the live-session
 # counter, which every claim and finish writes) and throttling say nothing about the lease: they are retried,
@@ -206,7 +206,7 @@ class DynamoDBTaskQueue:
 
     def _task(self, values: dict) -> Task:
         task = {name: values.get(name) for name in _TASK_FIELDS}
-        task["handoff"] = json.loads(task["handoff"]) if task["handoff"] else None
+        task["handoff"] = decode_handoff(task["handoff"])
         return Task(**task)
 
     def _call(self, operation: str, **kwargs: Any) -> dict:
@@ -431,7 +431,7 @@ class DynamoDBTaskQueue:
         now = self._clock()
         self._reap_expired(now)
         candidates = [item for status in CLAIMABLE for item in self._with_status(status, available_by=now)]
-        candidates.sort(key=lambda item: (-item["priority"], item["available_at"], item["created_at"]))
+        candidates.sort(key=transitions.claim_order)
         for candidate in candidates:
             try:
                 lease = self._try_claim(
@@ -449,16 +449,10 @@ class DynamoDBTaskQueue:
         """Claim ``seen`` if it is unchanged since the index showed it (None if not); raises
         ``_AllSessionsBusy`` when the counter item says every session slot is taken."""
         token = secrets.token_hex(16)
-        changes = {
-            "status": "dispatched",
-            "attempt": seen["attempt"] + 1,
-            "lease_token": token,
-            "lease_owner": worker,
-            "lease_expires_at": now + lease_seconds,
-            "run_id": None,
-            "updated_at": now,
-            "version": seen["version"] + 1,
-        }
+        move = transitions.claim(
+            attempt=seen["attempt"], token=token, worker=worker, now=now, lease_seconds=lease_seconds
+        )
+        changes = {**move.changes, "version": seen["version"] + 1}
         e = _Expression()
         condition = f"{e.n('version')} = {e.v(seen['version'])} AND {e.one_of('status', CLAIMABLE)}"
         attempt = _new_attempt_item(seen["id"], changes["attempt"], now, seen["available_at"])
@@ -480,70 +474,41 @@ class DynamoDBTaskQueue:
         """Leases that ran out (a crashed or paused worker) go back to the queue, or to dead letters."""
         for status in LEASED:
             for item in self._with_status(status):
-                if item["lease_expires_at"] is not None and item["lease_expires_at"] < now:
-                    never_started = item["status"] == "dispatched"  # not charged: the budget grows by one
-                    budget = item["max_attempts"] + (1 if never_started else 0)
-                    self._release(
-                        item,
-                        status="dead" if item["attempt"] >= budget else "queued",
-                        reason=CLAIM_NEVER_STARTED if never_started else LEASE_LOST,
+                if transitions.lease_expired(item, now=now):
+                    move = transitions.expire(
+                        status=item["status"],
+                        attempt=item["attempt"],
+                        max_attempts=item["max_attempts"],
                         now=now,
-                        max_attempts=budget,
                     )
+                    self._release(item, move)
 
-    def _release(
-        self, item: dict, *, status: str, reason: str, now: float, max_attempts: int | None = None
-    ) -> bool:
-        """Take ``item`` out of its leased status, mark its attempt lost and free its session slot.
+    def _release(self, item: dict, move: Move) -> bool:
+        """Write ``move``, which takes ``item`` out of its leased status: close its attempt and free its slot.
 
         The ``version`` condition releases it only if nothing was written since it was read: a heartbeat that
-        lands first keeps an expired-looking lease alive, as the SQLite backend's single transaction would.
+        lands first keeps an expired-looking lease alive, as the SQLite store's single transaction would.
         """
         e = _Expression()
-        changes = {
-            "status": status,
-            "last_error": reason,
-            "lease_token": None,
-            "lease_owner": None,
-            "lease_expires_at": None,
-            "updated_at": now,
-            "version": item["version"] + 1,
-        }
-        if max_attempts is not None:
-            changes["max_attempts"] = max_attempts
-        if status in CLAIMABLE:
-            changes["available_at"] = now
+        changes = {**move.changes, "version": item["version"] + 1}
         condition = f"{e.n('version')} = {e.v(item['version'])} AND {e.one_of('status', LEASED)}"
         return (
             self._transact(
                 self._update(item["id"], e, f"SET {e.assign(**changes)}", condition),
                 self._counter_change(-1),
-                self._close_attempt_update(item["id"], item["attempt"], outcome="lost", now=now),
+                self._close_attempt_update(item["id"], item["attempt"], move.attempt),
             )
             is None
         )
 
-    def _close_attempt_update(
-        self,
-        task_id: str,
-        attempt: int,
-        *,
-        outcome: str,
-        now: float,
-        turns: int | None = None,
-        cost_usd: float | None = None,
-        stop_reason: str | None = None,
-    ) -> dict:
+    def _close_attempt_update(self, task_id: str, attempt: int, fields: dict) -> dict:
         e = _Expression()
-        fields: dict[str, Any] = {"outcome": outcome, "ended_at": now}
-        if turns is not None:
-            fields |= {"turns": turns, "cost_usd": cost_usd, "stop_reason": stop_reason}
         return self._update(_attempt_key(task_id, attempt), e, f"SET {e.assign(**fields)}")
 
-    def _fence(self, e: _Expression, lease: Lease) -> str:
-        """Only the lease holder, with an unexpired lease, may write."""
+    def _fence(self, e: _Expression, lease: Lease, statuses: tuple[str, ...] = LEASED) -> str:
+        """Only the lease holder, with an unexpired lease, may write (``transitions.lease_holds``)."""
         return (
-            f"{e.n('lease_token')} = {e.v(lease.token)} AND {e.one_of('status', LEASED)}"
+            f"{e.n('lease_token')} = {e.v(lease.token)} AND {e.one_of('status', statuses)}"
             f" AND {e.n('lease_expires_at')} >= {e.v(self._clock())}"
         )
 
@@ -553,8 +518,8 @@ class DynamoDBTaskQueue:
         return self._update_item(lease.task_id, e, update, self._fence(e, lease))
 
     def heartbeat(self, lease: Lease, *, lease_seconds: float) -> bool:
-        now = self._clock()
-        return self._fenced_set(lease, lease_expires_at=now + lease_seconds, updated_at=now) is not None
+        move = transitions.heartbeat(now=self._clock(), lease_seconds=lease_seconds)
+        return self._fenced_set(lease, **move.changes) is not None
 
     def _fenced_transact(self, *items: dict) -> bool:
         """Run a transaction whose first item is the fenced task write: True when written, False when the
@@ -588,23 +553,15 @@ class DynamoDBTaskQueue:
         )
 
     def mark_running(self, lease: Lease, *, run_id: str) -> bool:
-        """Only a ``dispatched`` task starts running: a second run holding the same lease is refused."""
-        now = self._clock()
+        """Only a ``dispatched`` task starts running (``transitions.STARTABLE``)."""
+        move = transitions.start_run(run_id=run_id, now=self._clock())
         e = _Expression()
-        changes = e.assign(status="running", run_id=run_id, updated_at=now)
-        update = f"SET {changes} ADD {e.n('version')} {e.v(1)}"
-        fence = (
-            f"{e.n('lease_token')} = {e.v(lease.token)} AND {e.n('status')} = {e.v('dispatched')}"
-            f" AND {e.n('lease_expires_at')} >= {e.v(now)}"
-        )
-        attempt = _Expression()
-        record = self._update(
-            _attempt_key(lease.task_id, lease.attempt),
-            attempt,
-            f"SET {attempt.assign(run_id=run_id, run_started_at=now)}",
-        )
+        update = f"SET {e.assign(**move.changes)} ADD {e.n('version')} {e.v(1)}"
+        record = self._close_attempt_update(lease.task_id, lease.attempt, move.attempt)
         # One transaction: the attempt history names the run only if the fenced write went through.
-        return self._fenced_transact(self._update(lease.task_id, e, update, fence), record)
+        return self._fenced_transact(
+            self._update(lease.task_id, e, update, self._fence(e, lease, STARTABLE)), record
+        )
 
     def lease_for(self, task_id: str, attempt: int) -> Lease | None:
         """The live lease of ``attempt`` of the task, looked up by the run worker (the token is never in run
@@ -629,32 +586,14 @@ class DynamoDBTaskQueue:
             f"attribute_exists({e.n('id')})",
         )
 
-    def _finish(
-        self,
-        lease: Lease,
-        changes: dict,
-        *,
-        outcome: str,
-        turns: int,
-        cost_usd: float,
-        stop_reason: str | None,
-    ) -> bool:
+    def _finish(self, lease: Lease, move: Move) -> bool:
         """Leave the leased status under the fence, in one transaction with the counter and the attempt record."""
         e = _Expression()
-        changes = {**changes, "lease_token": None, "lease_owner": None, "lease_expires_at": None}
         update = (
-            f"SET {e.assign(**changes)}, {e.n('cost_usd')} = {e.n('cost_usd')} + {e.v(cost_usd)}"
+            f"SET {e.assign(**move.changes)}, {e.n('cost_usd')} = {e.n('cost_usd')} + {e.v(move.cost_added)}"
             f" ADD {e.n('version')} {e.v(1)}"
         )
-        close = self._close_attempt_update(
-            lease.task_id,
-            lease.attempt,
-            outcome=outcome,
-            now=changes["updated_at"],
-            turns=turns,
-            cost_usd=cost_usd,
-            stop_reason=stop_reason,
-        )
+        close = self._close_attempt_update(lease.task_id, lease.attempt, move.attempt)
         return self._fenced_transact(
             self._update(lease.task_id, e, update, self._fence(e, lease)), self._counter_change(-1), close
         )
@@ -670,25 +609,21 @@ class DynamoDBTaskQueue:
         handoff: dict | None = None,
         stop_reason: str | None = None,
     ) -> bool:
-        """``done``, or ``incomplete`` with a handoff: claimable again (after ``continue_delay_s``), or a dead
-        letter when attempts ran out."""
-        check_outcome(outcome, ("done", "incomplete"))
-        now = self._clock()
+        """``done``, or ``incomplete`` with a handoff (``transitions.complete``)."""
         # attempt and max_attempts cannot change while the lease is held (requeue skips leased tasks).
-        exhausted = lease.attempt >= lease.task.max_attempts
-        status = "done" if outcome == "done" else ("dead" if exhausted else "incomplete")
-        changes = {
-            "status": status,
-            "turns": turns,
-            "summary": summary,
-            "handoff": json.dumps(handoff) if handoff else None,
-            "last_error": TURN_CAP_EXHAUSTED if outcome == "incomplete" and exhausted else None,
-            "available_at": now + self.continue_delay_s if outcome == "incomplete" else now,
-            "updated_at": now,
-        }
-        return self._finish(
-            lease, changes, outcome=outcome, turns=turns, cost_usd=cost_usd, stop_reason=stop_reason
+        move = transitions.complete(
+            attempt=lease.attempt,
+            max_attempts=lease.task.max_attempts,
+            outcome=outcome,
+            turns=turns,
+            cost_usd=cost_usd,
+            summary=summary,
+            handoff=handoff,
+            stop_reason=stop_reason,
+            now=self._clock(),
+            continue_delay_s=self.continue_delay_s,
         )
+        return self._finish(lease, move)
 
     def fail(
         self,
@@ -702,61 +637,50 @@ class DynamoDBTaskQueue:
         charge_attempt: bool = True,
         handoff: dict | None = None,
     ) -> str | None:
-        """Retryable: back to ``queued``, or ``dead`` when attempts ran out. Not retryable: ``failed``, except a
-        refusal, which is a dead letter for a person to read. Only a ``transient`` failure (the API overloaded
-        or unreachable) waits out a back-off; a lost attempt is due again at once, as on SQLite.
-        ``charge_attempt=False`` (a run that never started) queues it with one more attempt in its budget.
-        ``handoff`` replaces the task's; None keeps the one it has."""
-        check_outcome(outcome, ("failed", "transient", "refused", "lost", "over_budget"))
-        now = self._clock()
-        due = now + retry_backoff(lease.attempt, self._retry_backoff_s) if outcome == "transient" else now
-        extra: dict = {}
-        if not charge_attempt:
-            status = "queued"
-            extra["max_attempts"] = lease.task.max_attempts + 1
-        elif retryable:
-            status = "dead" if lease.attempt >= lease.task.max_attempts else "queued"
-        else:
-            status = "dead" if outcome in DEAD_LETTER_OUTCOMES else "failed"
-        if handoff:
-            extra["handoff"] = json.dumps(handoff)
-        changes = {
-            "status": status,
-            "last_error": error,
-            "turns": turns,
-            "available_at": due,
-            "updated_at": now,
-            **extra,
-        }
-        finished = self._finish(
-            lease, changes, outcome=outcome, turns=turns, cost_usd=cost_usd, stop_reason=None
+        """Back to ``queued``, or ``dead`` or ``failed`` (``transitions.fail``); None when fenced out."""
+        move = transitions.fail(
+            attempt=lease.attempt,
+            max_attempts=lease.task.max_attempts,
+            outcome=outcome,
+            error=error,
+            retryable=retryable,
+            charge_attempt=charge_attempt,
+            turns=turns,
+            cost_usd=cost_usd,
+            handoff=handoff,
+            now=self._clock(),
+            backoff_base_s=self._retry_backoff_s,
         )
-        return status if finished else None
+        return move.status if self._finish(lease, move) else None
 
     # -- operator side --------------------------------------------------------------------------------------
 
     def requeue(self, task_id: str, *, reset_attempts: bool = False) -> bool:
-        """Put a task back in the queue now. A task whose attempts ran out gets one more attempt, or its whole
-        budget again with ``reset_attempts``. The attempt number itself never goes back (it names the run).
-        A task holding a live lease is left alone: it is running."""
+        """Put a task back in the queue now (``transitions.requeue``); a task holding a live lease is left alone."""
         now = self._clock()
         self._reap_expired(now)
         item = self._get(task_id)
-        if item is None or item["status"] in LEASED:
-            return False
-        budget = (
-            item["attempt"] + item["attempt_budget"]
-            if reset_attempts
-            else max(item["max_attempts"], item["attempt"] + 1)
-        )
-        e = _Expression()
-        update = f"SET {e.assign(status='queued', max_attempts=budget, available_at=now, updated_at=now)}"
-        update += f" ADD {e.n('version')} {e.v(1)}"
-        return self._update_item(task_id, e, update, f"{e.n('version')} = {e.v(item['version'])}") is not None
+        move = None
+        if item is not None:
+            move = transitions.requeue(
+                status=item["status"],
+                attempt=item["attempt"],
+                max_attempts=item["max_attempts"],
+                attempt_budget=item["attempt_budget"],
+                reset_attempts=reset_attempts,
+                now=now,
+            )
+        return move is not None and self._versioned_set(item, move)
 
-    def _withdraw(self, task_id: str, status: str, reason: str, *, allowed: tuple[str, ...]) -> bool:
-        """Cancel or supersede a task whose status is one of ``allowed`` (the rules are in ``queue.py``).
-        Clearing the lease token fences out a session, which then stops or never starts.
+    def _versioned_set(self, item: dict, move: Move) -> bool:
+        """Write ``move`` to a task not holding a lease, only if nothing was written since ``item`` was read."""
+        e = _Expression()
+        update = f"SET {e.assign(**move.changes)} ADD {e.n('version')} {e.v(1)}"
+        condition = f"{e.n('version')} = {e.v(item['version'])}"
+        return self._update_item(item["id"], e, update, condition) is not None
+
+    def _withdraw(self, task_id: str, make_move: Callable[[str, float], Move | None]) -> bool:
+        """Cancel or supersede a task: ``make_move(status, now)`` judges it (None: not from that status).
 
         Each write is conditioned on the item's ``version`` as read, so a claim, a run start or a heartbeat
         that lands between the read and the write makes it fail; the task is then read again and judged on
@@ -764,29 +688,30 @@ class DynamoDBTaskQueue:
         """
         for _ in range(FENCED_WRITE_TRIES):
             item = self._get(task_id)
-            if item is None or item["status"] not in allowed:
+            move = make_move(item["status"], self._clock()) if item is not None else None
+            if move is None:
                 return False
             if item["status"] in LEASED:
-                if self._release(item, status=status, reason=reason, now=self._clock()):
+                if self._release(item, move):
                     return True
-                continue
-            e = _Expression()
-            update = f"SET {e.assign(status=status, last_error=reason, updated_at=self._clock())} ADD {e.n('version')} {e.v(1)}"
-            condition = f"{e.n('version')} = {e.v(item['version'])}"
-            if self._update_item(task_id, e, update, condition) is not None:
+            elif self._versioned_set(item, move):
                 return True
         raise QueueBusyError(
-            f"Task {task_id} kept changing under a {status} write after {FENCED_WRITE_TRIES} tries; run it again."
+            f"Task {task_id} kept changing under a {move.status} write after {FENCED_WRITE_TRIES} tries; run it again."
         )
 
     def cancel(self, task_id: str) -> bool:
-        return self._withdraw(task_id, "cancelled", CANCEL_REASON, allowed=WITHDRAWABLE)
+        return self._withdraw(task_id, lambda status, now: transitions.cancel(status=status, now=now))
 
     def cancel_unstarted(self, task_id: str) -> bool:
-        return self._withdraw(task_id, "cancelled", CANCEL_REASON, allowed=CANCELLABLE_UNSTARTED)
+        return self._withdraw(
+            task_id, lambda status, now: transitions.cancel_unstarted(status=status, now=now)
+        )
 
     def supersede(self, task_id: str, *, by: str) -> bool:
-        return self._withdraw(task_id, "superseded", f"superseded by task {by}", allowed=SUPERSEDABLE)
+        return self._withdraw(
+            task_id, lambda status, now: transitions.supersede(status=status, by=by, now=now)
+        )
 
     # -- reading --------------------------------------------------------------------------------------------
 

@@ -1,19 +1,26 @@
-"""The embedded queue backend: one SQLite file on local disk, safe across processes on one host.
+"""The embedded queue store: one SQLite file on local disk, safe across processes on one host.
+
+It applies the moves of ``transitions.py``; the SQL here only makes each one atomic. A move runs inside one
+``BEGIN IMMEDIATE`` transaction: read the row, ask ``transitions`` what to write, write it. BEGIN IMMEDIATE
+takes the file's write lock before the read, so no other connection (another process, or the heartbeat
+thread) can change the row between the read and the write, and a crash before COMMIT undoes both. We chose
+this over generating SQL ``CASE`` expressions from a rule table: the rule stays plain Python that the DynamoDB
+store and the unit tests call too, and each statement here is "read this row" or "write these columns".
 
 Why these settings:
 - WAL lets the webserver and sensor read while a worker writes; WAL does not work over NFS/EFS, so the file
   must sit on a local disk (use the DynamoDB backend when workers run on several hosts).
 - ``synchronous=FULL``: with NORMAL a committed claim or completion can roll back after a power loss.
-- Claims run in ``BEGIN IMMEDIATE``: a deferred transaction that reads and then writes can fail with
+- Every write runs in ``BEGIN IMMEDIATE``: a deferred transaction that reads and then writes can fail with
   SQLITE_BUSY without honouring busy_timeout, and the count of live sessions must not change between the
   check and the claim.
-- Every write after a claim carries ``lease_token = ?`` in its WHERE clause (the fence).
+- Every write after a claim first checks the lease (``transitions.lease_holds``, the fence) in the same
+  transaction.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
 import sqlite3
@@ -21,27 +28,27 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from jada_pipelines.agents.queue import (
-    CANCEL_REASON,
-    CANCELLABLE_UNSTARTED,
-    CLAIMABLE,
-    DEAD_LETTER_OUTCOMES,
-    DEFAULT_MAX_ATTEMPTS,
-    DEFAULT_RETRY_BACKOFF_S,
-    LEASED,
-    STATUSES,
-    SUPERSEDABLE,
-    WITHDRAWABLE,
+from jada_pipelines.agents.queue import transitions
+from jada_pipelines.agents.queue.protocol import (
     AttemptRecord,
     EnqueueResult,
     Lease,
     QueueError,
     QueueStats,
     Task,
-    check_outcome,
+    decode_handoff,
     new_nonce,
-    retry_backoff,
     validate_enqueue,
+)
+from jada_pipelines.agents.queue.transitions import (
+    CLAIM_ORDER,
+    CLAIMABLE,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_RETRY_BACKOFF_S,
+    LEASED,
+    STARTABLE,
+    STATUSES,
+    Move,
 )
 
 # RETURNING arrived in SQLite 3.35.
@@ -51,6 +58,7 @@ BUSY_TIMEOUT_MS = 30_000
 # A tuple's repr is a valid SQL list of string literals.
 _LEASED_SQL = f"status IN {LEASED!r}"
 _CLAIMABLE_SQL = f"status IN {CLAIMABLE!r}"
+_CLAIM_ORDER_SQL = ", ".join(f"{name} DESC" if descending else name for name, descending in CLAIM_ORDER)
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS tasks (
@@ -82,7 +90,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     max_cost_usd REAL
 );
 -- The claim reads this index in its ORDER BY order and stops at the first due task, however long the backlog.
-CREATE INDEX IF NOT EXISTS tasks_claimable ON tasks (priority DESC, available_at, created_at) WHERE {_CLAIMABLE_SQL};
+CREATE INDEX IF NOT EXISTS tasks_claimable ON tasks ({_CLAIM_ORDER_SQL}) WHERE {_CLAIMABLE_SQL};
 CREATE INDEX IF NOT EXISTS tasks_leased ON tasks (lease_expires_at) WHERE {_LEASED_SQL};
 CREATE INDEX IF NOT EXISTS tasks_source ON tasks (source);
 CREATE TABLE IF NOT EXISTS attempts (
@@ -113,13 +121,13 @@ _ADDED_COLUMNS = {
     "tasks": {"nonce": "TEXT", "backend": "TEXT", "max_cost_usd": "REAL"},
     "attempts": {"queued_at": "REAL", "run_started_at": "REAL", "first_call_at": "REAL"},
 }
-# A claim that never reached its session (never marked running) is not charged: its budget grows by one.
-_UNCHARGED_BUDGET = "max_attempts + CASE WHEN status = 'dispatched' THEN 1 ELSE 0 END"
+# What a move reads of a row: the task, and what the transitions need beyond it.
+_SELECT_ROW = f"SELECT {_TASK_COLUMNS}, attempt_budget, lease_token FROM tasks"
 
 
 def _task(row: sqlite3.Row) -> Task:
     values = dict(row)
-    values["handoff"] = json.loads(values["handoff"]) if values["handoff"] else None
+    values["handoff"] = decode_handoff(values["handoff"])
     return Task(**{name: values[name] for name in Task.__dataclass_fields__})
 
 
@@ -267,18 +275,18 @@ class SQLiteTaskQueue:
         live = conn.execute(f"SELECT count(*) FROM tasks WHERE {_LEASED_SQL}").fetchone()[0]
         if live >= max_live:
             return None
-        token = secrets.token_hex(16)
+        # The claimable index, read in its order: the first due task, however long the backlog.
         row = conn.execute(
-            "UPDATE tasks SET status = 'dispatched', attempt = attempt + 1, lease_token = ?, lease_owner = ?,"
-            " lease_expires_at = ?, run_id = NULL, updated_at = ?"
-            f" WHERE id = (SELECT id FROM tasks WHERE {_CLAIMABLE_SQL} AND available_at <= ?"
-            "              ORDER BY priority DESC, available_at, created_at LIMIT 1)"
-            f" RETURNING {_TASK_COLUMNS}",
-            (token, worker, now + lease_seconds, now, now),
+            f"{_SELECT_ROW} WHERE {_CLAIMABLE_SQL} AND available_at <= ? ORDER BY {_CLAIM_ORDER_SQL} LIMIT 1",
+            (now,),
         ).fetchone()
         if row is None:
             return None
-        task = _task(row)
+        token = secrets.token_hex(16)
+        move = transitions.claim(
+            attempt=row["attempt"], token=token, worker=worker, now=now, lease_seconds=lease_seconds
+        )
+        task = self._write(conn, row["id"], move)
         conn.execute(
             "INSERT INTO attempts (task_id, attempt, started_at, queued_at) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (task_id, attempt) DO UPDATE SET started_at = excluded.started_at,"
@@ -289,57 +297,65 @@ class SQLiteTaskQueue:
             task_id=task.id, token=token, attempt=task.attempt, expires_at=now + lease_seconds, task=task
         )
 
-    def _reap_expired(self, conn: sqlite3.Connection, now: float) -> None:
-        """Leases that ran out (a crashed or paused worker) go back to the queue, or to dead letters. A claim
-        that never reached its session (still ``dispatched``) is not charged the attempt."""
-        expired = conn.execute(
-            f"UPDATE tasks SET status = CASE WHEN attempt >= {_UNCHARGED_BUDGET} THEN 'dead' ELSE 'queued' END,"
-            f" max_attempts = {_UNCHARGED_BUDGET},"
-            " last_error = CASE WHEN status = 'dispatched'"
-            "  THEN 'the claim expired before its run started (not charged as an attempt)'"
-            "  ELSE 'lease expired: the worker stopped heartbeating (crashed, paused or lost)' END,"
-            " lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL, available_at = ?, updated_at = ?"
-            f" WHERE {_LEASED_SQL} AND lease_expires_at < ? RETURNING id, attempt",
-            (now, now, now),
-        ).fetchall()
-        conn.executemany(
-            "UPDATE attempts SET outcome = 'lost', ended_at = ? WHERE task_id = ? AND attempt = ? AND outcome = ''",
-            [(now, row["id"], row["attempt"]) for row in expired],
-        )
+    def _row(self, conn: sqlite3.Connection, task_id: str) -> sqlite3.Row | None:
+        return conn.execute(f"{_SELECT_ROW} WHERE id = ?", (task_id,)).fetchone()
 
-    def _fenced_update(
-        self, conn: sqlite3.Connection, lease: Lease, assignments: str, params: tuple
-    ) -> Task | None:
-        """Apply ``assignments`` only while ``lease`` still owns the task; None means the lease was lost."""
+    def _write(
+        self, conn: sqlite3.Connection, task_id: str, move: Move, *, in_flight_only: bool = False
+    ) -> Task:
+        """Write ``move`` to the task and its attempt record; the caller's transaction read the row it came from.
+        ``in_flight_only``: close the attempt only if nothing recorded its outcome yet."""
+        assignments = ", ".join(f"{name} = ?" for name in move.changes)
         row = conn.execute(
-            f"UPDATE tasks SET {assignments} WHERE id = ? AND lease_token = ? AND {_LEASED_SQL}"
-            f" AND lease_expires_at >= ? RETURNING {_TASK_COLUMNS}",
-            (*params, lease.task_id, lease.token, self._clock()),
+            f"UPDATE tasks SET {assignments}, cost_usd = cost_usd + ? WHERE id = ? RETURNING {_TASK_COLUMNS}",
+            (*move.changes.values(), move.cost_added, task_id),
         ).fetchone()
-        return _task(row) if row is not None else None
+        task = _task(row)
+        if move.attempt:
+            assignments = ", ".join(f"{name} = ?" for name in move.attempt)
+            conn.execute(
+                f"UPDATE attempts SET {assignments} WHERE task_id = ? AND attempt = ?"
+                + (" AND outcome = ''" if in_flight_only else ""),
+                (*move.attempt.values(), task.id, task.attempt),
+            )
+        return task
 
-    def heartbeat(self, lease: Lease, *, lease_seconds: float) -> bool:
+    def _reap_expired(self, conn: sqlite3.Connection, now: float) -> None:
+        """Leases that ran out (a crashed or paused worker) go back to the queue, or to dead letters."""
+        expired = conn.execute(
+            f"{_SELECT_ROW} WHERE {_LEASED_SQL} AND lease_expires_at < ?", (now,)
+        ).fetchall()
+        for row in expired:
+            move = transitions.expire(
+                status=row["status"], attempt=row["attempt"], max_attempts=row["max_attempts"], now=now
+            )
+            self._write(conn, row["id"], move, in_flight_only=True)
+
+    def _fenced(
+        self,
+        lease: Lease,
+        make_move: Callable[[sqlite3.Row, float], Move],
+        statuses: tuple[str, ...] = LEASED,
+    ) -> Task | None:
+        """Write the move ``make_move(row, now)`` only while ``lease`` still holds the task (in ``statuses``);
+        None means the lease was lost."""
         now = self._clock()
         with self._transaction() as conn:
-            task = self._fenced_update(
-                conn, lease, "lease_expires_at = ?, updated_at = ?", (now + lease_seconds, now)
-            )
+            row = self._row(conn, lease.task_id)
+            if row is None or not transitions.lease_holds(row, token=lease.token, now=now, statuses=statuses):
+                return None
+            return self._write(conn, lease.task_id, make_move(row, now))
+
+    def heartbeat(self, lease: Lease, *, lease_seconds: float) -> bool:
+        task = self._fenced(
+            lease, lambda row, now: transitions.heartbeat(now=now, lease_seconds=lease_seconds)
+        )
         return task is not None
 
     def mark_running(self, lease: Lease, *, run_id: str) -> bool:
-        """Only a ``dispatched`` task starts running: a second run holding the same lease (a re-execution
-        from the UI, a launchpad copy of the config) finds it ``running`` or finished and is refused."""
-        now = self._clock()
-        with self._transaction() as conn:
-            row = conn.execute(
-                "UPDATE tasks SET status = 'running', run_id = ?, updated_at = ?"
-                " WHERE id = ? AND lease_token = ? AND status = 'dispatched' AND lease_expires_at >= ?"
-                " RETURNING id",
-                (run_id, now, lease.task_id, lease.token, now),
-            ).fetchone()
-            if row is not None:
-                self._update_attempt(conn, lease, "run_id = ?, run_started_at = ?", (run_id, now))
-        return row is not None
+        """Only a ``dispatched`` task starts running (``transitions.STARTABLE``)."""
+        task = self._fenced(lease, lambda row, now: transitions.start_run(run_id=run_id, now=now), STARTABLE)
+        return task is not None
 
     def lease_for(self, task_id: str, attempt: int) -> Lease | None:
         """The live lease of ``attempt`` of the task, looked up by the run worker (the token is never in run
@@ -363,32 +379,6 @@ class SQLiteTaskQueue:
                 (at, task_id, attempt),
             )
 
-    def _update_attempt(
-        self, conn: sqlite3.Connection, lease: Lease, assignments: str, params: tuple
-    ) -> None:
-        conn.execute(
-            f"UPDATE attempts SET {assignments} WHERE task_id = ? AND attempt = ?",
-            (*params, lease.task_id, lease.attempt),
-        )
-
-    def _close_attempt(
-        self,
-        conn: sqlite3.Connection,
-        lease: Lease,
-        *,
-        outcome: str,
-        turns: int,
-        cost_usd: float,
-        stop_reason: str | None,
-        now: float,
-    ) -> None:
-        self._update_attempt(
-            conn,
-            lease,
-            "outcome = ?, turns = ?, cost_usd = ?, stop_reason = ?, ended_at = ?",
-            (outcome, turns, cost_usd, stop_reason, now),
-        )
-
     def complete(
         self,
         lease: Lease,
@@ -400,37 +390,23 @@ class SQLiteTaskQueue:
         handoff: dict | None = None,
         stop_reason: str | None = None,
     ) -> bool:
-        """``done``, or ``incomplete`` with a handoff: claimable again (after ``continue_delay_s``), or a dead
-        letter when attempts ran out."""
-        check_outcome(outcome, ("done", "incomplete"))
-        now = self._clock()
-        # An incomplete task with no attempts left keeps its handoff in dead letters for a person.
-        status = (
-            "CASE WHEN attempt >= max_attempts THEN 'dead' ELSE 'incomplete' END"
-            if outcome == "incomplete"
-            else "'done'"
+        """``done``, or ``incomplete`` with a handoff (``transitions.complete``)."""
+        transitions.check_outcome(outcome, transitions.COMPLETE_OUTCOMES)
+        task = self._fenced(
+            lease,
+            lambda row, now: transitions.complete(
+                attempt=row["attempt"],
+                max_attempts=row["max_attempts"],
+                outcome=outcome,
+                turns=turns,
+                cost_usd=cost_usd,
+                summary=summary,
+                handoff=handoff,
+                stop_reason=stop_reason,
+                now=now,
+                continue_delay_s=self.continue_delay_s,
+            ),
         )
-        last_error = "turn cap reached on every attempt" if outcome == "incomplete" else None
-        due = now + self.continue_delay_s if outcome == "incomplete" else now
-        with self._transaction() as conn:
-            task = self._fenced_update(
-                conn,
-                lease,
-                f"status = {status}, turns = ?, cost_usd = cost_usd + ?, summary = ?, handoff = ?,"
-                " last_error = CASE WHEN attempt >= max_attempts THEN ? ELSE NULL END,"
-                " lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL, available_at = ?, updated_at = ?",
-                (turns, cost_usd, summary, json.dumps(handoff) if handoff else None, last_error, due, now),
-            )
-            if task is not None:
-                self._close_attempt(
-                    conn,
-                    lease,
-                    outcome=outcome,
-                    turns=turns,
-                    cost_usd=cost_usd,
-                    stop_reason=stop_reason,
-                    now=now,
-                )
         return task is not None
 
     def fail(
@@ -445,81 +421,72 @@ class SQLiteTaskQueue:
         charge_attempt: bool = True,
         handoff: dict | None = None,
     ) -> str | None:
-        """Retryable: back to ``queued``, or ``dead`` when attempts ran out. Not retryable: ``failed``, except a
-        refusal, which is a dead letter for a person to read. Only a ``transient`` failure (the API overloaded
-        or unreachable) waits out a back-off; a lost attempt is due again at once. ``charge_attempt=False``
-        (a run that never started) gives the attempt back: the task is queued with one more in its budget.
-        ``handoff`` (what the attempt's transcript shows) replaces the task's; None keeps the one it has."""
-        check_outcome(outcome, ("failed", "transient", "refused", "lost", "over_budget"))
-        now = self._clock()
-        due = now + retry_backoff(lease.attempt, self._retry_backoff_s) if outcome == "transient" else now
-        budget = "max_attempts" if charge_attempt else "max_attempts + 1"
-        if not charge_attempt:
-            status = "'queued'"
-        elif retryable:
-            status = "CASE WHEN attempt >= max_attempts THEN 'dead' ELSE 'queued' END"
-        else:
-            status = "'dead'" if outcome in DEAD_LETTER_OUTCOMES else "'failed'"
-        with self._transaction() as conn:
-            task = self._fenced_update(
-                conn,
-                lease,
-                f"status = {status}, max_attempts = {budget}, last_error = ?, turns = ?, cost_usd = cost_usd + ?,"
-                " handoff = COALESCE(?, handoff), lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL,"
-                " available_at = ?, updated_at = ?",
-                (error, turns, cost_usd, json.dumps(handoff) if handoff else None, due, now),
-            )
-            if task is None:
-                return None
-            self._close_attempt(
-                conn, lease, outcome=outcome, turns=turns, cost_usd=cost_usd, stop_reason=None, now=now
-            )
-        return task.status
+        """Back to ``queued``, or ``dead`` or ``failed`` (``transitions.fail``); None when fenced out."""
+        transitions.check_outcome(outcome, transitions.FAIL_OUTCOMES)
+        task = self._fenced(
+            lease,
+            lambda row, now: transitions.fail(
+                attempt=row["attempt"],
+                max_attempts=row["max_attempts"],
+                outcome=outcome,
+                error=error,
+                retryable=retryable,
+                charge_attempt=charge_attempt,
+                turns=turns,
+                cost_usd=cost_usd,
+                handoff=handoff,
+                now=now,
+                backoff_base_s=self._retry_backoff_s,
+            ),
+        )
+        return task.status if task is not None else None
 
     # -- operator side --------------------------------------------------------------------------------------
 
-    def requeue(self, task_id: str, *, reset_attempts: bool = False) -> bool:
-        """Put a task back in the queue now. A task whose attempts ran out gets one more attempt, or its whole
-        budget again with ``reset_attempts``. The attempt number itself never goes back (it names the run).
-        A task holding a live lease is left alone: it is running."""
+    def _operate(
+        self, task_id: str, make_move: Callable[[sqlite3.Row, float], Move | None], *, reap: bool = False
+    ) -> bool:
+        """Write an operator's move: ``make_move(row, now)`` judges the task as it stands (None: not allowed).
+        The read and the write are one transaction, so a claim or a run start cannot slip between them.
+        ``reap``: expired leases go first, so a task whose session is gone counts as waiting."""
         now = self._clock()
-        budget = "attempt + attempt_budget" if reset_attempts else "max(max_attempts, attempt + 1)"
         with self._transaction() as conn:
-            self._reap_expired(conn, now)
-            row = conn.execute(
-                f"UPDATE tasks SET status = 'queued', max_attempts = {budget}, available_at = ?, updated_at = ?"
-                f" WHERE id = ? AND NOT {_LEASED_SQL} RETURNING id",
-                (now, now, task_id),
-            ).fetchone()
-        return row is not None
+            if reap:
+                self._reap_expired(conn, now)
+            row = self._row(conn, task_id)
+            move = make_move(row, now) if row is not None else None
+            if move is None:
+                return False
+            self._write(conn, task_id, move, in_flight_only=True)
+        return True
 
-    def _withdraw(self, task_id: str, status: str, reason: str, *, allowed: tuple[str, ...]) -> bool:
-        """Cancel or supersede a task whose status is one of ``allowed`` (the rules are in ``queue.py``).
-        Clearing the lease token fences out a session, which then stops or never starts. The status test and
-        the write are one statement, so a claim or a run start cannot slip between them."""
-        now = self._clock()
-        with self._transaction() as conn:
-            row = conn.execute(
-                "UPDATE tasks SET status = ?, last_error = ?, lease_token = NULL, lease_owner = NULL,"
-                " lease_expires_at = NULL, updated_at = ?"
-                f" WHERE id = ? AND status IN ({', '.join('?' * len(allowed))}) RETURNING id, attempt",
-                (status, reason, now, task_id, *allowed),
-            ).fetchone()
-            if row is not None:
-                conn.execute(
-                    "UPDATE attempts SET outcome = 'lost', ended_at = ? WHERE task_id = ? AND attempt = ? AND outcome = ''",
-                    (now, row["id"], row["attempt"]),
-                )
-        return row is not None
+    def requeue(self, task_id: str, *, reset_attempts: bool = False) -> bool:
+        """Put a task back in the queue now (``transitions.requeue``); a task holding a live lease is left alone."""
+        return self._operate(
+            task_id,
+            lambda row, now: transitions.requeue(
+                status=row["status"],
+                attempt=row["attempt"],
+                max_attempts=row["max_attempts"],
+                attempt_budget=row["attempt_budget"],
+                reset_attempts=reset_attempts,
+                now=now,
+            ),
+            reap=True,
+        )
 
     def cancel(self, task_id: str) -> bool:
-        return self._withdraw(task_id, "cancelled", CANCEL_REASON, allowed=WITHDRAWABLE)
+        return self._operate(task_id, lambda row, now: transitions.cancel(status=row["status"], now=now))
 
     def cancel_unstarted(self, task_id: str) -> bool:
-        return self._withdraw(task_id, "cancelled", CANCEL_REASON, allowed=CANCELLABLE_UNSTARTED)
+        return self._operate(
+            task_id, lambda row, now: transitions.cancel_unstarted(status=row["status"], now=now)
+        )
 
     def supersede(self, task_id: str, *, by: str) -> bool:
-        return self._withdraw(task_id, "superseded", f"superseded by task {by}", allowed=SUPERSEDABLE)
+        return self._operate(
+            task_id, lambda row, now: transitions.supersede(status=row["status"], by=by, now=now)
+        )
 
     # -- reading --------------------------------------------------------------------------------------------
 
