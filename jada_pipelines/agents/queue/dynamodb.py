@@ -722,8 +722,7 @@ class DynamoDBTaskQueue:
     def list(
         self, *, status: str | None = None, source_prefix: str | None = None, limit: int = 100
     ) -> list[Task]:
-        if status is not None and status not in STATUSES:
-            raise QueueError(f"Unknown status {status!r}; use one of: {', '.join(STATUSES)}.")
+        transitions.check_status(status)
         items = self._with_status(status) if status is not None else self._scan_tasks()
         if source_prefix is not None:
             items = [

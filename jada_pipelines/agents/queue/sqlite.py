@@ -498,8 +498,7 @@ class SQLiteTaskQueue:
     def list(
         self, *, status: str | None = None, source_prefix: str | None = None, limit: int = 100
     ) -> list[Task]:
-        if status is not None and status not in STATUSES:
-            raise QueueError(f"Unknown status {status!r}; use one of: {', '.join(STATUSES)}.")
+        transitions.check_status(status)
         clauses, params = [], []
         if status is not None:
             clauses.append("status = ?")

@@ -91,6 +91,12 @@ def retry_backoff(attempt: int, base: float) -> float:
     return min(base * 2 ** max(attempt - 1, 0), MAX_RETRY_BACKOFF_S)
 
 
+def check_status(status: str | None) -> None:
+    """A status asked for by name (``list``) must be one of ``STATUSES``; None asks for every status."""
+    if status is not None and status not in STATUSES:
+        raise QueueError(f"Unknown status {status!r}; use one of: {', '.join(STATUSES)}.")
+
+
 def check_outcome(outcome: str, allowed: tuple[str, ...]) -> None:
     if outcome not in allowed:
         raise QueueError(f"outcome {outcome!r} is not one of {', '.join(allowed)}.")
