@@ -35,15 +35,12 @@ from jada_pipelines.agents.queue.protocol import (
     QueueStats,
     Task,
     decode_handoff,
-    new_nonce,
-    validate_enqueue,
 )
+from jada_pipelines.agents.queue.store import JudgeMove, MakeMove, QueueStore
 from jada_pipelines.agents.queue.transitions import (
     CLAIMABLE,
-    DEFAULT_MAX_ATTEMPTS,
     DEFAULT_RETRY_BACKOFF_S,
     LEASED,
-    STARTABLE,
     STATUSES,
     Move,
 )
@@ -162,7 +159,7 @@ class _Expression:
         return request
 
 
-class DynamoDBTaskQueue:
+class DynamoDBTaskQueue(QueueStore):
     """The task queue in a DynamoDB table. Create the table once with ``init()`` (``jada queue init``).
 
     Example::
@@ -183,10 +180,8 @@ class DynamoDBTaskQueue:
     ) -> None:
         from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
+        super().__init__(clock=clock, retry_backoff_s=retry_backoff_s, continue_delay_s=continue_delay_s)
         self.table = table
-        self._clock = clock
-        self._retry_backoff_s = retry_backoff_s
-        self.continue_delay_s = continue_delay_s
         self._client = client("dynamodb")
         self._serializer = TypeSerializer()
         self._deserializer = TypeDeserializer()
@@ -368,49 +363,11 @@ class DynamoDBTaskQueue:
 
     # -- producer side --------------------------------------------------------------------------------------
 
-    def enqueue(
-        self,
-        task_id: str,
-        prompt: str,
-        *,
-        max_turns: int | None = None,
-        workdir: str | None = None,
-        priority: int = 0,
-        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-        source: str | None = None,
-        backend: str | None = None,
-        max_cost_usd: float | None = None,
-    ) -> EnqueueResult:
+    def _insert(self, fields: dict) -> EnqueueResult:
         from botocore.exceptions import ClientError
 
         # Items written before backend/max_cost_usd existed read back as None for both: nothing to migrate.
-        workdir = validate_enqueue(
-            task_id, prompt, max_turns, max_attempts, workdir, backend=backend, max_cost_usd=max_cost_usd
-        )
-        now = self._clock()
-        values = {
-            **dict.fromkeys(_TASK_FIELDS),
-            "id": task_id,
-            "prompt": prompt,
-            "status": "queued",
-            "attempt": 0,
-            "max_attempts": max_attempts,
-            "attempt_budget": max_attempts,
-            "max_turns": max_turns,
-            "priority": priority,
-            "workdir": workdir,
-            "turns": 0,
-            "cost_usd": 0.0,
-            "source": source,
-            "backend": backend,
-            "max_cost_usd": max_cost_usd,
-            "created_at": now,
-            "updated_at": now,
-            "available_at": now,
-            "lease_token": None,
-            "version": 0,
-            "nonce": new_nonce(),
-        }
+        values = {**dict.fromkeys(_TASK_FIELDS), **fields, "lease_token": None, "version": 0}
         try:
             self._call(
                 "put_item",
@@ -421,7 +378,7 @@ class DynamoDBTaskQueue:
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
-            return EnqueueResult(task=self._task(self._get(task_id)), created=False)
+            return EnqueueResult(task=self._task(self._get(fields["id"])), created=False)
         return EnqueueResult(task=self._task(values), created=True)
 
     # -- worker side ----------------------------------------------------------------------------------------
@@ -512,15 +469,6 @@ class DynamoDBTaskQueue:
             f" AND {e.n('lease_expires_at')} >= {e.v(self._clock())}"
         )
 
-    def _fenced_set(self, lease: Lease, **changes: Any) -> dict | None:
-        e = _Expression()
-        update = f"SET {e.assign(**changes)} ADD {e.n('version')} {e.v(1)}"
-        return self._update_item(lease.task_id, e, update, self._fence(e, lease))
-
-    def heartbeat(self, lease: Lease, *, lease_seconds: float) -> bool:
-        move = transitions.heartbeat(now=self._clock(), lease_seconds=lease_seconds)
-        return self._fenced_set(lease, **move.changes) is not None
-
     def _fenced_transact(self, *items: dict) -> bool:
         """Run a transaction whose first item is the fenced task write: True when written, False when the
         fence failed (the lease is gone). Conflicts and throttling are retried; QueueBusyError when they
@@ -552,16 +500,36 @@ class DynamoDBTaskQueue:
             "tries: it is throttled or very busy. Raise its capacity (or use on-demand billing)."
         )
 
-    def mark_running(self, lease: Lease, *, run_id: str) -> bool:
-        """Only a ``dispatched`` task starts running (``transitions.STARTABLE``)."""
-        move = transitions.start_run(run_id=run_id, now=self._clock())
-        e = _Expression()
-        update = f"SET {e.assign(**move.changes)} ADD {e.n('version')} {e.v(1)}"
-        record = self._close_attempt_update(lease.task_id, lease.attempt, move.attempt)
-        # One transaction: the attempt history names the run only if the fenced write went through.
-        return self._fenced_transact(
-            self._update(lease.task_id, e, update, self._fence(e, lease, STARTABLE)), record
+    def _apply_leased(
+        self, lease: Lease, make_move: MakeMove, statuses: tuple[str, ...] = LEASED
+    ) -> Move | None:
+        """Write ``make_move(task, now)`` under the fence. The move is computed from the task as claimed: its
+        attempt and budget cannot change while the lease is held (requeue skips leased tasks). A move out of the
+        leased statuses frees a session slot and adds the attempt's cost, in one transaction with the attempt
+        record; a heartbeat is a single conditional update."""
+        now = self._clock()
+        move = make_move(
+            {"status": lease.task.status, "attempt": lease.attempt, "max_attempts": lease.task.max_attempts},
+            now,
         )
+        e = _Expression()
+        leaving = move.status is not None and move.status not in LEASED
+        update = f"SET {e.assign(**move.changes)}"
+        if leaving:
+            update += f", {e.n('cost_usd')} = {e.n('cost_usd')} + {e.v(move.cost_added)}"
+        update += f" ADD {e.n('version')} {e.v(1)}"
+        fence = self._fence(e, lease, statuses)
+        items = [self._update(lease.task_id, e, update, fence)]
+        if leaving:
+            items.append(self._counter_change(-1))
+        if move.attempt:
+            # One transaction: the attempt history changes only if the fenced write went through.
+            items.append(self._close_attempt_update(lease.task_id, lease.attempt, move.attempt))
+        if len(items) == 1:
+            written = self._update_item(lease.task_id, e, update, fence) is not None
+        else:
+            written = self._fenced_transact(*items)
+        return move if written else None
 
     def lease_for(self, task_id: str, attempt: int) -> Lease | None:
         """The live lease of ``attempt`` of the task, looked up by the run worker (the token is never in run
@@ -586,91 +554,7 @@ class DynamoDBTaskQueue:
             f"attribute_exists({e.n('id')})",
         )
 
-    def _finish(self, lease: Lease, move: Move) -> bool:
-        """Leave the leased status under the fence, in one transaction with the counter and the attempt record."""
-        e = _Expression()
-        update = (
-            f"SET {e.assign(**move.changes)}, {e.n('cost_usd')} = {e.n('cost_usd')} + {e.v(move.cost_added)}"
-            f" ADD {e.n('version')} {e.v(1)}"
-        )
-        close = self._close_attempt_update(lease.task_id, lease.attempt, move.attempt)
-        return self._fenced_transact(
-            self._update(lease.task_id, e, update, self._fence(e, lease)), self._counter_change(-1), close
-        )
-
-    def complete(
-        self,
-        lease: Lease,
-        *,
-        outcome: str,
-        turns: int,
-        cost_usd: float,
-        summary: str | None,
-        handoff: dict | None = None,
-        stop_reason: str | None = None,
-    ) -> bool:
-        """``done``, or ``incomplete`` with a handoff (``transitions.complete``)."""
-        # attempt and max_attempts cannot change while the lease is held (requeue skips leased tasks).
-        move = transitions.complete(
-            attempt=lease.attempt,
-            max_attempts=lease.task.max_attempts,
-            outcome=outcome,
-            turns=turns,
-            cost_usd=cost_usd,
-            summary=summary,
-            handoff=handoff,
-            stop_reason=stop_reason,
-            now=self._clock(),
-            continue_delay_s=self.continue_delay_s,
-        )
-        return self._finish(lease, move)
-
-    def fail(
-        self,
-        lease: Lease,
-        *,
-        error: str,
-        retryable: bool,
-        turns: int = 0,
-        cost_usd: float = 0.0,
-        outcome: str = "failed",
-        charge_attempt: bool = True,
-        handoff: dict | None = None,
-    ) -> str | None:
-        """Back to ``queued``, or ``dead`` or ``failed`` (``transitions.fail``); None when fenced out."""
-        move = transitions.fail(
-            attempt=lease.attempt,
-            max_attempts=lease.task.max_attempts,
-            outcome=outcome,
-            error=error,
-            retryable=retryable,
-            charge_attempt=charge_attempt,
-            turns=turns,
-            cost_usd=cost_usd,
-            handoff=handoff,
-            now=self._clock(),
-            backoff_base_s=self._retry_backoff_s,
-        )
-        return move.status if self._finish(lease, move) else None
-
     # -- operator side --------------------------------------------------------------------------------------
-
-    def requeue(self, task_id: str, *, reset_attempts: bool = False) -> bool:
-        """Put a task back in the queue now (``transitions.requeue``); a task holding a live lease is left alone."""
-        now = self._clock()
-        self._reap_expired(now)
-        item = self._get(task_id)
-        move = None
-        if item is not None:
-            move = transitions.requeue(
-                status=item["status"],
-                attempt=item["attempt"],
-                max_attempts=item["max_attempts"],
-                attempt_budget=item["attempt_budget"],
-                reset_attempts=reset_attempts,
-                now=now,
-            )
-        return move is not None and self._versioned_set(item, move)
 
     def _versioned_set(self, item: dict, move: Move) -> bool:
         """Write ``move`` to a task not holding a lease, only if nothing was written since ``item`` was read."""
@@ -679,38 +563,26 @@ class DynamoDBTaskQueue:
         condition = f"{e.n('version')} = {e.v(item['version'])}"
         return self._update_item(item["id"], e, update, condition) is not None
 
-    def _withdraw(self, task_id: str, make_move: Callable[[str, float], Move | None]) -> bool:
-        """Cancel or supersede a task: ``make_move(status, now)`` judges it (None: not from that status).
+    def _operate(self, task_id: str, make_move: JudgeMove, *, reap: bool = False) -> bool:
+        """An operator's move (requeue, cancel, supersede), judged on the task as read. Clearing the lease token
+        fences out a session, which then stops or never starts.
 
         Each write is conditioned on the item's ``version`` as read, so a claim, a run start or a heartbeat
         that lands between the read and the write makes it fail; the task is then read again and judged on
         its new status, until one write decides.
         """
+        if reap:
+            self._reap_expired(self._clock())
+        move = None
         for _ in range(FENCED_WRITE_TRIES):
             item = self._get(task_id)
-            move = make_move(item["status"], self._clock()) if item is not None else None
+            move = make_move(item, self._clock()) if item is not None else None
             if move is None:
                 return False
-            if item["status"] in LEASED:
-                if self._release(item, move):
-                    return True
-            elif self._versioned_set(item, move):
+            if self._release(item, move) if item["status"] in LEASED else self._versioned_set(item, move):
                 return True
         raise QueueBusyError(
             f"Task {task_id} kept changing under a {move.status} write after {FENCED_WRITE_TRIES} tries; run it again."
-        )
-
-    def cancel(self, task_id: str) -> bool:
-        return self._withdraw(task_id, lambda status, now: transitions.cancel(status=status, now=now))
-
-    def cancel_unstarted(self, task_id: str) -> bool:
-        return self._withdraw(
-            task_id, lambda status, now: transitions.cancel_unstarted(status=status, now=now)
-        )
-
-    def supersede(self, task_id: str, *, by: str) -> bool:
-        return self._withdraw(
-            task_id, lambda status, now: transitions.supersede(status=status, by=by, now=now)
         )
 
     # -- reading --------------------------------------------------------------------------------------------
@@ -719,10 +591,7 @@ class DynamoDBTaskQueue:
         item = self._get(task_id)
         return self._task(item) if item is not None and "status" in item else None
 
-    def list(
-        self, *, status: str | None = None, source_prefix: str | None = None, limit: int = 100
-    ) -> list[Task]:
-        transitions.check_status(status)
+    def _list(self, status: str | None, source_prefix: str | None, limit: int) -> list[Task]:
         items = self._with_status(status) if status is not None else self._scan_tasks()
         if source_prefix is not None:
             items = [

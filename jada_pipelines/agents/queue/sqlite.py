@@ -37,16 +37,13 @@ from jada_pipelines.agents.queue.protocol import (
     QueueStats,
     Task,
     decode_handoff,
-    new_nonce,
-    validate_enqueue,
 )
+from jada_pipelines.agents.queue.store import JudgeMove, MakeMove, QueueStore
 from jada_pipelines.agents.queue.transitions import (
     CLAIM_ORDER,
     CLAIMABLE,
-    DEFAULT_MAX_ATTEMPTS,
     DEFAULT_RETRY_BACKOFF_S,
     LEASED,
-    STARTABLE,
     STATUSES,
     Move,
 )
@@ -131,7 +128,7 @@ def _task(row: sqlite3.Row) -> Task:
     return Task(**{name: values[name] for name in Task.__dataclass_fields__})
 
 
-class SQLiteTaskQueue:
+class SQLiteTaskQueue(QueueStore):
     """The task queue in one SQLite file. Each call opens its own short transaction, so one instance may be
     shared by threads (the heartbeat thread and the session) and several processes may use the same file.
 
@@ -155,10 +152,8 @@ class SQLiteTaskQueue:
                 f"SQLite {sqlite3.sqlite_version} is too old for the task queue (it needs 3.35+ for RETURNING); "
                 "use a Python built against a newer SQLite."
             )
+        super().__init__(clock=clock, retry_backoff_s=retry_backoff_s, continue_delay_s=continue_delay_s)
         self.path = Path(path)
-        self._clock = clock
-        self._retry_backoff_s = retry_backoff_s
-        self.continue_delay_s = continue_delay_s
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # The queue holds every prompt and lease token: readable by its owner only, created that way.
         os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
@@ -212,49 +207,18 @@ class SQLiteTaskQueue:
 
     # -- producer side --------------------------------------------------------------------------------------
 
-    def enqueue(
-        self,
-        task_id: str,
-        prompt: str,
-        *,
-        max_turns: int | None = None,
-        workdir: str | None = None,
-        priority: int = 0,
-        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-        source: str | None = None,
-        backend: str | None = None,
-        max_cost_usd: float | None = None,
-    ) -> EnqueueResult:
-        workdir = validate_enqueue(
-            task_id, prompt, max_turns, max_attempts, workdir, backend=backend, max_cost_usd=max_cost_usd
-        )
-        now = self._clock()
+    def _insert(self, fields: dict) -> EnqueueResult:
         with self._transaction() as conn:
             row = conn.execute(
-                "INSERT INTO tasks (id, prompt, status, max_attempts, attempt_budget, max_turns, priority, workdir,"
-                " source, created_at, updated_at, available_at, nonce, backend, max_cost_usd)"
-                " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                f"INSERT INTO tasks ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))})"
                 f" ON CONFLICT (id) DO NOTHING RETURNING {_TASK_COLUMNS}",
-                (
-                    task_id,
-                    prompt,
-                    max_attempts,
-                    max_attempts,
-                    max_turns,
-                    priority,
-                    workdir,
-                    source,
-                    now,
-                    now,
-                    now,
-                    new_nonce(),
-                    backend,
-                    max_cost_usd,
-                ),
+                tuple(fields.values()),
             ).fetchone()
             if row is not None:
                 return EnqueueResult(task=_task(row), created=True)
-            existing = conn.execute(f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,)).fetchone()
+            existing = conn.execute(
+                f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = ?", (fields["id"],)
+            ).fetchone()
             return EnqueueResult(task=_task(existing), created=False)
 
     # -- worker side ----------------------------------------------------------------------------------------
@@ -331,31 +295,19 @@ class SQLiteTaskQueue:
             )
             self._write(conn, row["id"], move, in_flight_only=True)
 
-    def _fenced(
-        self,
-        lease: Lease,
-        make_move: Callable[[sqlite3.Row, float], Move],
-        statuses: tuple[str, ...] = LEASED,
-    ) -> Task | None:
-        """Write the move ``make_move(row, now)`` only while ``lease`` still holds the task (in ``statuses``);
-        None means the lease was lost."""
+    def _apply_leased(
+        self, lease: Lease, make_move: MakeMove, statuses: tuple[str, ...] = LEASED
+    ) -> Move | None:
+        """Write ``make_move(row, now)`` only while ``lease`` still holds the task (in ``statuses``); None means
+        the lease was lost. The fence and the write are one transaction."""
         now = self._clock()
         with self._transaction() as conn:
             row = self._row(conn, lease.task_id)
             if row is None or not transitions.lease_holds(row, token=lease.token, now=now, statuses=statuses):
                 return None
-            return self._write(conn, lease.task_id, make_move(row, now))
-
-    def heartbeat(self, lease: Lease, *, lease_seconds: float) -> bool:
-        task = self._fenced(
-            lease, lambda row, now: transitions.heartbeat(now=now, lease_seconds=lease_seconds)
-        )
-        return task is not None
-
-    def mark_running(self, lease: Lease, *, run_id: str) -> bool:
-        """Only a ``dispatched`` task starts running (``transitions.STARTABLE``)."""
-        task = self._fenced(lease, lambda row, now: transitions.start_run(run_id=run_id, now=now), STARTABLE)
-        return task is not None
+            move = make_move(row, now)
+            self._write(conn, lease.task_id, move)
+        return move
 
     def lease_for(self, task_id: str, attempt: int) -> Lease | None:
         """The live lease of ``attempt`` of the task, looked up by the run worker (the token is never in run
@@ -379,73 +331,9 @@ class SQLiteTaskQueue:
                 (at, task_id, attempt),
             )
 
-    def complete(
-        self,
-        lease: Lease,
-        *,
-        outcome: str,
-        turns: int,
-        cost_usd: float,
-        summary: str | None,
-        handoff: dict | None = None,
-        stop_reason: str | None = None,
-    ) -> bool:
-        """``done``, or ``incomplete`` with a handoff (``transitions.complete``)."""
-        transitions.check_outcome(outcome, transitions.COMPLETE_OUTCOMES)
-        task = self._fenced(
-            lease,
-            lambda row, now: transitions.complete(
-                attempt=row["attempt"],
-                max_attempts=row["max_attempts"],
-                outcome=outcome,
-                turns=turns,
-                cost_usd=cost_usd,
-                summary=summary,
-                handoff=handoff,
-                stop_reason=stop_reason,
-                now=now,
-                continue_delay_s=self.continue_delay_s,
-            ),
-        )
-        return task is not None
-
-    def fail(
-        self,
-        lease: Lease,
-        *,
-        error: str,
-        retryable: bool,
-        turns: int = 0,
-        cost_usd: float = 0.0,
-        outcome: str = "failed",
-        charge_attempt: bool = True,
-        handoff: dict | None = None,
-    ) -> str | None:
-        """Back to ``queued``, or ``dead`` or ``failed`` (``transitions.fail``); None when fenced out."""
-        transitions.check_outcome(outcome, transitions.FAIL_OUTCOMES)
-        task = self._fenced(
-            lease,
-            lambda row, now: transitions.fail(
-                attempt=row["attempt"],
-                max_attempts=row["max_attempts"],
-                outcome=outcome,
-                error=error,
-                retryable=retryable,
-                charge_attempt=charge_attempt,
-                turns=turns,
-                cost_usd=cost_usd,
-                handoff=handoff,
-                now=now,
-                backoff_base_s=self._retry_backoff_s,
-            ),
-        )
-        return task.status if task is not None else None
-
     # -- operator side --------------------------------------------------------------------------------------
 
-    def _operate(
-        self, task_id: str, make_move: Callable[[sqlite3.Row, float], Move | None], *, reap: bool = False
-    ) -> bool:
+    def _operate(self, task_id: str, make_move: JudgeMove, *, reap: bool = False) -> bool:
         """Write an operator's move: ``make_move(row, now)`` judges the task as it stands (None: not allowed).
         The read and the write are one transaction, so a claim or a run start cannot slip between them.
         ``reap``: expired leases go first, so a task whose session is gone counts as waiting."""
@@ -460,34 +348,6 @@ class SQLiteTaskQueue:
             self._write(conn, task_id, move, in_flight_only=True)
         return True
 
-    def requeue(self, task_id: str, *, reset_attempts: bool = False) -> bool:
-        """Put a task back in the queue now (``transitions.requeue``); a task holding a live lease is left alone."""
-        return self._operate(
-            task_id,
-            lambda row, now: transitions.requeue(
-                status=row["status"],
-                attempt=row["attempt"],
-                max_attempts=row["max_attempts"],
-                attempt_budget=row["attempt_budget"],
-                reset_attempts=reset_attempts,
-                now=now,
-            ),
-            reap=True,
-        )
-
-    def cancel(self, task_id: str) -> bool:
-        return self._operate(task_id, lambda row, now: transitions.cancel(status=row["status"], now=now))
-
-    def cancel_unstarted(self, task_id: str) -> bool:
-        return self._operate(
-            task_id, lambda row, now: transitions.cancel_unstarted(status=row["status"], now=now)
-        )
-
-    def supersede(self, task_id: str, *, by: str) -> bool:
-        return self._operate(
-            task_id, lambda row, now: transitions.supersede(status=row["status"], by=by, now=now)
-        )
-
     # -- reading --------------------------------------------------------------------------------------------
 
     def get(self, task_id: str) -> Task | None:
@@ -495,10 +355,7 @@ class SQLiteTaskQueue:
             row = conn.execute(f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,)).fetchone()
         return _task(row) if row is not None else None
 
-    def list(
-        self, *, status: str | None = None, source_prefix: str | None = None, limit: int = 100
-    ) -> list[Task]:
-        transitions.check_status(status)
+    def _list(self, status: str | None, source_prefix: str | None, limit: int) -> list[Task]:
         clauses, params = [], []
         if status is not None:
             clauses.append("status = ?")

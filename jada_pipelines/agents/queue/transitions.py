@@ -142,6 +142,24 @@ def lease_expired(task: Mapping[str, Any], *, now: float) -> bool:
     return task["status"] in LEASED and expires_at is not None and expires_at < now
 
 
+def new_task(*, now: float, max_attempts: int, **fields: Any) -> dict[str, Any]:
+    """A task as enqueued: ``queued`` and due now, no attempt made, ``max_attempts`` granted (and kept as
+    ``attempt_budget``, what ``requeue(reset_attempts=True)`` grants again). ``fields``: id, prompt and the
+    caller's other settings, stored as given."""
+    return {
+        **fields,
+        "status": "queued",
+        "attempt": 0,
+        "max_attempts": max_attempts,
+        "attempt_budget": max_attempts,
+        "turns": 0,
+        "cost_usd": 0.0,
+        "created_at": now,
+        "updated_at": now,
+        "available_at": now,
+    }
+
+
 def claim(*, attempt: int, token: str, worker: str, now: float, lease_seconds: float) -> Move:
     """A claimable task is leased: ``dispatched``, its attempt counted now."""
     return Move(
