@@ -3,8 +3,8 @@
 It applies the same moves as the SQLite store (``transitions.py`` says how a status moves); only the way a
 move is made atomic differs. DynamoDB has no lock to hold between a read and a write, so every write is
 conditioned on what it was computed from:
-- Items are keyed on ``id``. A task's key is its id; the attempt history and the live-session counter
-  share the table under keys containing ``:``, which a task id may not contain.
+- Items are keyed on ``id``: tasks, attempt records and the live-session counter share one table (its layout,
+  indexes and request helpers are in ``dynamodb_table.py``).
 - The ``by_status`` index (status, available_at) only *suggests* candidates: a GSI is eventually
   consistent and cannot be read consistently. Every claim is a conditional write on the base table that
   names the ``version`` it saw, so a stale index hit fails its condition and the next candidate is tried.
@@ -22,16 +22,26 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Iterable, Iterator
-from decimal import Decimal
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from jada_pipelines.agents.queue import transitions
+from jada_pipelines.agents.queue.dynamodb_table import (
+    ATTEMPT_INDEX,
+    ATTEMPT_KIND,
+    COUNTER_KEY,
+    STATUS_INDEX,
+    Expression,
+    attempt_key,
+    create_or_repair_table,
+    from_dynamo,
+    new_attempt_item,
+    to_dynamo,
+)
 from jada_pipelines.agents.queue.protocol import (
     AttemptRecord,
     EnqueueResult,
     Lease,
-    QueueError,
     QueueStats,
     Task,
     decode_handoff,
@@ -47,14 +57,6 @@ from jada_pipelines.agents.queue.transitions import (
 from jada_pipelines.aws_clients import client, error_code
 from jada_pipelines.settings import ConfigError
 
-STATUS_INDEX = "by_status"
-ATTEMPT_INDEX = "by_kind"
-ATTEMPT_KIND = "attempt"
-COUNTER_KEY = "counter:live_sessions"
-INIT_TIMEOUT_S = 900.0
-# index name -> (hash key, range key); the attempt index is sparse: only attempt records carry ``kind``.
-_INDEXES = {STATUS_INDEX: ("status", "available_at"), ATTEMPT_INDEX: ("kind", "started_at")}
-_KEY_TYPES = {"id": "S", "status": "S", "available_at": "N", "kind": "S", "started_at": "N"}
 # A fenced write is cancelled for one of three reasons. ConditionalCheckFailed on the task item is the fence:
 # the lease is gone. A conflict with another transaction on the same item (most often the live-session
 # counter, which every claim and finish writes) and throttling say nothing about the lease: they are retried,
@@ -74,33 +76,8 @@ RETRYABLE_ERRORS = frozenset(
 FENCED_WRITE_TRIES = 6
 FENCED_WRITE_PAUSE_S = 0.05
 
-_INT_FIELDS = frozenset(
-    {"attempt", "max_attempts", "attempt_budget", "max_turns", "priority", "turns", "version"}
-)
 _TASK_FIELDS = tuple(Task.__dataclass_fields__)
 _ATTEMPT_FIELDS = tuple(AttemptRecord.__dataclass_fields__)
-
-
-def _attempt_key(task_id: str, attempt: int) -> str:
-    return f"attempt:{task_id}:{attempt}"
-
-
-def _to_dynamo(value: Any) -> Any:
-    # boto3's serializer refuses floats (they are not exact); DynamoDB numbers are decimals.
-    return Decimal(repr(value)) if isinstance(value, float) else value
-
-
-def _from_dynamo(name: str, value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return int(value) if name in _INT_FIELDS else float(value)
-    return value
-
-
-def _new_attempt_item(task_id: str, attempt: int, now: float, queued_at: float | None = None) -> dict:
-    """An attempt record as the claim writes it: in flight (outcome "") until the attempt ends."""
-    record = dict.fromkeys(_ATTEMPT_FIELDS) | {"task_id": task_id, "attempt": attempt, "outcome": ""}
-    record |= {"turns": 0, "cost_usd": 0.0, "started_at": now, "queued_at": queued_at}
-    return {"id": _attempt_key(task_id, attempt), "kind": ATTEMPT_KIND, **record}
 
 
 class QueueBusyError(RuntimeError):
@@ -109,54 +86,6 @@ class QueueBusyError(RuntimeError):
 
 class _AllSessionsBusy(Exception):
     """The live-session counter is at the cap: no claim can succeed until a session ends."""
-
-
-def _attribute_definitions(types: dict[str, str]) -> list[dict]:
-    return [{"AttributeName": name, "AttributeType": kind} for name, kind in types.items()]
-
-
-def _index_spec(name: str) -> dict:
-    hash_key, range_key = _INDEXES[name]
-    return {
-        "IndexName": name,
-        "KeySchema": [
-            {"AttributeName": hash_key, "KeyType": "HASH"},
-            {"AttributeName": range_key, "KeyType": "RANGE"},
-        ],
-        "Projection": {"ProjectionType": "ALL"},
-    }
-
-
-class _Expression:
-    """Placeholders for one request: every attribute goes through a ``#name`` (``status`` is a reserved
-    word) and every value through a ``:value``, registering only what the expression actually uses."""
-
-    def __init__(self) -> None:
-        self.names: dict[str, str] = {}
-        self.values: dict[str, Any] = {}
-
-    def n(self, field: str) -> str:
-        self.names[f"#{field}"] = field
-        return f"#{field}"
-
-    def v(self, value: Any) -> str:
-        placeholder = f":v{len(self.values)}"
-        self.values[placeholder] = value
-        return placeholder
-
-    def assign(self, **fields: Any) -> str:
-        return ", ".join(f"{self.n(field)} = {self.v(value)}" for field, value in fields.items())
-
-    def one_of(self, field: str, options: Iterable[str]) -> str:
-        return f"{self.n(field)} IN ({', '.join(self.v(option) for option in options)})"
-
-    def request(self, serialize: Callable[[Any], dict], **parts: str) -> dict:
-        request: dict[str, Any] = {key: value for key, value in parts.items() if value}
-        if self.names:
-            request["ExpressionAttributeNames"] = self.names
-        if self.values:
-            request["ExpressionAttributeValues"] = {k: serialize(v) for k, v in self.values.items()}
-        return request
 
 
 class DynamoDBTaskQueue(QueueStore):
@@ -189,14 +118,14 @@ class DynamoDBTaskQueue(QueueStore):
     # -- plumbing -------------------------------------------------------------------------------------------
 
     def _serialize(self, value: Any) -> dict:
-        return self._serializer.serialize(_to_dynamo(value))
+        return self._serializer.serialize(to_dynamo(value))
 
     def _key(self, item_id: str) -> dict:
         return {"id": {"S": item_id}}
 
     def _decode(self, item: dict) -> dict:
         return {
-            name: _from_dynamo(name, self._deserializer.deserialize(value)) for name, value in item.items()
+            name: from_dynamo(name, self._deserializer.deserialize(value)) for name, value in item.items()
         }
 
     def _task(self, values: dict) -> Task:
@@ -244,7 +173,7 @@ class DynamoDBTaskQueue(QueueStore):
             return [reason.get("Code", "None") for reason in reasons]
         return None
 
-    def _update(self, item_id: str, expression: _Expression, update: str, condition: str = "") -> dict:
+    def _update(self, item_id: str, expression: Expression, update: str, condition: str = "") -> dict:
         """The ``Update`` element of a transaction."""
         return {
             "Update": {
@@ -254,7 +183,7 @@ class DynamoDBTaskQueue(QueueStore):
             }
         }
 
-    def _update_item(self, item_id: str, expression: _Expression, update: str, condition: str) -> dict | None:
+    def _update_item(self, item_id: str, expression: Expression, update: str, condition: str) -> dict | None:
         """A single conditional update; the new item, or None when the condition failed."""
         from botocore.exceptions import ClientError
 
@@ -274,7 +203,7 @@ class DynamoDBTaskQueue(QueueStore):
 
     def _counter_change(self, delta: int, *, below: int | None = None) -> dict:
         """Move the live-session counter; with ``below``, only while it is under that cap."""
-        e = _Expression()
+        e = Expression()
         update = f"SET {e.n('live')} = if_not_exists({e.n('live')}, {e.v(0)}) + {e.v(delta)}"
         condition = (
             "" if below is None else f"attribute_not_exists({e.n('live')}) OR {e.n('live')} < {e.v(below)}"
@@ -302,7 +231,7 @@ class DynamoDBTaskQueue(QueueStore):
             yield from (self._decode(item) for item in page.get("Items", []))
 
     def _status_query(self, status: str, available_by: float | None = None) -> dict:
-        e = _Expression()
+        e = Expression()
         condition = f"{e.n('status')} = {e.v(status)}"
         if available_by is not None:
             condition += f" AND {e.n('available_at')} <= {e.v(available_by)}"
@@ -322,44 +251,7 @@ class DynamoDBTaskQueue(QueueStore):
 
     def init(self) -> None:
         """Create the table and its two indexes, or add whichever index is missing; safe to run again."""
-        from botocore.exceptions import ClientError
-
-        try:
-            self._client.create_table(
-                TableName=self.table,
-                BillingMode="PAY_PER_REQUEST",
-                AttributeDefinitions=_attribute_definitions(_KEY_TYPES),
-                KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-                GlobalSecondaryIndexes=[_index_spec(name) for name in _INDEXES],
-            )
-        except ClientError as exc:
-            if error_code(exc) != "ResourceInUseException":
-                raise
-        present = self._wait_until_active()
-        for name, keys in _INDEXES.items():
-            if name not in present:
-                self._client.update_table(
-                    TableName=self.table,
-                    AttributeDefinitions=_attribute_definitions({key: _KEY_TYPES[key] for key in keys}),
-                    GlobalSecondaryIndexUpdates=[{"Create": _index_spec(name)}],
-                )
-                # DynamoDB builds one new index at a time per table, and queries fail until it is ACTIVE.
-                self._wait_until_active()
-
-    def _wait_until_active(self) -> set[str]:
-        """Wait until the table and every index are ACTIVE; returns the index names."""
-        deadline = time.monotonic() + INIT_TIMEOUT_S
-        while True:
-            table = self._client.describe_table(TableName=self.table)["Table"]
-            indexes = table.get("GlobalSecondaryIndexes", [])
-            if table["TableStatus"] == "ACTIVE" and all(i["IndexStatus"] == "ACTIVE" for i in indexes):
-                return {index["IndexName"] for index in indexes}
-            if time.monotonic() > deadline:
-                raise QueueError(
-                    f"DynamoDB table {self.table!r} is not ACTIVE after {INIT_TIMEOUT_S:.0f} s (building an index "
-                    "on a large table takes a while): run `jada queue init` again later."
-                )
-            time.sleep(2)
+        create_or_repair_table(self._client, self.table)
 
     # -- producer side --------------------------------------------------------------------------------------
 
@@ -410,9 +302,9 @@ class DynamoDBTaskQueue(QueueStore):
             attempt=seen["attempt"], token=token, worker=worker, now=now, lease_seconds=lease_seconds
         )
         changes = {**move.changes, "version": seen["version"] + 1}
-        e = _Expression()
+        e = Expression()
         condition = f"{e.n('version')} = {e.v(seen['version'])} AND {e.one_of('status', CLAIMABLE)}"
-        attempt = _new_attempt_item(seen["id"], changes["attempt"], now, seen["available_at"])
+        attempt = new_attempt_item(seen["id"], changes["attempt"], now, seen["available_at"])
         reasons = self._transact(
             self._update(seen["id"], e, f"SET {e.assign(**changes)}", condition),
             self._counter_change(+1, below=max_live),
@@ -446,7 +338,7 @@ class DynamoDBTaskQueue(QueueStore):
         The ``version`` condition releases it only if nothing was written since it was read: a heartbeat that
         lands first keeps an expired-looking lease alive, as the SQLite store's single transaction would.
         """
-        e = _Expression()
+        e = Expression()
         changes = {**move.changes, "version": item["version"] + 1}
         condition = f"{e.n('version')} = {e.v(item['version'])} AND {e.one_of('status', LEASED)}"
         return (
@@ -459,10 +351,10 @@ class DynamoDBTaskQueue(QueueStore):
         )
 
     def _close_attempt_update(self, task_id: str, attempt: int, fields: dict) -> dict:
-        e = _Expression()
-        return self._update(_attempt_key(task_id, attempt), e, f"SET {e.assign(**fields)}")
+        e = Expression()
+        return self._update(attempt_key(task_id, attempt), e, f"SET {e.assign(**fields)}")
 
-    def _fence(self, e: _Expression, lease: Lease, statuses: tuple[str, ...] = LEASED) -> str:
+    def _fence(self, e: Expression, lease: Lease, statuses: tuple[str, ...] = LEASED) -> str:
         """Only the lease holder, with an unexpired lease, may write (``transitions.lease_holds``)."""
         return (
             f"{e.n('lease_token')} = {e.v(lease.token)} AND {e.one_of('status', statuses)}"
@@ -512,7 +404,7 @@ class DynamoDBTaskQueue(QueueStore):
             {"status": lease.task.status, "attempt": lease.attempt, "max_attempts": lease.task.max_attempts},
             now,
         )
-        e = _Expression()
+        e = Expression()
         leaving = move.status is not None and move.status not in LEASED
         update = f"SET {e.assign(**move.changes)}"
         if leaving:
@@ -546,9 +438,9 @@ class DynamoDBTaskQueue(QueueStore):
         return Lease(task.id, item["lease_token"], task.attempt, task.lease_expires_at or 0.0, task)
 
     def record_first_call(self, task_id: str, attempt: int, *, at: float) -> None:
-        e = _Expression()
+        e = Expression()
         self._update_item(
-            _attempt_key(task_id, attempt),
+            attempt_key(task_id, attempt),
             e,
             f"SET {e.assign(first_call_at=at)}",
             f"attribute_exists({e.n('id')})",
@@ -558,7 +450,7 @@ class DynamoDBTaskQueue(QueueStore):
 
     def _versioned_set(self, item: dict, move: Move) -> bool:
         """Write ``move`` to a task not holding a lease, only if nothing was written since ``item`` was read."""
-        e = _Expression()
+        e = Expression()
         update = f"SET {e.assign(**move.changes)} ADD {e.n('version')} {e.v(1)}"
         condition = f"{e.n('version')} = {e.v(item['version'])}"
         return self._update_item(item["id"], e, update, condition) is not None
@@ -603,7 +495,7 @@ class DynamoDBTaskQueue(QueueStore):
         return [self._task(item) for item in items[:limit]]
 
     def _scan_tasks(self) -> list[dict]:
-        e = _Expression()
+        e = Expression()
         return list(
             self._pages(
                 "scan", **e.request(self._serialize, FilterExpression=f"attribute_exists({e.n('status')})")
@@ -638,7 +530,7 @@ class DynamoDBTaskQueue(QueueStore):
         )
 
     def attempts(self, *, since: float) -> list[AttemptRecord]:
-        e = _Expression()
+        e = Expression()
         condition = f"{e.n('kind')} = {e.v(ATTEMPT_KIND)} AND {e.n('started_at')} >= {e.v(since)}"
         items = self._pages(
             "query", IndexName=ATTEMPT_INDEX, **e.request(self._serialize, KeyConditionExpression=condition)
