@@ -1,10 +1,12 @@
-"""The durable agent-task queue, in four files:
+"""The durable agent-task queue:
 
 - ``protocol.py``: the ``TaskQueue`` protocol, its records (``Task``, ``Lease``, ``QueueStats``…) and the
   checks every enqueue goes through;
 - ``transitions.py``: how a task's status moves (claim, heartbeat, complete, fail, back-off, dead letter,
   cancel, lease expiry), pure Python, written once;
-- ``sqlite.py`` and ``dynamodb.py``: the two stores that apply those moves atomically.
+- ``store.py``: which transition each protocol call makes, shared by both stores;
+- ``sqlite.py`` and ``dynamodb.py`` (with ``dynamodb_table.py``, the table's layout): the two stores, which
+  make each move atomic on their database.
 
 ``open_queue`` picks the store from ``JADA_TASK_QUEUE_URL``; the stores are imported only then, so importing
 this package stays light (no sqlite3 connection, no boto3).

@@ -345,12 +345,12 @@ class DynamoDBTaskQueue(QueueStore):
             self._transact(
                 self._update(item["id"], e, f"SET {e.assign(**changes)}", condition),
                 self._counter_change(-1),
-                self._close_attempt_update(item["id"], item["attempt"], move.attempt),
+                self._attempt_update(item["id"], item["attempt"], move.attempt),
             )
             is None
         )
 
-    def _close_attempt_update(self, task_id: str, attempt: int, fields: dict) -> dict:
+    def _attempt_update(self, task_id: str, attempt: int, fields: dict) -> dict:
         e = Expression()
         return self._update(attempt_key(task_id, attempt), e, f"SET {e.assign(**fields)}")
 
@@ -416,7 +416,7 @@ class DynamoDBTaskQueue(QueueStore):
             items.append(self._counter_change(-1))
         if move.attempt:
             # One transaction: the attempt history changes only if the fenced write went through.
-            items.append(self._close_attempt_update(lease.task_id, lease.attempt, move.attempt))
+            items.append(self._attempt_update(lease.task_id, lease.attempt, move.attempt))
         if len(items) == 1:
             written = self._update_item(lease.task_id, e, update, fence) is not None
         else:

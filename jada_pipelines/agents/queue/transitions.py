@@ -1,8 +1,9 @@
 """How a task's status moves: the queue's rules, written once for both stores.
 
 Pure Python: no I/O, no sqlite3, no boto3. Each function takes what it needs of a task as it stands and
-returns a ``Move``: the task's fields to write, the cost to add, and how the attempt record closes. The stores
-(``sqlite.py``, ``dynamodb.py``) only make a move atomic; how each does it is said at the top of its module.
+returns a ``Move``: the task's fields to write, the cost to add, and how the attempt record closes.
+``store.py`` says which move each protocol call makes; the stores (``sqlite.py``, ``dynamodb.py``) only make
+a move atomic, and how each does it is said at the top of its module.
 A change to the retry policy, the attempt budget or an error text is made here and nowhere else.
 
 Statuses (``STATUSES``):
