@@ -10,7 +10,7 @@ import sqlite3
 import pytest
 
 from jada_pipelines.agents.queue import STATUSES, QueueError, open_queue
-from jada_pipelines.agents.sqlite_queue import SQLiteTaskQueue
+from jada_pipelines.agents.queue.sqlite import SQLiteTaskQueue
 from jada_pipelines.settings import ConfigError
 
 LEASE = 60.0
@@ -398,7 +398,7 @@ def test_a_task_keeps_its_own_backend_and_cost_ceiling_and_bad_ones_are_refused(
 
 
 def test_an_sqlite_file_from_before_backend_and_max_cost_gains_them_on_open_and_keeps_its_tasks(tmp_path):
-    from jada_pipelines.agents.sqlite_queue import SCHEMA
+    from jada_pipelines.agents.queue.sqlite import SCHEMA
 
     path = tmp_path / "old.db"
     old_schema = SCHEMA.replace(",\n    backend TEXT,\n    max_cost_usd REAL", "")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from jada_pipelines.agents.sqlite_queue import SQLiteTaskQueue
+from jada_pipelines.agents.queue.sqlite import SQLiteTaskQueue
 
 LEASE = 60.0
 

@@ -10,8 +10,8 @@ import threading
 import pytest
 
 from jada_pipelines.agents.prices import PRICES, Usage, cost_usd
+from jada_pipelines.agents.queue.sqlite import SQLiteTaskQueue
 from jada_pipelines.agents.runner import HANDOFF_REQUEST, SessionSpec, default_workdir, run_session
-from jada_pipelines.agents.sqlite_queue import SQLiteTaskQueue
 from jada_pipelines.emulators.anthropic import (
     api_error,
     context_window_exceeded,

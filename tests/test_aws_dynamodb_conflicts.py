@@ -17,8 +17,8 @@ from http.server import BaseHTTPRequestHandler
 
 import pytest
 
-from jada_pipelines.agents import dynamodb_queue
-from jada_pipelines.agents.dynamodb_queue import DynamoDBTaskQueue, QueueBusyError
+from jada_pipelines.agents.queue import dynamodb as dynamodb_queue
+from jada_pipelines.agents.queue.dynamodb import DynamoDBTaskQueue, QueueBusyError
 from jada_pipelines.emulators._server import LocalServer
 
 TRANSACT = "DynamoDB_20120810.TransactWriteItems"

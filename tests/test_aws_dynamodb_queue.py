@@ -12,8 +12,8 @@ import boto3
 import pytest
 
 from jada_pipelines import aws_clients
-from jada_pipelines.agents.dynamodb_queue import ATTEMPT_INDEX, COUNTER_KEY, STATUS_INDEX, DynamoDBTaskQueue
 from jada_pipelines.agents.queue import open_queue
+from jada_pipelines.agents.queue.dynamodb import ATTEMPT_INDEX, COUNTER_KEY, STATUS_INDEX, DynamoDBTaskQueue
 from jada_pipelines.settings import ConfigError
 
 TABLE = "jada-tasks"

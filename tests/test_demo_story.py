@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from jada_pipelines import cli
-from jada_pipelines.agents.sqlite_queue import SQLiteTaskQueue
+from jada_pipelines.agents.queue.sqlite import SQLiteTaskQueue
 from tests.conftest import _SCRUBBED
 
 pytestmark = pytest.mark.daemon

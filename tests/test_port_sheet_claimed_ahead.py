@@ -12,9 +12,9 @@ from dagster._core.utils import make_new_run_id
 
 from jada_pipelines.agents.jobs import TASK_ID_TAG, agent_session_job
 from jada_pipelines.agents.queue import DEFAULT_MAX_ATTEMPTS, open_queue
+from jada_pipelines.agents.queue.sqlite import SQLiteTaskQueue
 from jada_pipelines.agents.resources import ClaudeSessionResource, TaskQueueResource
 from jada_pipelines.agents.sensors import agent_task_sensor
-from jada_pipelines.agents.sqlite_queue import SQLiteTaskQueue
 from jada_pipelines.port_sheet.resources import DEFAULT_OWNED_COLUMNS
 from jada_pipelines.port_sheet.tasks import sync_tasks, task_id_for
 from tests.fixtures.google import PORT_SHEET_ID, PORT_SHEET_TAB

@@ -1,4 +1,4 @@
-"""The durable agent-task queue: one protocol, two backends (SQLite here, DynamoDB on AWS).
+"""The durable agent-task queue's protocol and records: one protocol, two stores (SQLite, and DynamoDB on AWS).
 
 Plain Python, no Dagster. Delivery is at-least-once with leases:
 - ``claim`` hands out a lease (a random token with an expiry) and counts the attempt right away, so a worker
@@ -12,62 +12,19 @@ Plain Python, no Dagster. Delivery is at-least-once with leases:
 - A claim whose run never started (it waited in Dagster's run queue, or never got a run) is not charged: its
   attempt number still moves on, but the task gets one more attempt in its budget.
 
-Statuses (``STATUSES``):
-- ``queued``: waiting for a claim (maybe not before ``available_at``, after a back-off).
-- ``dispatched``: claimed by the sensor, its run not started yet. ``running``: the session has started.
-- ``done``: finished. ``incomplete``: the last attempt hit its turn cap and left a handoff; it is claimable
-  like ``queued``, so the next attempt continues from the handoff.
-- ``failed``: a permanent error (a 400/401/403 from the API); ``dead``: a dead letter, attempts used up,
-  the model refused, or the task's cost ceiling was reached (outcome ``over_budget``). Both wait for a person (``requeue``).
-- ``cancelled``, ``superseded``: withdrawn by an operator or replaced by a newer task (``supersede``).
+How a task's status moves (the statuses, attempts, retries, dead letters, withdrawals) is in
+``transitions.py``; the two stores that apply it are ``sqlite.py`` and ``dynamodb.py``.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from jada_pipelines import settings
-
-STATUSES = (
-    "queued",
-    "dispatched",
-    "running",
-    "done",
-    "incomplete",
-    "failed",
-    "dead",
-    "cancelled",
-    "superseded",
-)
-# Statuses a claim may pick up.
-CLAIMABLE = ("queued", "incomplete")
-# Statuses that hold a lease (a live session, or one about to start).
-LEASED = ("dispatched", "running")
-# Statuses that need a person before anything runs again.
-TERMINAL = ("done", "failed", "dead", "cancelled", "superseded")
-# The withdrawal rules, written once for both backends (each backend's write keeps only what makes it atomic):
-# - ``cancel`` (an operator's) takes a task from any status but an end already reached; a running session is
-#   fenced out (its lease is cleared) and stops;
-# - ``supersede`` (a newer request replaced the task) takes it from the same statuses but ``running``: a
-#   session that started finishes, even if it started after the caller looked;
-# - ``cancel_unstarted`` takes a task only while no session has started on it: waiting for a claim, or claimed
-#   with its run not started yet (``dispatched``: the claim's lease is cleared, so that run never starts). A
-#   claim and a conditional cancel racing on one task end in exactly one of the two: the session starts
-#   (``mark_running`` succeeds and the cancel answers False), or the task is cancelled (and ``mark_running``
-#   answers False).
-WITHDRAWABLE = tuple(status for status in STATUSES if status not in ("done", "cancelled", "superseded"))
-SUPERSEDABLE = tuple(status for status in WITHDRAWABLE if status != "running")
-CANCELLABLE_UNSTARTED = (*CLAIMABLE, "dispatched")
-CANCEL_REASON = "cancelled by an operator"
-# Outcomes recorded per attempt in AttemptRecord.
-OUTCOMES = ("done", "incomplete", "failed", "transient", "refused", "lost", "over_budget")
-# Outcomes that make the task a dead letter for a person, whatever attempts are left.
-DEAD_LETTER_OUTCOMES = ("refused", "over_budget")
-
-DEFAULT_MAX_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -100,6 +57,15 @@ class Task:
     @property
     def run_key_nonce(self) -> str:
         return self.nonce or f"{self.created_at:.0f}"
+
+
+def encode_handoff(handoff: dict | None) -> str | None:
+    """A task's handoff as both stores keep it: JSON text, or None for none (an empty one included)."""
+    return json.dumps(handoff) if handoff else None
+
+
+def decode_handoff(stored: str | None) -> dict | None:
+    return json.loads(stored) if stored else None
 
 
 # The session backends a task may name (agents/resources.py runs them).
@@ -298,48 +264,7 @@ def validate_enqueue(
         raise QueueError(str(exc)) from None
 
 
-DEFAULT_RETRY_BACKOFF_S = 60.0
-MAX_RETRY_BACKOFF_S = 3600.0
-
-
-def retry_backoff(attempt: int, base: float) -> float:
-    """Exponential back-off after a transient failure: base, 2·base, 4·base…, capped at an hour."""
-    return min(base * 2 ** max(attempt - 1, 0), MAX_RETRY_BACKOFF_S)
-
-
 def new_nonce() -> str:
     import secrets
 
     return secrets.token_hex(4)
-
-
-def check_outcome(outcome: str, allowed: tuple[str, ...]) -> None:
-    if outcome not in allowed:
-        raise QueueError(f"outcome {outcome!r} is not one of {', '.join(allowed)}.")
-
-
-def default_queue_url() -> str:
-    return settings.env("JADA_TASK_QUEUE_URL") or f"sqlite:///{settings.data_dir() / 'tasks.db'}"
-
-
-def open_queue(url: str | None = None) -> TaskQueue:
-    """`url` or $JADA_TASK_QUEUE_URL: sqlite:///path (default sqlite:///$JADA_DATA_DIR/tasks.db) or dynamodb://TABLE."""
-    url = url or default_queue_url()
-    continue_delay = settings.agent_continue_delay_seconds()
-    if url.startswith("sqlite:///"):
-        from jada_pipelines.agents.sqlite_queue import SQLiteTaskQueue
-
-        return SQLiteTaskQueue(url.removeprefix("sqlite:///"), continue_delay_s=continue_delay)
-    if url.startswith("dynamodb://"):
-        table = url.removeprefix("dynamodb://").strip("/")
-        if not table:
-            raise settings.ConfigError(
-                "JADA_TASK_QUEUE_URL=dynamodb:// names no table: use dynamodb://TABLE_NAME."
-            )
-        from jada_pipelines.agents.dynamodb_queue import DynamoDBTaskQueue
-
-        return DynamoDBTaskQueue(table, continue_delay_s=continue_delay)
-    raise settings.ConfigError(
-        f"JADA_TASK_QUEUE_URL={url!r} is not understood: use sqlite:///absolute/path/tasks.db "
-        "or dynamodb://TABLE_NAME (unset means SQLite in JADA_DATA_DIR)."
-    )
