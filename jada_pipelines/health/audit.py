@@ -17,7 +17,7 @@ from pathlib import Path
 import dagster as dg
 
 from jada_pipelines import settings
-from jada_pipelines.agents.sandbox import sandbox_status
+from jada_pipelines.agents.bwrap_sandbox import sandbox_status
 from jada_pipelines.health import grading
 
 DAY_SECONDS = 24 * 3600
@@ -244,7 +244,7 @@ def _sessions_section(now: float, thresholds: grading.Thresholds) -> Section:
 
 
 def _dispatch_latency_section(now: float) -> Section:
-    from jada_pipelines.agents.dispatch import describe_latencies, dispatch_latencies
+    from jada_pipelines.agents.latency import describe_latencies, dispatch_latencies
 
     latencies = dispatch_latencies(_attempts_24h(now))
     return Section("OK", describe_latencies(latencies), {"latencies": latencies})

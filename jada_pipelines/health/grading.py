@@ -10,8 +10,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from jada_pipelines import settings
+from jada_pipelines.agents.bwrap_sandbox import SandboxStatus
 from jada_pipelines.agents.queue import CLAIMABLE, AttemptRecord, QueueStats
-from jada_pipelines.agents.sandbox import SandboxStatus
 
 SEVERITIES = ("OK", "WARN", "ERROR")
 # Below this many finished sessions in 24 h a turn-cap rate says nothing (1 of 1 is 100 %).

@@ -1,8 +1,9 @@
 """The Claude Code session backend (``JADA_AGENT_BACKEND=claude-code``). Plain Python, no Dagster.
 
 One attempt is one ``claude_agent_sdk.query`` over the Claude Code CLI that the ``claude-agent-sdk`` wheel
-bundles, run inside the bubblewrap sandbox behind the key proxy (``claude_sandbox.py``). It keeps the
-contract of the Messages backend (``runner.py``): the same ``SessionSpec`` in, the same ``SessionResult`` out.
+bundles, run inside the bubblewrap sandbox behind the key proxy (``claude_code_sandbox.py``). It keeps the
+session contract of ``session.py``: the same ``SessionSpec`` in, the same ``SessionResult`` out, the same
+``Transcript``, as the Messages backend (``messages_backend.py``), of which it uses nothing.
 
 - The model's commands never run beside the CLI. The CLI's own ``Bash`` is off; the session's ``bash`` tool
   (``mcp__jada__bash`` to the model) is served in the run worker through the SDK's in-process MCP server and
@@ -25,7 +26,8 @@ contract of the Messages backend (``runner.py``): the same ``SessionSpec`` in, t
   to be a final one (``end_turn``, no tool call pending); a result that disagrees is logged and never
   trusted (``transient``), and so is a CLI that ends without a result.
 - API errors: the CLI retries them itself (``CLAUDE_CODE_MAX_RETRIES``), then reports the status
-  (``api_error_status``): 400/401/403/404/413/422 are ``failed``, the rest ``transient``.
+  (``api_error_status``): 400/401/403/404/413/422 are ``failed``, the rest ``transient``
+  (``session.outcome_for_status``).
 - The transcript is the SDK's message stream, one JSON object per line.
 """
 
@@ -42,26 +44,28 @@ from pathlib import Path
 
 from jada_pipelines import settings
 from jada_pipelines.agents.api_gate import ApiGate, GateRules
-from jada_pipelines.agents.claude_sandbox import bundled_cli, cli_version, sandboxed_cli
-from jada_pipelines.agents.runner import (
-    HANDOFF_KEYS,
-    PERMANENT_STATUSES,
+from jada_pipelines.agents.bwrap_sandbox import network_mode, sandbox_mode
+from jada_pipelines.agents.claude_code_sandbox import bundled_cli, cli_version, sandboxed_cli
+from jada_pipelines.agents.session import (
+    CLAUDE_CODE,
+    DEFAULT_API_TIMEOUT_S,
+    LEASE_LOST,
+    WALL_CLOCK_REACHED,
     SessionResult,
     SessionSpec,
     Transcript,
-    check_workdir,
     cost_ceiling_error,
+    empty_handoff,
     first_message,
-    session_max_seconds,
-    transcript_path,
+    outcome_for_status,
+    session_deadline,
 )
-from jada_pipelines.agents.sandbox import network_mode, sandbox_mode
 from jada_pipelines.agents.tools import DEFAULT_TMP_SIZE_MB, Toolbox, WorkdirFull, scrubbed_environment
 from jada_pipelines.agents.workdir_watch import SCAN_COST_FACTOR, WorkdirLimits, over_limit
 
 logger = logging.getLogger(__name__)
 
-BACKEND = "claude-code"
+BACKEND = CLAUDE_CODE
 # The CLI's own tools: files only. Its Bash is off; commands go through BASH_TOOL (see the module docstring).
 CLAUDE_CODE_TOOLS = ("Read", "Edit", "Write", "Grep", "Glob", "TodoWrite")
 MCP_SERVER = "jada"
@@ -207,15 +211,14 @@ def run_claude_code_session(
     *,
     stop: threading.Event | None = None,
     max_retries: int = 2,
-    api_timeout_s: float = 300.0,
+    api_timeout_s: float = DEFAULT_API_TIMEOUT_S,
     command_timeout_s: float | None = None,
 ) -> SessionResult:
     """Run one attempt of ``spec`` with Claude Code, sandboxed, to its outcome."""
-    check_workdir(spec.workdir)
+    deadline = session_deadline(spec)
     cli = check_cli()
     stop = stop or threading.Event()
     started = time.monotonic()
-    deadline = started + session_max_seconds()
     config = config_dir(spec.task_id)
     previous = (spec.handoff or {}).get(SESSION_KEY) or {}
     resume = (
@@ -228,15 +231,8 @@ def run_claude_code_session(
         prompt = first_message(spec.prompt, handoff, spec.attempt)
         continuation = "fresh, from the handoff" if handoff else "fresh"
     previous_cost = float(previous.get("total_cost_usd") or 0.0) if resume else 0.0
-    transcript = Transcript(transcript_path(spec.task_id, spec.attempt))
-    transcript.write(
-        "start",
-        task_id=spec.task_id,
-        attempt=spec.attempt,
-        model=spec.model,
-        backend=BACKEND,
-        continuation=continuation,
-    )
+    transcript = Transcript.for_attempt(spec)
+    transcript.write_start(spec, backend=BACKEND, continuation=continuation)
     try:
         progress = _Progress()
         stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
@@ -289,13 +285,11 @@ def run_claude_code_session(
             )
             sandboxed.proxy.drain()  # every answer relayed is priced before the outcome is decided
         result = _result(spec, progress, limit, previous_cost, stderr_tail, transcript, gate)
-        result.duration_s = time.monotonic() - started
         result.continuation = continuation
         result.cli_version = cli_version(cli)
-        transcript.write_outcome(result, session_id=result.session_id)
+        return transcript.finish(result, started, session_id=result.session_id)
     finally:
         transcript.close()
-    return result
 
 
 async def _drive(
@@ -390,7 +384,7 @@ async def _consume(prompt, options, progress: _Progress, transcript: Transcript)
 
 
 def _handoff(progress: _Progress, total_cost: float, note: str) -> dict:
-    handoff: dict = {key: [] for key in HANDOFF_KEYS}
+    handoff = empty_handoff()
     handoff["notes"] = note + (f" Its last message: {progress.last_text}" if progress.last_text else "")
     handoff[SESSION_KEY] = {"id": progress.session_id, "total_cost_usd": total_cost}
     return handoff
@@ -458,15 +452,14 @@ def _result(
     subtype = getattr(message, "subtype", None)
     stop_reason = getattr(message, "stop_reason", None)
     if limit == "lost":
-        return SessionResult(
-            "lost", None, error="the session was stopped: its lease was lost or withdrawn", **common
-        )
+        return SessionResult("lost", None, error=LEASE_LOST, **common)
     if limit == "workdir":
         return SessionResult("failed", None, error=progress.limit_error, limit="workdir", **common)
     if limit == "wall_clock":
         handoff = _handoff(progress, total_cost, "The session reached its wall-clock limit.")
-        reached = "the session reached its wall-clock limit (JADA_AGENT_SESSION_MAX_SECONDS) and was stopped"
-        return SessionResult("incomplete", None, handoff=handoff, error=reached, limit="wall_clock", **common)
+        return SessionResult(
+            "incomplete", None, handoff=handoff, error=WALL_CLOCK_REACHED, limit="wall_clock", **common
+        )
     doubt = _untrusted_success(progress, gate) if subtype == "success" and not message.is_error else None
     finished = subtype == "success" and not message.is_error and doubt is None
     budget = spec.max_cost_usd
@@ -504,9 +497,12 @@ def _result(
     status = getattr(message, "api_error_status", None)
     text = message.result or "; ".join(message.errors or []) or subtype or "error"
     if status is not None:
-        outcome = "failed" if status in PERMANENT_STATUSES else "transient"
         return SessionResult(
-            outcome, stop_reason, error=f"Anthropic API {status}: {text}", status_code=status, **common
+            outcome_for_status(status),
+            stop_reason,
+            error=f"Anthropic API {status}: {text}",
+            status_code=status,
+            **common,
         )
     return SessionResult(
         "transient", stop_reason, error=f"Claude Code ended with {subtype}: {text}", **common
