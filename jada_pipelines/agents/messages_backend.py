@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING
 from jada_pipelines import settings
 from jada_pipelines.agents.prices import Usage, cost_usd, price_for
 from jada_pipelines.agents.session import (
-    DEFAULT_API_TIMEOUT_S,
     HANDOFF_KEYS,
     LEASE_LOST,
     WALL_CLOCK_REACHED,
+    SessionOptions,
     SessionResult,
     SessionSpec,
     Transcript,
@@ -348,23 +348,17 @@ def _error_message(exc) -> str:
     return str((body.get("error") or {}).get("message") or exc.message)
 
 
-def run_session(
-    spec: SessionSpec,
-    *,
-    stop: threading.Event | None = None,
-    max_retries: int = 2,
-    api_timeout_s: float = DEFAULT_API_TIMEOUT_S,
-    command_timeout_s: float | None = None,
-) -> SessionResult:
-    """Build the client, toolbox and transcript for ``spec`` and run the session to its outcome."""
+def run_session(spec: SessionSpec, **options) -> SessionResult:
+    """Build the client, toolbox and transcript for ``spec`` and run the session to its outcome. ``options``:
+    the fields of ``session.SessionOptions``."""
+    run = SessionOptions(**options)
     deadline = session_deadline(spec)
     retry_counter = RetryCounter()
-    client = build_client(max_retries=max_retries, timeout_s=api_timeout_s, retry_counter=retry_counter)
-    overrides = {} if command_timeout_s is None else {"command_timeout_s": command_timeout_s}
+    client = build_client(
+        max_retries=run.max_retries, timeout_s=run.api_timeout_s, retry_counter=retry_counter
+    )
     try:
-        toolbox = Toolbox.from_env(
-            spec.workdir, stop=stop or threading.Event(), deadline=deadline, **overrides
-        )
+        toolbox = Toolbox.from_env(spec.workdir, stop=run.stop, deadline=deadline, **run.toolbox_overrides())
     except settings.ConfigError as exc:  # JADA_AGENT_SANDBOX=uid found the session could not be confined
         client.close()
         return SessionResult(

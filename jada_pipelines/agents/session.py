@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,6 +117,28 @@ class SessionResult:
     # Backend-specific facts for the run's metadata (Claude Code: the CLI's own cost figure, the key proxy's
     # answers and refusals).
     extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class SessionOptions:
+    """How a session runs beyond its spec: what the ``claude`` resource sets. Both backends take these as
+    keyword arguments (``run_session(spec, stop=..., max_retries=...)``) and build one of these from them."""
+
+    # Set from outside (the lease was lost or withdrawn) to end the session early.
+    stop: threading.Event | None = None
+    # Retries of 429/5xx/529 and network errors per API call (the SDK's, or the CLI's CLAUDE_CODE_MAX_RETRIES).
+    max_retries: int = 2
+    api_timeout_s: float = DEFAULT_API_TIMEOUT_S
+    # One bash command's timeout; None: JADA_AGENT_COMMAND_TIMEOUT_SECONDS.
+    command_timeout_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.stop is None:
+            self.stop = threading.Event()
+
+    def toolbox_overrides(self) -> dict:
+        """What the session's ``Toolbox.from_env`` gets beside the environment."""
+        return {} if self.command_timeout_s is None else {"command_timeout_s": self.command_timeout_s}
 
 
 def first_message(prompt: str, handoff: dict | None, attempt: int) -> str:
