@@ -33,6 +33,7 @@ import json
 import math
 import os
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -47,6 +48,10 @@ from jada_pipelines.agents.resources import ClaudeSessionResource, TaskQueueReso
 from jada_pipelines.agents.sensors import agent_task_sensor
 from jada_pipelines.emulators.anthropic import AnthropicEmulator, end_turn
 from jada_pipelines.settings import MAX_CONCURRENT_SESSIONS
+
+# The real-daemon helper lives with the tests (tests/fixtures/local_daemon.py); run as `python bench/agents.py`,
+# the benchmark has bench/ on its path, not the repository.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.fixtures.local_daemon import ended_session_run_records, peak_concurrency, running_daemon
 
 TICK_REPEATS = 7

@@ -174,7 +174,7 @@ def grade_daemon(heartbeats: Mapping[str, float | None], *, now: float, threshol
 
 
 def grade_sandbox(status: SandboxStatus) -> Finding:
-    """Whether sessions can run, and how confined their commands are (``agents.sandbox.sandbox_status()``)."""
+    """Whether sessions can run, and how confined their commands are (``agents.bwrap_sandbox.sandbox_status()``)."""
     details = {"mode": status.mode, "network": status.network}
     if status.problem:
         return Finding(
