@@ -33,6 +33,7 @@ import json
 import math
 import os
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -41,13 +42,17 @@ from pathlib import Path
 import dagster as dg
 
 from jada_pipelines.agents.attempt import execute_attempt
-from jada_pipelines.agents.dispatch import dispatch_latencies
-from jada_pipelines.agents.local_daemon import ended_session_run_records, peak_concurrency, running_daemon
+from jada_pipelines.agents.latency import dispatch_latencies
 from jada_pipelines.agents.queue import Lease, open_queue
 from jada_pipelines.agents.resources import ClaudeSessionResource, TaskQueueResource
 from jada_pipelines.agents.sensors import agent_task_sensor
 from jada_pipelines.emulators.anthropic import AnthropicEmulator, end_turn
 from jada_pipelines.settings import MAX_CONCURRENT_SESSIONS
+
+# The real-daemon helper lives with the tests (tests/fixtures/local_daemon.py); run as `python bench/agents.py`,
+# the benchmark has bench/ on its path, not the repository.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.fixtures.local_daemon import ended_session_run_records, peak_concurrency, running_daemon
 
 TICK_REPEATS = 7
 
@@ -269,11 +274,12 @@ def bench_sensor_tick(backlog: int, scratch: Path) -> None:
 SESSION_CHILD = """
 import json, resource, sys, threading, time
 from pathlib import Path
-from jada_pipelines.agents.runner import SessionSpec, run_session
+from jada_pipelines.agents.messages_backend import run_session
+from jada_pipelines.agents.session import SessionSpec
 backend, task_id, workdir = sys.argv[1:4]
 spec = SessionSpec(task_id, 1, "Benchmark task", Path(workdir), 30, "claude-sonnet-5-5", backend=backend)
 if backend == "claude-code":
-    from jada_pipelines.agents.claude_code import run_claude_code_session as run
+    from jada_pipelines.agents.claude_code_backend import run_claude_code_session as run
 else:
     run = run_session
 result = run(spec, stop=threading.Event())

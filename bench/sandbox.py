@@ -131,7 +131,7 @@ def bench_proxy(scratch: Path) -> None:
     import threading
 
     from jada_pipelines.agents.api_gate import ApiGate, GateRules
-    from jada_pipelines.agents.claude_sandbox import KeyProxy
+    from jada_pipelines.agents.claude_code_sandbox import KeyProxy
 
     os.environ.setdefault("ANTHROPIC_API_KEY", "sk-ant-bench")
     proxy = KeyProxy(
@@ -175,8 +175,8 @@ CLAUDE_CODE_ROUND = textwrap.dedent(
     """
     import os, sys, time
     from pathlib import Path
-    from jada_pipelines.agents import claude_code
-    from jada_pipelines.agents.runner import SessionSpec
+    from jada_pipelines.agents import claude_code_backend as claude_code
+    from jada_pipelines.agents.session import SessionSpec
     from jada_pipelines.agents.tools import Toolbox
     from jada_pipelines.emulators.anthropic import AnthropicEmulator, end_turn, tool_use
     workdir, mode, commands = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])

@@ -37,7 +37,7 @@ _SCRUBBED = (
     "JADA_ECS_RUN_TASK_DEFINITION",
     "JADA_AGENT_SENSOR_INTERVAL_SECONDS",
     "JADA_AGENT_CONTINUE_DELAY_SECONDS",
-    # The sandbox and its limits (agents/sandbox.py, agents/tools.py).
+    # The sandbox and its limits (agents/bwrap_sandbox.py, agents/tools.py).
     "JADA_AGENT_SANDBOX",
     "JADA_AGENT_NETWORK",
     "JADA_AGENT_UID_RANGE",

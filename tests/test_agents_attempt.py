@@ -10,7 +10,7 @@ import pytest
 from jada_pipelines.agents.attempt import LeaseKeeper, LeaseLost, execute_attempt, record_outcome
 from jada_pipelines.agents.prices import Usage
 from jada_pipelines.agents.queue.sqlite import SQLiteTaskQueue
-from jada_pipelines.agents.runner import SessionResult, SessionSpec
+from jada_pipelines.agents.session import SessionResult, SessionSpec
 
 
 @pytest.fixture

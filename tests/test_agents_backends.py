@@ -14,8 +14,8 @@ import pytest
 from jada_pipelines.agents.jobs import agent_session_job
 from jada_pipelines.agents.queue import open_queue
 from jada_pipelines.agents.resources import ClaudeSessionResource, TaskQueueResource
-from jada_pipelines.agents.runner import default_workdir
 from jada_pipelines.agents.sensors import agent_task_sensor
+from jada_pipelines.agents.session import default_workdir
 from jada_pipelines.emulators.anthropic import api_error, end_turn, tool_use
 from tests.fixtures.anthropic import EMULATOR_API_KEY
 
@@ -369,7 +369,7 @@ def test_a_default_backend_that_cannot_start_claims_nothing_so_no_attempt_is_spe
 def test_a_cli_that_does_not_start_claims_nothing_and_names_the_fix(
     instance, anthropic_emulator, monkeypatch, tmp_path
 ):
-    from jada_pipelines.agents import claude_code
+    from jada_pipelines.agents import claude_code_backend as claude_code
 
     broken = tmp_path / "_bundled" / "claude"
     broken.parent.mkdir()

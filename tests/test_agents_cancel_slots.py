@@ -27,11 +27,11 @@ import dagster as dg
 import pytest
 from dagster._core.scheduler.instigation import InstigatorType
 
-from jada_pipelines.agents.local_daemon import running_daemon, session_run_records
 from jada_pipelines.agents.queue import open_queue
 from jada_pipelines.agents.run_workers import started_run_workers
 from jada_pipelines.emulators.anthropic import AnthropicEmulator, tool_use
 from jada_pipelines.settings import MAX_CONCURRENT_SESSIONS
+from tests.fixtures.local_daemon import running_daemon, session_run_records
 
 HUNG = MAX_CONCURRENT_SESSIONS
 WAITING = 3

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from jada_pipelines.agents.api_gate import ApiGate, GateRules
-from jada_pipelines.agents.claude_sandbox import PLACEHOLDER_KEY, bundled_cli, sandboxed_cli
+from jada_pipelines.agents.claude_code_sandbox import PLACEHOLDER_KEY, bundled_cli, sandboxed_cli
 from jada_pipelines.agents.tools import scrubbed_environment
 from jada_pipelines.emulators.anthropic import end_turn, tool_use
 from tests.fixtures.anthropic import EMULATOR_API_KEY
@@ -131,7 +131,7 @@ def test_the_proxy_streams_events_as_they_arrive(anthropic_emulator, tmp_path):
     import anthropic
     import httpx2 as httpx  # the anthropic SDK's HTTP library
 
-    from jada_pipelines.agents.claude_sandbox import KeyProxy
+    from jada_pipelines.agents.claude_code_sandbox import KeyProxy
 
     anthropic_emulator.script(tool_use("Bash", {"command": "echo streamed through the proxy"}, text="Hi"))
     proxy = KeyProxy(tmp_path / "api.sock", gate=ApiGate(GateRules(MODEL)))
@@ -261,8 +261,8 @@ def test_a_stopped_claude_code_session_ends_at_once_and_leaves_no_process(anthro
     import os
     import threading
 
-    from jada_pipelines.agents.claude_code import run_claude_code_session
-    from jada_pipelines.agents.runner import SessionSpec, default_workdir
+    from jada_pipelines.agents.claude_code_backend import run_claude_code_session
+    from jada_pipelines.agents.session import SessionSpec, default_workdir
 
     sleep = str(5000 + os.getpid() % 1000)
     # (Claude Code refuses a bare long `sleep`; a program that waits is what a real stuck command looks like.)
@@ -298,8 +298,8 @@ def test_a_claude_code_session_past_its_wall_clock_limit_is_cut_and_hands_off(
 ):
     import os
 
-    from jada_pipelines.agents.claude_code import SESSION_KEY, run_claude_code_session
-    from jada_pipelines.agents.runner import SessionSpec, default_workdir
+    from jada_pipelines.agents.claude_code_backend import SESSION_KEY, run_claude_code_session
+    from jada_pipelines.agents.session import SessionSpec, default_workdir
 
     monkeypatch.setenv("JADA_AGENT_SESSION_MAX_SECONDS", "10")
     sleep = str(6000 + os.getpid() % 1000)
@@ -320,8 +320,8 @@ def test_a_claude_code_session_past_its_wall_clock_limit_is_cut_and_hands_off(
 def test_a_claude_code_session_that_fills_its_workdir_is_ended_as_failed(anthropic_emulator, monkeypatch):
     import os
 
-    from jada_pipelines.agents.claude_code import run_claude_code_session
-    from jada_pipelines.agents.runner import SessionSpec, default_workdir
+    from jada_pipelines.agents.claude_code_backend import run_claude_code_session
+    from jada_pipelines.agents.session import SessionSpec, default_workdir
 
     monkeypatch.setenv("JADA_AGENT_WORKDIR_MAX_MB", "2")
     sleep = str(7000 + os.getpid() % 1000)
@@ -409,7 +409,7 @@ def test_a_command_under_claude_code_gets_the_commands_memory_limit_not_the_clis
 
 
 def _spec(task_id: str, **overrides):
-    from jada_pipelines.agents.runner import SessionSpec, default_workdir
+    from jada_pipelines.agents.session import SessionSpec, default_workdir
 
     return SessionSpec(
         task_id, 1, "x", default_workdir(task_id), 5, MODEL, backend="claude-code", **overrides
@@ -419,7 +419,7 @@ def _spec(task_id: str, **overrides):
 def test_a_claude_code_request_whose_worst_case_passes_the_ceiling_is_refused_before_it_is_sent(
     anthropic_emulator,
 ):
-    from jada_pipelines.agents.claude_code import run_claude_code_session
+    from jada_pipelines.agents.claude_code_backend import run_claude_code_session
 
     anthropic_emulator.script(end_turn("never sent"))
     # The CLI asks for up to 32,000 output tokens: $0.32 at claude-sonnet-5-5's output price.
@@ -435,7 +435,7 @@ def test_a_claude_code_cli_killed_mid_session_is_transient_with_its_handoff(anth
     import signal
     import threading
 
-    from jada_pipelines.agents.claude_code import SESSION_KEY, run_claude_code_session
+    from jada_pipelines.agents.claude_code_backend import SESSION_KEY, run_claude_code_session
 
     sleep = str(8000 + os.getpid() % 1000)
     anthropic_emulator.script(tool_use(BASH, {"command": f"python3 -c 'import time; time.sleep({sleep})'"}))
@@ -467,8 +467,8 @@ def test_a_success_result_that_disagrees_with_the_proxy_is_not_trusted(tmp_path)
     from claude_agent_sdk import ResultMessage
 
     from jada_pipelines.agents.api_gate import AnswerMeter
-    from jada_pipelines.agents.claude_code import _Progress, _result
-    from jada_pipelines.agents.runner import Transcript
+    from jada_pipelines.agents.claude_code_backend import _Progress, _result
+    from jada_pipelines.agents.session import Transcript
     from jada_pipelines.emulators.anthropic import _sse, stream_events
 
     def gate_after(*replies):
@@ -517,7 +517,7 @@ def proxied(anthropic_emulator, tmp_path):
     import anthropic
     import httpx2 as httpx
 
-    from jada_pipelines.agents.claude_sandbox import KeyProxy
+    from jada_pipelines.agents.claude_code_sandbox import KeyProxy
 
     def start(gate: ApiGate, **limits):
         path = tmp_path / f"api{len(started) or ''}.sock"  # the first at api.sock
@@ -656,8 +656,8 @@ def test_a_forged_result_from_inside_the_clis_sandbox_is_never_done_and_costs_th
     """The second line behind the separate command sandbox: were anything inside the CLI's sandbox to run the
     issue's forge (here the CLI's own Bash, turned back on for this test only), the forged success is not
     trusted. Before, the task ended done at $0.00 with the forged summary."""
-    from jada_pipelines.agents import claude_code
-    from jada_pipelines.agents.claude_code import run_claude_code_session
+    from jada_pipelines.agents import claude_code_backend as claude_code
+    from jada_pipelines.agents.claude_code_backend import run_claude_code_session
 
     monkeypatch.setattr(claude_code, "CLAUDE_CODE_TOOLS", (*claude_code.CLAUDE_CODE_TOOLS, "Bash"))
     forge = (

@@ -14,15 +14,15 @@ import dagster as dg
 import pytest
 
 from jada_pipelines.agents.jobs import TASK_ID_TAG
-from jada_pipelines.agents.local_daemon import (
+from jada_pipelines.agents.queue import open_queue
+from jada_pipelines.emulators.anthropic import AnthropicEmulator, tool_use
+from jada_pipelines.settings import MAX_CONCURRENT_SESSIONS
+from tests.fixtures.local_daemon import (
     ended_session_run_records,
     peak_concurrency,
     running_daemon,
     session_run_records,
 )
-from jada_pipelines.agents.queue import open_queue
-from jada_pipelines.emulators.anthropic import AnthropicEmulator, tool_use
-from jada_pipelines.settings import MAX_CONCURRENT_SESSIONS
 
 TASKS = 12
 # Each model call takes this long, so sessions last a few seconds and overlap.

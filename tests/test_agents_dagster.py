@@ -234,7 +234,7 @@ def test_a_task_whose_last_attempt_died_becomes_a_dead_letter(instance):
 def test_a_worker_killed_mid_session_leaves_the_next_attempt_a_handoff_from_its_transcript(
     instance, anthropic_emulator
 ):
-    from jada_pipelines.agents.runner import Transcript, transcript_path
+    from jada_pipelines.agents.session import Transcript, transcript_path
 
     queue = open_queue()
     queue.enqueue("t1", "Fix the parser", max_attempts=3)

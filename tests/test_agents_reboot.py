@@ -12,10 +12,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from jada_pipelines.agents.local_daemon import running_daemon, session_run_records
 from jada_pipelines.agents.queue import open_queue
 from jada_pipelines.agents.run_workers import lost_run_workers, worker_state
 from jada_pipelines.emulators.anthropic import AnthropicEmulator
+from tests.fixtures.local_daemon import running_daemon, session_run_records
 
 TASKS = 5
 # The first sessions' model call outlasts the test: they are mid-call when the power goes.

@@ -12,7 +12,8 @@ import pytest
 from dagster._core.events import EngineEventData
 
 from jada_pipelines.agents.jobs import agent_session_job
-from jada_pipelines.agents.run_workers import fail_lost_runs, lost_run_worker_sensor
+from jada_pipelines.agents.run_workers import fail_lost_runs
+from jada_pipelines.agents.sensors import lost_run_worker_sensor
 from jada_pipelines.definitions import defs
 from jada_pipelines.health import grading
 from jada_pipelines.health.audit import build_audit, daemon_finding

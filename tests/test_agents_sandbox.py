@@ -20,8 +20,8 @@ import pytest
 from jada_pipelines.agents.jobs import agent_session_job
 from jada_pipelines.agents.queue import open_queue
 from jada_pipelines.agents.resources import ClaudeSessionResource, TaskQueueResource
-from jada_pipelines.agents.runner import default_workdir, transcript_path
 from jada_pipelines.agents.sensors import agent_task_sensor, run_request_for
+from jada_pipelines.agents.session import default_workdir, transcript_path
 from jada_pipelines.emulators.anthropic import end_turn, tool_use
 from jada_pipelines.health.audit import build_audit
 from tests.fixtures.processes import host_processes_matching

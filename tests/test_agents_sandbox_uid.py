@@ -29,7 +29,7 @@ import pytest
 from jada_pipelines import settings
 from jada_pipelines.agents import uid_sandbox
 from jada_pipelines.agents.queue import open_queue
-from jada_pipelines.agents.runner import default_workdir
+from jada_pipelines.agents.session import default_workdir
 from jada_pipelines.emulators.anthropic import end_turn, tool_use
 from jada_pipelines.health.audit import build_audit
 from tests.fixtures.processes import host_processes_matching

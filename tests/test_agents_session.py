@@ -9,9 +9,10 @@ import threading
 
 import pytest
 
+from jada_pipelines.agents.messages_backend import HANDOFF_REQUEST, run_session
 from jada_pipelines.agents.prices import PRICES, Usage, cost_usd
 from jada_pipelines.agents.queue.sqlite import SQLiteTaskQueue
-from jada_pipelines.agents.runner import HANDOFF_REQUEST, SessionSpec, default_workdir, run_session
+from jada_pipelines.agents.session import SessionSpec, default_workdir
 from jada_pipelines.emulators.anthropic import (
     api_error,
     context_window_exceeded,

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from jada_pipelines.agents.sandbox import Rlimits
+from jada_pipelines.agents.bwrap_sandbox import Rlimits
 from jada_pipelines.agents.tools import Toolbox, WorkdirFull
 from tests.fixtures.processes import host_processes_matching
 
@@ -108,7 +108,7 @@ def test_a_malformed_view_range_is_an_error_result(toolbox):
 
 
 def test_the_bwrap_argv_isolates_every_namespace_and_binds_only_system_folders_and_the_workdir(tmp_path):
-    from jada_pipelines.agents.sandbox import SandboxPolicy, bwrap_argv
+    from jada_pipelines.agents.bwrap_sandbox import SandboxPolicy, bwrap_argv
 
     workdir = tmp_path / "work"
     argv = bwrap_argv(SandboxPolicy(workdir=workdir, env={"PATH": "/usr/bin"}), "echo hi")

@@ -24,8 +24,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from jada_pipelines.agents.local_daemon import INSTANCE_CONFIG
 from jada_pipelines.cli import main
+from tests.fixtures.local_daemon import INSTANCE_CONFIG
 from tests.test_alerts_freshness import materialized_minutes_ago
 
 REPO = Path(__file__).resolve().parent.parent

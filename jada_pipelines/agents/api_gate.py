@@ -1,7 +1,7 @@
 """The key proxy's gate and meter: what a Messages API call from the Claude Code sandbox may ask for, and what
 its answer cost. Plain Python, no Dagster, no I/O.
 
-The proxy (``claude_sandbox.KeyProxy``) is the only way from the sandbox to the API, so it is where spend is
+The proxy (``claude_code_sandbox.KeyProxy``) is the only way from the sandbox to the API, so it is where spend is
 counted and bounded, whatever the CLI itself reports:
 
 - ``ApiGate.check(headers, body)`` runs before a request is forwarded. It refuses a model outside the allow-list

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from jada_pipelines.agents.handoff import handoff_for
 from jada_pipelines.agents.queue import Lease, TaskQueue
-from jada_pipelines.agents.runner import SessionResult, SessionSpec
+from jada_pipelines.agents.session import SessionResult, SessionSpec
 
 # A lease three heartbeats long survives one missed heartbeat (a slow disk, a busy box).
 SESSION_LEASE_SECONDS = 90.0

@@ -10,6 +10,8 @@ import sys
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
+from jada_pipelines.agents.session import BACKENDS
+
 if TYPE_CHECKING:
     from jada_pipelines.agents.queue import Task
 
@@ -58,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add.add_argument(
         "--backend",
-        choices=("messages", "claude-code"),
+        choices=BACKENDS,
         help="session backend: our Messages API loop or Claude Code (default: JADA_AGENT_BACKEND, messages)",
     )
     add.add_argument(

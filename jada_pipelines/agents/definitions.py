@@ -4,8 +4,7 @@ import dagster as dg
 
 from jada_pipelines.agents.jobs import agent_session_job
 from jada_pipelines.agents.resources import ClaudeSessionResource, TaskQueueResource
-from jada_pipelines.agents.run_workers import lost_run_worker_sensor
-from jada_pipelines.agents.sensors import agent_task_sensor
+from jada_pipelines.agents.sensors import agent_task_sensor, lost_run_worker_sensor
 
 defs = dg.Definitions(
     jobs=[agent_session_job],

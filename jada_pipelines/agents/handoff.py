@@ -1,15 +1,15 @@
 """The handoff an attempt leaves for the next one, built from what its transcript shows. Plain Python.
 
-Both session backends write a transcript (``runner.Transcript``), so both get the same handoff from it when a
+Both session backends write a transcript (``session.Transcript``), so both get the same handoff from it when a
 session ends without writing one itself: an overloaded API after the SDK's retries, a wall-clock cut, a run
 worker that died (the sensor builds it then). What the transcript shows is a fact the worker saw: the files
 the session wrote, its last tool calls with their results in brief, and the model's last text. Nothing here
 asks the model for anything.
 
 The two transcript formats:
-- Messages (``runner.py``): ``reply`` lines hold the model's content blocks (``{"type": "tool_use", ...}``,
+- Messages (``messages_backend.py``): ``reply`` lines hold the model's content blocks (``{"type": "tool_use", ...}``,
   ``{"type": "text", ...}``); ``tool_result`` lines hold each result with its ``tool_use_id``.
-- Claude Code (``claude_code.py``): the SDK's message stream, ``AssistantMessage`` lines with blocks
+- Claude Code (``claude_code_backend.py``): the SDK's message stream, ``AssistantMessage`` lines with blocks
   ``{"id", "name", "input"}`` and ``{"text"}``, ``UserMessage`` lines with ``{"tool_use_id", "content",
   "is_error"}`` blocks.
 """
@@ -19,7 +19,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-HANDOFF_KEYS = ("done", "next_steps", "failed_approaches", "files_touched")
+from jada_pipelines.agents.session import empty_handoff
+
 # How much of the transcript goes into the handoff: the next session's first message carries it.
 LAST_TOOL_CALLS = 5
 BRIEF_CHARS = 300
@@ -106,7 +107,7 @@ def handoff_from_transcript(path: Path | None, *, reason: str, workdir: Path | N
                 last_text = block["text"].strip()
     if not replies:
         return None
-    handoff: dict = {key: [] for key in HANDOFF_KEYS}
+    handoff = empty_handoff()
     handoff["files_touched"] = list(dict.fromkeys(files))
     handoff["last_tool_calls"] = [
         {"result": "(no result recorded)", **call} for call in list(calls.values())[-LAST_TOOL_CALLS:]
@@ -146,7 +147,7 @@ def merge_handoffs(own: dict | None, seen: dict | None) -> dict | None:
 
 
 def handoff_for(result, workdir: Path | None) -> dict | None:
-    """The handoff to store for a finished session (``runner.SessionResult``, either backend): its own, with
+    """The handoff to store for a finished session (``session.SessionResult``, either backend): its own, with
     what its transcript shows added, for every outcome that leaves the task unfinished. A ``done`` session
     needs none; a ``lost`` one may not write."""
     if result.outcome in ("done", "lost"):

@@ -15,9 +15,9 @@ from pydantic import Field
 
 from jada_pipelines import settings
 from jada_pipelines.agents.attempt import AttemptOutcome, LeaseLost, execute_attempt
+from jada_pipelines.agents.bwrap_sandbox import sandbox_status
 from jada_pipelines.agents.resources import ClaudeSessionResource, TaskQueueResource
-from jada_pipelines.agents.runner import DEFAULT_SESSION_MAX_SECONDS
-from jada_pipelines.agents.sandbox import sandbox_status
+from jada_pipelines.agents.session import CLAUDE_CODE, DEFAULT_SESSION_MAX_SECONDS
 from jada_pipelines.agents.warmup import warm_anthropic_import
 
 warm_anthropic_import()  # only in a run worker: see warmup.py
@@ -56,7 +56,7 @@ def session_metadata(outcome: AttemptOutcome, *, model: str, max_turns: int, san
                 for name, v in result.extra.items()
             },
         }
-        if result.backend == "claude-code"
+        if result.backend == CLAUDE_CODE
         else {}
     )
     return {

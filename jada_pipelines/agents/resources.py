@@ -14,19 +14,22 @@ from pydantic import Field
 
 from jada_pipelines import settings
 from jada_pipelines.agents.prices import price_for
-from jada_pipelines.agents.runner import (
+from jada_pipelines.agents.session import (
+    BACKENDS,
+    CLAUDE_CODE,
     DEFAULT_API_TIMEOUT_S,
+    DEFAULT_BACKEND,
+    MESSAGES,
     SessionSpec,
     check_workdir,
     default_workdir,
     require_api_credentials,
-    run_session,
 )
 from jada_pipelines.agents.tools import DEFAULT_COMMAND_TIMEOUT_S
 
 if TYPE_CHECKING:
     from jada_pipelines.agents.queue import Task, TaskQueue
-    from jada_pipelines.agents.runner import SessionResult
+    from jada_pipelines.agents.session import SessionResult
 
 
 class TaskQueueResource(dg.ConfigurableResource):
@@ -54,13 +57,11 @@ class TaskQueueResource(dg.ConfigurableResource):
 
 def backend_from_env() -> str:
     """``JADA_AGENT_BACKEND``: ``messages`` (the default: our own loop over the Messages API) or ``claude-code``."""
-    from jada_pipelines.agents.queue import BACKENDS
-
-    raw = (settings.env("JADA_AGENT_BACKEND") or "messages").lower()
+    raw = (settings.env("JADA_AGENT_BACKEND") or DEFAULT_BACKEND).lower()
     if raw not in BACKENDS:
         raise settings.ConfigError(
-            f"JADA_AGENT_BACKEND={raw!r} is not a session backend: set it to 'messages' (the default) or "
-            "'claude-code' (needs the .[claude-code] extra)."
+            f"JADA_AGENT_BACKEND={raw!r} is not a session backend: set it to '{MESSAGES}' (the default) or "
+            f"'{CLAUDE_CODE}' (needs the .[claude-code] extra)."
         )
     return raw
 
@@ -144,7 +145,7 @@ class ClaudeSessionResource(dg.ConfigurableResource):
     def check_ready(self, spec: SessionSpec) -> None:
         """Raise ConfigError, naming the variable, when no session could start: no API key, unpriced model, a
         working directory outside the allowed roots, or no sandbox (bubblewrap missing or unusable)."""
-        from jada_pipelines.agents.sandbox import sandbox_status
+        from jada_pipelines.agents.bwrap_sandbox import sandbox_status
 
         require_api_credentials()
         price_for(spec.model)
@@ -152,22 +153,16 @@ class ClaudeSessionResource(dg.ConfigurableResource):
         problem = sandbox_status().problem
         if problem:
             raise settings.ConfigError(problem)
-        if spec.backend == "claude-code":
-            from jada_pipelines.agents.claude_code import check_cli
+        if spec.backend == CLAUDE_CODE:
+            from jada_pipelines.agents.claude_code_backend import check_cli
 
             check_cli()
 
     def run(self, spec: SessionSpec, stop: threading.Event) -> SessionResult:
-        if spec.backend == "claude-code":
-            from jada_pipelines.agents.claude_code import run_claude_code_session
-
-            return run_claude_code_session(
-                spec,
-                stop=stop,
-                max_retries=self.max_retries,
-                api_timeout_s=self.api_timeout_seconds,
-                command_timeout_s=self.command_timeout_seconds,
-            )
+        if spec.backend == CLAUDE_CODE:
+            from jada_pipelines.agents.claude_code_backend import run_claude_code_session as run_session
+        else:
+            from jada_pipelines.agents.messages_backend import run_session
         return run_session(
             spec,
             stop=stop,

@@ -1,4 +1,5 @@
 """Runs whose worker process is gone: found by PID, failed in Dagster, so their slots and tasks come back.
+(``sensors.lost_run_worker_sensor`` does it every 15 seconds; ``jada health`` reports what is left.)
 
 Why this exists: Dagster's run monitoring only watches a started run through
 ``RunLauncher.check_run_worker_health``, and the ``DefaultRunLauncher`` (one process per run, spawned by the
@@ -148,22 +149,6 @@ def fail_lost_runs(instance: dg.DagsterInstance, *, job_names: set[str] | None =
 
 def describe(workers: list[RunWorker]) -> str:
     return "; ".join(f"{w.job_name} run {w.run_id} (pid {w.pid})" for w in workers)
-
-
-@dg.sensor(
-    minimum_interval_seconds=15,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Fails started runs whose run worker process no longer exists (after a reboot or a kill), "
-    "so their concurrency slots free up and their agent tasks are retried.",
-)
-def lost_run_worker_sensor(context: dg.SensorEvaluationContext):
-    job_names = set(context.repository_def.job_names) if context.repository_def else None
-    failed = fail_lost_runs(context.instance, job_names=job_names)
-    if not failed:
-        return dg.SkipReason("Every started run of this code location has a live run worker.")
-    for worker in failed:
-        context.log.warning(f"Marked run {worker.run_id} failed: its worker (pid {worker.pid}) is gone.")
-    return dg.SkipReason(f"Marked {len(failed)} run(s) failed whose worker was lost: {describe(failed)}.")
 
 
 def with_lost_workers(finding, workers: list[RunWorker]):

@@ -1,4 +1,6 @@
-"""``agent_task_sensor``: reconcile finished runs with the queue, then claim work for free session slots.
+"""The agents domain's sensors.
+
+``agent_task_sensor``: reconcile finished runs with the queue, then claim work for free session slots.
 
 The cap of 5 sessions holds in Dagster: dagster.yaml limits runs tagged ``jada/agent-session`` to 5 (so runs
 launched from the UI count too). While tasks wait, the sensor keeps up to ``JADA_AGENT_CLAIM_AHEAD`` claims
@@ -7,6 +9,9 @@ moment a slot frees, so no sensor tick sits between a freed slot and the next la
 counts live leases (claims and sessions) inside its transaction against 5 plus that margin. A claim waiting
 in the run queue costs no attempt until its session starts, and its lease is extended while it waits; a
 waiting claim whose task was cancelled (by an operator, or an emptied sheet cell) has its run cancelled.
+
+``lost_run_worker_sensor``: fails started runs whose worker process is gone, so their slots and tasks come back
+(how a lost worker is told from a live one: ``run_workers.py``).
 """
 
 import time
@@ -15,6 +20,7 @@ from pathlib import Path
 import dagster as dg
 
 from jada_pipelines import settings
+from jada_pipelines.agents.bwrap_sandbox import sandbox_status
 from jada_pipelines.agents.jobs import (
     ATTEMPT_TAG,
     SESSION_OP,
@@ -24,8 +30,8 @@ from jada_pipelines.agents.jobs import (
 )
 from jada_pipelines.agents.queue import LEASED, Lease, QueueStats, Task, TaskQueue
 from jada_pipelines.agents.resources import TaskQueueResource
-from jada_pipelines.agents.runner import require_api_credentials, session_max_seconds
-from jada_pipelines.agents.sandbox import sandbox_status
+from jada_pipelines.agents.run_workers import describe, fail_lost_runs
+from jada_pipelines.agents.session import CLAUDE_CODE, require_api_credentials, session_max_seconds
 
 # The claim's lease covers the run worker's start; the run then heartbeats a shorter session lease. While the
 # run waits in Dagster's run queue, reconcile extends the claim, so a long wait never costs an attempt.
@@ -79,8 +85,8 @@ def why_no_session_can_run() -> str | None:
         session_max_seconds()
         settings.agent_claim_ahead()
         max_cost_from_env()
-        if backend_from_env() == "claude-code":
-            from jada_pipelines.agents.claude_code import check_cli
+        if backend_from_env() == CLAUDE_CODE:
+            from jada_pipelines.agents.claude_code_backend import check_cli
 
             check_cli()
     except settings.ConfigError as exc:
@@ -144,7 +150,7 @@ def handoff_left_by(task: Task, error: str) -> dict | None:
     """What the transcript of a run that ended without an outcome shows (a killed worker, a run cancelled by
     Dagster's max_runtime), when this process can read it; else None, and the task keeps its handoff."""
     from jada_pipelines.agents.handoff import handoff_from_transcript
-    from jada_pipelines.agents.runner import default_workdir, transcript_path
+    from jada_pipelines.agents.session import default_workdir, transcript_path
 
     workdir = Path(task.workdir) if task.workdir else default_workdir(task.id)
     reason = f"The previous attempt's {error}."
@@ -277,3 +283,19 @@ def agent_task_sensor(context: dg.SensorEvaluationContext, task_queue: TaskQueue
         return dg.SkipReason(idle_reason(queue.stats(), moved, room, ahead))
     max_runtime = max_runtime_tag(session_max_seconds())
     return dg.SensorResult(run_requests=[run_request_for(lease, max_runtime=max_runtime) for lease in leases])
+
+
+@dg.sensor(
+    minimum_interval_seconds=15,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Fails started runs whose run worker process no longer exists (after a reboot or a kill), "
+    "so their concurrency slots free up and their agent tasks are retried.",
+)
+def lost_run_worker_sensor(context: dg.SensorEvaluationContext):
+    job_names = set(context.repository_def.job_names) if context.repository_def else None
+    failed = fail_lost_runs(context.instance, job_names=job_names)
+    if not failed:
+        return dg.SkipReason("Every started run of this code location has a live run worker.")
+    for worker in failed:
+        context.log.warning(f"Marked run {worker.run_id} failed: its worker (pid {worker.pid}) is gone.")
+    return dg.SkipReason(f"Marked {len(failed)} run(s) failed whose worker was lost: {describe(failed)}.")

@@ -1,7 +1,7 @@
 """The client tools a session may use: Anthropic's bash tool and text editor, run in the task's working directory.
 
 The model's commands are untrusted: whoever edits the port sheet's ``task`` column starts a session. So:
-- Every bash command runs in a fresh bubblewrap sandbox (``sandbox.py``): only the working directory is
+- Every bash command runs in a fresh bubblewrap sandbox (``bwrap_sandbox.py``): only the working directory is
   writable, nothing else of the host is visible, no network unless ``JADA_AGENT_NETWORK=host``, and the
   environment is built from an allow-list, so no API key, Google, Slack, AWS or Postgres secret reaches it.
   Where bubblewrap cannot run, ``JADA_AGENT_SANDBOX=uid`` runs each command as the session's slot uid instead
@@ -35,7 +35,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jada_pipelines import settings
-from jada_pipelines.agents.sandbox import Rlimits, SandboxPolicy, bwrap_argv, end_sandbox, sandbox_child_pid
+from jada_pipelines.agents.bwrap_sandbox import (
+    Rlimits,
+    SandboxPolicy,
+    bwrap_argv,
+    end_sandbox,
+    sandbox_child_pid,
+)
 from jada_pipelines.agents.workdir_watch import (
     DEFAULT_WORKDIR_MAX_FILES,
     DEFAULT_WORKDIR_MAX_MB,
@@ -199,7 +205,7 @@ class Toolbox:
     @classmethod
     def from_env(cls, workdir: Path, **overrides) -> Toolbox:
         """A toolbox with the limits the JADA_AGENT_* settings give (see docs/agents.md, "Sandbox")."""
-        from jada_pipelines.agents.sandbox import network_mode, sandbox_mode
+        from jada_pipelines.agents.bwrap_sandbox import network_mode, sandbox_mode
 
         mb = 1024 * 1024
         values = dict(

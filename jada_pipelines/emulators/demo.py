@@ -361,7 +361,7 @@ def _fresh_dagster_home(state_dir: Path) -> Path:
     home = state_dir / "dagster_home"
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
-    from jada_pipelines.agents.local_daemon import INSTANCE_CONFIG
+    from tests.fixtures.local_daemon import INSTANCE_CONFIG
 
     (home / "dagster.yaml").symlink_to(INSTANCE_CONFIG)
     return home

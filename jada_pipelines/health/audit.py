@@ -17,7 +17,7 @@ from pathlib import Path
 import dagster as dg
 
 from jada_pipelines import settings
-from jada_pipelines.agents.sandbox import sandbox_status
+from jada_pipelines.agents.bwrap_sandbox import sandbox_status
 from jada_pipelines.health import grading
 
 DAY_SECONDS = 24 * 3600
@@ -294,7 +294,7 @@ def _backends_section(now: float) -> Section:
 def _claude_code_install() -> dict:
     from importlib import metadata
 
-    from jada_pipelines.agents.claude_sandbox import bundled_cli, cli_version
+    from jada_pipelines.agents.claude_code_sandbox import bundled_cli, cli_version
 
     try:
         sdk_version = metadata.version("claude-agent-sdk")
@@ -308,7 +308,7 @@ def _claude_code_install() -> dict:
 
 
 def _dispatch_latency_section(now: float) -> Section:
-    from jada_pipelines.agents.dispatch import describe_latencies, dispatch_latencies
+    from jada_pipelines.agents.latency import describe_latencies, dispatch_latencies
 
     latencies = dispatch_latencies(_attempts_24h(now))
     return Section("OK", describe_latencies(latencies), {"latencies": latencies})

@@ -31,7 +31,7 @@ class Problem:
 def sessions_problem() -> Problem | None:
     """Why no agent session can start, if one cannot: the sensor's own rule, less the sandbox (the audit's
     sandbox section reports that one)."""
-    from jada_pipelines.agents.sandbox import sandbox_status
+    from jada_pipelines.agents.bwrap_sandbox import sandbox_status
     from jada_pipelines.agents.sensors import why_no_session_can_run
 
     problem = why_no_session_can_run()

@@ -10,8 +10,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from jada_pipelines import settings
+from jada_pipelines.agents.bwrap_sandbox import SandboxStatus
 from jada_pipelines.agents.queue import CLAIMABLE, AttemptRecord, QueueStats
-from jada_pipelines.agents.sandbox import SandboxStatus
 
 SEVERITIES = ("OK", "WARN", "ERROR")
 # Below this many finished sessions in 24 h a turn-cap rate says nothing (1 of 1 is 100 %).
@@ -174,7 +174,7 @@ def grade_daemon(heartbeats: Mapping[str, float | None], *, now: float, threshol
 
 
 def grade_sandbox(status: SandboxStatus) -> Finding:
-    """Whether sessions can run, and how confined their commands are (``agents.sandbox.sandbox_status()``)."""
+    """Whether sessions can run, and how confined their commands are (``agents.bwrap_sandbox.sandbox_status()``)."""
     details = {"mode": status.mode, "network": status.network}
     if status.problem:
         return Finding(

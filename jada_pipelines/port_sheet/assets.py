@@ -17,6 +17,7 @@ import dagster as dg
 from dagster import AssetExecutionContext
 
 from jada_pipelines.agents.resources import TaskQueueResource
+from jada_pipelines.agents.session import BACKENDS
 from jada_pipelines.google_api.errors import CredentialsError
 from jada_pipelines.google_api.resources import GoogleCredentialsResource, credentials_failure
 from jada_pipelines.port_sheet.checks import (
@@ -141,7 +142,7 @@ def port_sheet_tasks(
         listed = ", ".join(f"{key}: {value!r}" for key, value in list(bad_backends.items())[:LISTED_IDS])
         context.log.warning(
             f"Rows whose '{BACKEND_COLUMN}' cell is not a session backend were not queued ({listed}): type "
-            "'messages' or 'claude-code' there, or empty it for JADA_AGENT_BACKEND."
+            f"{' or '.join(repr(name) for name in BACKENDS)} there, or empty it for JADA_AGENT_BACKEND."
         )
         requested = {key: value for key, value in requested.items() if key not in bad_backends}
     present = present_keys(port_sheet_rows) if task_column in port_sheet_rows.header else []

@@ -78,7 +78,7 @@ def requested_backends(
     rows: "pd.DataFrame", *, key_column: str, backend_column: str = BACKEND_COLUMN
 ) -> tuple[dict[str, str], dict[str, str]]:
     """``({key: backend}, {key: bad value})`` from the optional backend column (empty cells are left out)."""
-    from jada_pipelines.agents.queue import BACKENDS
+    from jada_pipelines.agents.session import BACKENDS
     from jada_pipelines.port_sheet.keys import key_text
 
     if backend_column not in rows.columns:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Protocol
 
 from jada_pipelines import settings
+from jada_pipelines.agents.session import BACKENDS  # the backends a task may name
 
 
 @dataclass(frozen=True)
@@ -66,10 +67,6 @@ def encode_handoff(handoff: dict | None) -> str | None:
 
 def decode_handoff(stored: str | None) -> dict | None:
     return json.loads(stored) if stored else None
-
-
-# The session backends a task may name (agents/resources.py runs them).
-BACKENDS = ("messages", "claude-code")
 
 
 @dataclass(frozen=True)

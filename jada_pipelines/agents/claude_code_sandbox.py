@@ -1,8 +1,8 @@
 """The Claude Code CLI inside the bubblewrap sandbox, with the API key kept outside it. Plain Python, no Dagster.
 
-The whole CLI goes into the sandbox of ``sandbox.py`` (no network, only the working directory writable, an
+The whole CLI goes into the sandbox of ``bwrap_sandbox.py`` (no network, only the working directory writable, an
 environment built from an allow-list). The model's commands do not run in it: the CLI's Bash is off, and the
-session's bash tool runs each command in a sandbox of its own (``claude_code.py``). The CLI still needs the
+session's bash tool runs each command in a sandbox of its own (``claude_code_backend.py``). The CLI still needs the
 Messages API, and it must never hold the real key. So:
 
 - ``KeyProxy``, in the run worker, listens on a unix socket in a private folder. It forwards ``POST
@@ -47,7 +47,8 @@ from urllib.parse import urlsplit
 
 from jada_pipelines import settings
 from jada_pipelines.agents.api_gate import AnswerMeter, ApiGate, GateRules, Refusal
-from jada_pipelines.agents.sandbox import Rlimits, SandboxPolicy, bwrap_argv
+from jada_pipelines.agents.bwrap_sandbox import Rlimits, SandboxPolicy, bwrap_argv
+from jada_pipelines.agents.session import MISSING_KEY
 
 DEFAULT_API_URL = "https://api.anthropic.com"
 # The only requests the proxy forwards.
@@ -131,10 +132,7 @@ def upstream_credentials() -> tuple[str, str]:
         return "x-api-key", key
     if token := settings.env("ANTHROPIC_AUTH_TOKEN"):
         return "authorization", f"Bearer {token}"
-    raise settings.ConfigError(
-        "ANTHROPIC_API_KEY is not set: put your Claude API key in it (in .env for `make dev`) before agent "
-        "sessions can run."
-    )
+    raise settings.ConfigError(MISSING_KEY)
 
 
 # Bounds that keep the worker flat whatever a client inside the sandbox sends: the largest request body, the

@@ -1,8 +1,9 @@
 """The Claude Code session backend (``JADA_AGENT_BACKEND=claude-code``). Plain Python, no Dagster.
 
 One attempt is one ``claude_agent_sdk.query`` over the Claude Code CLI that the ``claude-agent-sdk`` wheel
-bundles, run inside the bubblewrap sandbox behind the key proxy (``claude_sandbox.py``). It keeps the
-contract of the Messages backend (``runner.py``): the same ``SessionSpec`` in, the same ``SessionResult`` out.
+bundles, run inside the bubblewrap sandbox behind the key proxy (``claude_code_sandbox.py``). It keeps the
+session contract of ``session.py``: the same ``SessionSpec`` in, the same ``SessionResult`` out, the same
+``Transcript``, as the Messages backend (``messages_backend.py``), of which it uses nothing.
 
 - The model's commands never run beside the CLI. The CLI's own ``Bash`` is off; the session's ``bash`` tool
   (``mcp__jada__bash`` to the model) is served in the run worker through the SDK's in-process MCP server and
@@ -25,7 +26,8 @@ contract of the Messages backend (``runner.py``): the same ``SessionSpec`` in, t
   to be a final one (``end_turn``, no tool call pending); a result that disagrees is logged and never
   trusted (``transient``), and so is a CLI that ends without a result.
 - API errors: the CLI retries them itself (``CLAUDE_CODE_MAX_RETRIES``), then reports the status
-  (``api_error_status``): 400/401/403/404/413/422 are ``failed``, the rest ``transient``.
+  (``api_error_status``): 400/401/403/404/413/422 are ``failed``, the rest ``transient``
+  (``session.outcome_for_status``).
 - The transcript is the SDK's message stream, one JSON object per line.
 """
 
@@ -41,27 +43,17 @@ import time
 from pathlib import Path
 
 from jada_pipelines import settings
+from jada_pipelines.agents import session
 from jada_pipelines.agents.api_gate import ApiGate, GateRules
-from jada_pipelines.agents.claude_sandbox import bundled_cli, cli_version, sandboxed_cli
-from jada_pipelines.agents.runner import (
-    HANDOFF_KEYS,
-    PERMANENT_STATUSES,
-    SessionResult,
-    SessionSpec,
-    Transcript,
-    check_workdir,
-    cost_ceiling_error,
-    first_message,
-    session_max_seconds,
-    transcript_path,
-)
-from jada_pipelines.agents.sandbox import network_mode, sandbox_mode
+from jada_pipelines.agents.bwrap_sandbox import network_mode, sandbox_mode
+from jada_pipelines.agents.claude_code_sandbox import bundled_cli, cli_version, sandboxed_cli
+from jada_pipelines.agents.session import SessionOptions, SessionResult, SessionSpec, Transcript
 from jada_pipelines.agents.tools import DEFAULT_TMP_SIZE_MB, Toolbox, WorkdirFull, scrubbed_environment
 from jada_pipelines.agents.workdir_watch import SCAN_COST_FACTOR, WorkdirLimits, over_limit
 
 logger = logging.getLogger(__name__)
 
-BACKEND = "claude-code"
+BACKEND = session.CLAUDE_CODE
 # The CLI's own tools: files only. Its Bash is off; commands go through BASH_TOOL (see the module docstring).
 CLAUDE_CODE_TOOLS = ("Read", "Edit", "Write", "Grep", "Glob", "TodoWrite")
 MCP_SERVER = "jada"
@@ -202,20 +194,13 @@ class _Progress:
     limit_error: str | None = None  # why a limit (the disk) ended the session
 
 
-def run_claude_code_session(
-    spec: SessionSpec,
-    *,
-    stop: threading.Event | None = None,
-    max_retries: int = 2,
-    api_timeout_s: float = 300.0,
-    command_timeout_s: float | None = None,
-) -> SessionResult:
-    """Run one attempt of ``spec`` with Claude Code, sandboxed, to its outcome."""
-    check_workdir(spec.workdir)
+def run_claude_code_session(spec: SessionSpec, **options) -> SessionResult:
+    """Run one attempt of ``spec`` with Claude Code, sandboxed, to its outcome. ``options``: the fields of
+    ``session.SessionOptions``."""
+    run = SessionOptions(**options)
+    deadline = session.session_deadline(spec)
     cli = check_cli()
-    stop = stop or threading.Event()
     started = time.monotonic()
-    deadline = started + session_max_seconds()
     config = config_dir(spec.task_id)
     previous = (spec.handoff or {}).get(SESSION_KEY) or {}
     resume = (
@@ -225,28 +210,22 @@ def run_claude_code_session(
         prompt, continuation = RESUME_PROMPT.format(attempt=spec.attempt), f"resumed session {resume}"
     else:
         handoff = {k: v for k, v in (spec.handoff or {}).items() if k != SESSION_KEY} or None
-        prompt = first_message(spec.prompt, handoff, spec.attempt)
+        prompt = session.first_message(spec.prompt, handoff, spec.attempt)
         continuation = "fresh, from the handoff" if handoff else "fresh"
     previous_cost = float(previous.get("total_cost_usd") or 0.0) if resume else 0.0
-    transcript = Transcript(transcript_path(spec.task_id, spec.attempt))
-    transcript.write(
-        "start",
-        task_id=spec.task_id,
-        attempt=spec.attempt,
-        model=spec.model,
-        backend=BACKEND,
-        continuation=continuation,
-    )
+    transcript = Transcript.for_attempt(spec)
+    transcript.write_start(spec, backend=BACKEND, continuation=continuation)
     try:
         progress = _Progress()
         stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
         workdir = spec.workdir.resolve()
         workdir.mkdir(parents=True, exist_ok=True)
         gate = ApiGate(GateRules.from_env(spec.model), budget_usd=spec.max_cost_usd)
-        overrides = {} if command_timeout_s is None else {"command_timeout_s": command_timeout_s}
         # Its own stop: set by _drive when the session ends for any reason (the CLI gone included), so no
         # command outlives the session.
-        toolbox = Toolbox.from_env(workdir, stop=threading.Event(), deadline=deadline, **overrides)
+        toolbox = Toolbox.from_env(
+            workdir, stop=threading.Event(), deadline=deadline, **run.toolbox_overrides()
+        )
         with sandboxed_cli(
             cli,
             workdir=workdir,
@@ -256,8 +235,8 @@ def run_claude_code_session(
             network=network_mode() == "host",
             tmp_size_mb=settings.env_positive_int("JADA_AGENT_TMP_MB", DEFAULT_TMP_SIZE_MB),
             cli_env={
-                "CLAUDE_CODE_MAX_RETRIES": str(max_retries),
-                "API_TIMEOUT_MS": str(int(api_timeout_s * 1000)),
+                "CLAUDE_CODE_MAX_RETRIES": str(run.max_retries),
+                "API_TIMEOUT_MS": str(int(run.api_timeout_s * 1000)),
             },
         ) as sandboxed:
             from claude_agent_sdk import ClaudeAgentOptions
@@ -265,7 +244,7 @@ def run_claude_code_session(
             def on_workdir_full(why: str) -> None:
                 progress.limit_error = why
 
-            options = ClaudeAgentOptions(
+            agent_options = ClaudeAgentOptions(
                 cli_path=str(sandboxed.executable),
                 cwd=str(workdir),
                 model=spec.model,
@@ -284,18 +263,24 @@ def run_claude_code_session(
             disk_check = _disk_check(workdir, config)
             limit = asyncio.run(
                 _drive(
-                    prompt, options, progress, transcript, stop, deadline, sandboxed, disk_check, toolbox.stop
+                    prompt,
+                    agent_options,
+                    progress,
+                    transcript,
+                    run.stop,
+                    deadline,
+                    sandboxed,
+                    disk_check,
+                    toolbox.stop,
                 )
             )
             sandboxed.proxy.drain()  # every answer relayed is priced before the outcome is decided
         result = _result(spec, progress, limit, previous_cost, stderr_tail, transcript, gate)
-        result.duration_s = time.monotonic() - started
         result.continuation = continuation
         result.cli_version = cli_version(cli)
-        transcript.write_outcome(result, session_id=result.session_id)
+        return transcript.finish(result, started, session_id=result.session_id)
     finally:
         transcript.close()
-    return result
 
 
 async def _drive(
@@ -315,50 +300,34 @@ async def _drive(
     ends, and the SDK's query finishes and cleans up as after any CLI exit. ``end_commands`` is set on the way
     out: a command still running (its tool call can outlive a killed CLI) is ended with its sandbox."""
     try:
-        return await _drive_until_cut(
-            prompt, options, progress, transcript, stop, deadline, sandboxed, disk_check, end_commands
-        )
+        task = asyncio.ensure_future(_consume(prompt, options, progress, transcript))
+        next_disk_check = time.monotonic() + _DISK_CHECK_S
+        while not task.done():
+            await asyncio.wait({task}, timeout=_POLL_S)
+            cut = "lost" if stop.is_set() else "wall_clock" if time.monotonic() >= deadline else None
+            if cut is None and progress.limit_error is not None:
+                cut = "workdir"
+            if cut is None and sandboxed.proxy.gate.over_budget:
+                cut = "cost"  # the CLI would only retry the refused request
+            if cut is None and time.monotonic() >= next_disk_check:
+                scan_started = time.monotonic()
+                if (full := await asyncio.to_thread(disk_check)) is not None:
+                    progress.limit_error, cut = full, "workdir"
+                # Spaced out on a big tree, as the command's own watch is (workdir_watch.SCAN_COST_FACTOR).
+                scan_s = time.monotonic() - scan_started
+                next_disk_check = time.monotonic() + max(_DISK_CHECK_S, SCAN_COST_FACTOR * scan_s)
+            if cut and not task.done():
+                end_commands.set()
+                sandboxed.kill()
+                done, _ = await asyncio.wait({task}, timeout=_KILL_WAIT_S)
+                if not done:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+                return cut
+        return None
     finally:
         end_commands.set()
-
-
-async def _drive_until_cut(
-    prompt,
-    options,
-    progress: _Progress,
-    transcript: Transcript,
-    stop,
-    deadline,
-    sandboxed,
-    disk_check,
-    end_commands,
-) -> str | None:
-    task = asyncio.ensure_future(_consume(prompt, options, progress, transcript))
-    next_disk_check = time.monotonic() + _DISK_CHECK_S
-    while not task.done():
-        await asyncio.wait({task}, timeout=_POLL_S)
-        cut = "lost" if stop.is_set() else "wall_clock" if time.monotonic() >= deadline else None
-        if cut is None and progress.limit_error is not None:
-            cut = "workdir"
-        if cut is None and sandboxed.proxy.gate.over_budget:
-            cut = "cost"  # the CLI would only retry the refused request
-        if cut is None and time.monotonic() >= next_disk_check:
-            scan_started = time.monotonic()
-            if (full := await asyncio.to_thread(disk_check)) is not None:
-                progress.limit_error, cut = full, "workdir"
-            # Spaced out on a big tree, as the command's own watch is (workdir_watch.SCAN_COST_FACTOR).
-            scan_s = time.monotonic() - scan_started
-            next_disk_check = time.monotonic() + max(_DISK_CHECK_S, SCAN_COST_FACTOR * scan_s)
-        if cut and not task.done():
-            end_commands.set()
-            sandboxed.kill()
-            done, _ = await asyncio.wait({task}, timeout=_KILL_WAIT_S)
-            if not done:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-            return cut
-    return None
 
 
 async def _consume(prompt, options, progress: _Progress, transcript: Transcript) -> None:
@@ -390,7 +359,7 @@ async def _consume(prompt, options, progress: _Progress, transcript: Transcript)
 
 
 def _handoff(progress: _Progress, total_cost: float, note: str) -> dict:
-    handoff: dict = {key: [] for key in HANDOFF_KEYS}
+    handoff = session.empty_handoff()
     handoff["notes"] = note + (f" Its last message: {progress.last_text}" if progress.last_text else "")
     handoff[SESSION_KEY] = {"id": progress.session_id, "total_cost_usd": total_cost}
     return handoff
@@ -458,15 +427,19 @@ def _result(
     subtype = getattr(message, "subtype", None)
     stop_reason = getattr(message, "stop_reason", None)
     if limit == "lost":
-        return SessionResult(
-            "lost", None, error="the session was stopped: its lease was lost or withdrawn", **common
-        )
+        return SessionResult("lost", None, error=session.LEASE_LOST, **common)
     if limit == "workdir":
         return SessionResult("failed", None, error=progress.limit_error, limit="workdir", **common)
     if limit == "wall_clock":
         handoff = _handoff(progress, total_cost, "The session reached its wall-clock limit.")
-        reached = "the session reached its wall-clock limit (JADA_AGENT_SESSION_MAX_SECONDS) and was stopped"
-        return SessionResult("incomplete", None, handoff=handoff, error=reached, limit="wall_clock", **common)
+        return SessionResult(
+            "incomplete",
+            None,
+            handoff=handoff,
+            error=session.WALL_CLOCK_REACHED,
+            limit="wall_clock",
+            **common,
+        )
     doubt = _untrusted_success(progress, gate) if subtype == "success" and not message.is_error else None
     finished = subtype == "success" and not message.is_error and doubt is None
     budget = spec.max_cost_usd
@@ -475,7 +448,7 @@ def _result(
         or subtype == "error_max_budget_usd"
         or (budget is not None and cost >= budget and not finished)
     ):
-        error = cost_ceiling_error(cost, budget or 0.0)
+        error = session.cost_ceiling_error(cost, budget or 0.0)
         if gate.over_budget:
             error += " (the key proxy refused a request whose worst case would have passed it)"
         return SessionResult("over_budget", stop_reason, error=error, limit="cost", **common)
@@ -504,9 +477,12 @@ def _result(
     status = getattr(message, "api_error_status", None)
     text = message.result or "; ".join(message.errors or []) or subtype or "error"
     if status is not None:
-        outcome = "failed" if status in PERMANENT_STATUSES else "transient"
         return SessionResult(
-            outcome, stop_reason, error=f"Anthropic API {status}: {text}", status_code=status, **common
+            session.outcome_for_status(status),
+            stop_reason,
+            error=f"Anthropic API {status}: {text}",
+            status_code=status,
+            **common,
         )
     return SessionResult(
         "transient", stop_reason, error=f"Claude Code ended with {subtype}: {text}", **common

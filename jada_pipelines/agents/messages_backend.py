@@ -1,6 +1,8 @@
-"""One Claude session: a tool-use loop with the ``anthropic`` SDK, capped at ``max_turns`` model calls.
+"""The Messages session backend (the default, ``JADA_AGENT_BACKEND=messages``). Plain Python, no Dagster.
 
-Plain Python, no Dagster. What the loop does with each ``stop_reason``:
+One attempt is a tool-use loop with the ``anthropic`` SDK, capped at ``max_turns`` model calls; it keeps the
+session contract of ``session.py`` (``SessionSpec`` in, ``SessionResult`` out, a ``Transcript``). What the loop
+does with each ``stop_reason``:
 - ``tool_use``: run every tool call in the working directory and send the results back (matching ids).
 - ``pause_turn``: send the conversation back as it is so the model carries on (counted as a turn).
 - ``max_tokens``: answer any tool calls, then ask the model to continue.
@@ -13,22 +15,35 @@ ends after that call with outcome ``over_budget``: a dead letter, whose error na
 Reaching the turn cap is an outcome, not a crash: pending tool calls are answered "not executed", then one
 extra call, not counted and with ``tool_choice: none``, asks for a JSON handoff; the outcome is
 ``incomplete``. API errors left after the SDK's own retries: 400/401/403/404/413/422 are permanent
-(``failed``), 429/5xx/529 and network errors are ``transient``.
+(``failed``, ``session.outcome_for_status``), 429/5xx/529 and network errors are ``transient``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jada_pipelines import settings
-from jada_pipelines.agents.handoff import HANDOFF_KEYS
 from jada_pipelines.agents.prices import Usage, cost_usd, price_for
+from jada_pipelines.agents.session import (
+    HANDOFF_KEYS,
+    LEASE_LOST,
+    WALL_CLOCK_REACHED,
+    SessionOptions,
+    SessionResult,
+    SessionSpec,
+    Transcript,
+    cost_ceiling_error,
+    empty_handoff,
+    first_message,
+    outcome_for_status,
+    require_api_credentials,
+    session_deadline,
+    transcript_path,
+)
 from jada_pipelines.agents.tools import Toolbox, ToolResult, WorkdirFull
 
 if TYPE_CHECKING:
@@ -36,13 +51,6 @@ if TYPE_CHECKING:
 
 # The model is told this many calls before the cap that it should finish or prepare a handoff.
 WARN_TURNS_BEFORE_CAP = 3
-DEFAULT_MAX_TOKENS = 8192
-DEFAULT_API_TIMEOUT_S = 300.0
-# A session's wall-clock limit (JADA_AGENT_SESSION_MAX_SECONDS); agent_session_job's dagster/max_runtime is a
-# little longer, so Dagster ends a run whose worker hangs outside the loop.
-DEFAULT_SESSION_MAX_SECONDS = 7200.0
-# Statuses the API will not accept again however often it is retried.
-PERMANENT_STATUSES = {400, 401, 403, 404, 413, 422}
 SYSTEM_PROMPT = (
     "You are an autonomous software engineer working on one task in the working directory {workdir}. "
     "Use the bash tool and the text editor to inspect and change files there. Each bash command runs in a "
@@ -64,62 +72,6 @@ def turn_cap_warning(turns_left: int) -> str:
     )
 
 
-def first_message(prompt: str, handoff: dict | None, attempt: int) -> str:
-    """The task prompt, followed by the previous attempt's handoff when there is one."""
-    if not handoff:
-        return prompt
-    return (
-        f"{prompt}\n\n---\nThis is attempt {attempt}. An earlier session on this task stopped before finishing "
-        "(its turn cap, a limit, or a failure: the notes say which) and left this handoff. Continue from it "
-        "rather than starting over:\n"
-        f"```json\n{json.dumps(handoff, indent=2)}\n```"
-    )
-
-
-@dataclass(frozen=True)
-class SessionSpec:
-    task_id: str
-    attempt: int
-    prompt: str
-    workdir: Path
-    max_turns: int
-    model: str
-    handoff: dict | None = None
-    max_tokens: int = DEFAULT_MAX_TOKENS
-    backend: str = "messages"  # messages | claude-code (backends.py)
-    # What this attempt may still spend before the task's cost ceiling (JADA_AGENT_MAX_COST_USD); None: no
-    # ceiling. The session stops with outcome ``over_budget`` once its cost reaches it.
-    max_cost_usd: float | None = None
-
-
-@dataclass
-class SessionResult:
-    outcome: str  # done | incomplete | failed | transient | refused | lost
-    stop_reason: str | None
-    turns: int
-    usage: Usage
-    cost_usd: float
-    duration_s: float
-    api_retries: int
-    request_ids: list[str]
-    transcript_path: Path
-    summary: str | None = None
-    handoff: dict | None = None
-    error: str | None = None
-    status_code: int | None = None
-    # Which limit ended the session, when one did: "workdir" (disk), "wall_clock" or "cost".
-    limit: str | None = None
-    backend: str = "messages"
-    # Claude Code only: its session id and CLI version, and how the attempt began ("resumed session <id>",
-    # "fresh, from the handoff" or "fresh").
-    session_id: str | None = None
-    cli_version: str | None = None
-    continuation: str | None = None
-    # Backend-specific facts for the run's metadata (Claude Code: the CLI's own cost figure, the key proxy's
-    # answers and refusals).
-    extra: dict = field(default_factory=dict)
-
-
 class SessionError(Exception):
     """The API call failed for good; ``outcome`` is ``failed`` (permanent) or ``transient``."""
 
@@ -127,46 +79,6 @@ class SessionError(Exception):
         super().__init__(message)
         self.outcome = outcome
         self.status_code = status_code
-
-
-def cost_ceiling_error(spent: float, allowed: float) -> str:
-    return (
-        f"the task reached its cost ceiling (its max_cost_usd, else JADA_AGENT_MAX_COST_USD): this attempt "
-        f"spent ${spent:.4f} of the ${allowed:.4f} left, so no further attempts run"
-    )
-
-
-def default_workdir(task_id: str) -> Path:
-    return settings.data_dir() / "workdirs" / task_id
-
-
-def session_max_seconds() -> float:
-    return settings.env_float("JADA_AGENT_SESSION_MAX_SECONDS", DEFAULT_SESSION_MAX_SECONDS)
-
-
-def check_workdir(workdir: Path) -> None:
-    """A session only ever works under JADA_AGENT_WORKDIR_ROOTS, whatever the queue holds (a task added before
-    the roots changed, or through another backend)."""
-    resolved = workdir.expanduser().resolve()
-    roots = settings.workdir_roots()
-    if not any(resolved.is_relative_to(root.resolve()) for root in roots):
-        raise settings.ConfigError(
-            f"The task's working directory {resolved} is outside JADA_AGENT_WORKDIR_ROOTS "
-            f"({', '.join(map(str, roots))}); add its parent there, or `jada task add` it again with a "
-            "--workdir under one of them."
-        )
-
-
-def transcript_path(task_id: str, attempt: int) -> Path:
-    return settings.data_dir() / "transcripts" / task_id / f"attempt-{attempt}.jsonl"
-
-
-def require_api_credentials() -> None:
-    if not (settings.env("ANTHROPIC_API_KEY") or settings.env("ANTHROPIC_AUTH_TOKEN")):
-        raise settings.ConfigError(
-            "ANTHROPIC_API_KEY is not set: put your Claude API key in it (in .env for `make dev`) "
-            "before agent sessions can run."
-        )
 
 
 @dataclass
@@ -191,39 +103,6 @@ def build_client(*, max_retries: int, timeout_s: float, retry_counter: RetryCoun
     return anthropic.Anthropic(max_retries=max_retries, timeout=timeout_s, http_client=http_client)
 
 
-class Transcript:
-    """The session as JSON lines: every request's new messages, every reply, tool result and the outcome."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        # Every folder it creates is 0700, the transcripts/ folder too (mkdir's parents=True would make it 0755).
-        for folder in [*reversed(path.parent.parents), path.parent]:
-            if not folder.is_dir():
-                folder.mkdir(mode=0o700, exist_ok=True)
-        # Transcripts hold the prompt and every tool result: readable by their owner only.
-        self._file = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w")
-
-    def write(self, kind: str, **data) -> None:
-        self._file.write(json.dumps({"ts": time.time(), "kind": kind, **data}, default=str) + "\n")
-        self._file.flush()
-
-    def write_outcome(self, result: SessionResult, **extra) -> None:
-        """The transcript's last line: how the session ended (both backends write the same fields)."""
-        self.write(
-            "outcome",
-            outcome=result.outcome,
-            stop_reason=result.stop_reason,
-            turns=result.turns,
-            error=result.error,
-            handoff=result.handoff,
-            cost_usd=result.cost_usd,
-            **extra,
-        )
-
-    def close(self) -> None:
-        self._file.close()
-
-
 def parse_handoff(text: str, files_touched: list[str]) -> dict:
     """The JSON handoff from the model's reply; a reply that is not JSON is kept as ``notes``."""
     start, end = text.find("{"), text.rfind("}")
@@ -233,7 +112,7 @@ def parse_handoff(text: str, files_touched: list[str]) -> dict:
             parsed = json.loads(text[start : end + 1])
         except ValueError:
             parsed = None
-    handoff = {key: [] for key in HANDOFF_KEYS}
+    handoff = empty_handoff()
     if isinstance(parsed, dict):
         handoff.update({key: parsed[key] for key in HANDOFF_KEYS if isinstance(parsed.get(key), list)})
     elif text.strip():
@@ -280,17 +159,12 @@ class ClaudeSession:
 
     def run(self) -> SessionResult:
         started = time.monotonic()
-        self.transcript.write(
-            "start", task_id=self.spec.task_id, attempt=self.spec.attempt, model=self.spec.model
-        )
+        self.transcript.write_start(self.spec)
         try:
             result = self._loop()
         except SessionError as exc:
             result = self._result(exc.outcome, None, error=str(exc), status_code=exc.status_code)
-        result.duration_s = time.monotonic() - started
-        self.transcript.write_outcome(result)
-        self.transcript.close()
-        return result
+        return self.transcript.finish(result, started)
 
     def _result(self, outcome: str, stop_reason: str | None, **extra) -> SessionResult:
         return SessionResult(
@@ -320,9 +194,7 @@ class ClaudeSession:
         reply = None
         while True:
             if self.stop.is_set():
-                return self._result(
-                    "lost", None, error="the session was stopped: its lease was lost or withdrawn"
-                )
+                return self._result("lost", None, error=LEASE_LOST)
             if reply is not None and self._past_deadline():
                 return self._hand_off(reply, answered=True, limit="wall_clock")
             reply = self._call()
@@ -418,10 +290,7 @@ class ClaudeSession:
             handoff = parse_handoff("", self.toolbox.files_touched)
             error = f"the handoff call failed: {exc}"
         if limit == "wall_clock":
-            reached = (
-                "the session reached its wall-clock limit (JADA_AGENT_SESSION_MAX_SECONDS) and handed off"
-            )
-            error = f"{reached}; {error}" if error else reached
+            error = f"{WALL_CLOCK_REACHED}; {error}" if error else WALL_CLOCK_REACHED
         return self._result("incomplete", reply.stop_reason, handoff=handoff, error=error, limit=limit)
 
     def _call(self, **extra):
@@ -443,7 +312,7 @@ class ClaudeSession:
             )
         except anthropic.APIStatusError as exc:
             self.request_ids.append(exc.request_id or "")
-            outcome = "failed" if exc.status_code in PERMANENT_STATUSES else "transient"
+            outcome = outcome_for_status(exc.status_code)
             kind = (
                 (exc.body or {}).get("error", {}).get("type", "error")
                 if isinstance(exc.body, dict)
@@ -479,24 +348,17 @@ def _error_message(exc) -> str:
     return str((body.get("error") or {}).get("message") or exc.message)
 
 
-def run_session(
-    spec: SessionSpec,
-    *,
-    stop: threading.Event | None = None,
-    max_retries: int = 2,
-    api_timeout_s: float = DEFAULT_API_TIMEOUT_S,
-    command_timeout_s: float | None = None,
-) -> SessionResult:
-    """Build the client, toolbox and transcript for ``spec`` and run the session to its outcome."""
-    check_workdir(spec.workdir)
-    deadline = time.monotonic() + session_max_seconds()
+def run_session(spec: SessionSpec, **options) -> SessionResult:
+    """Build the client, toolbox and transcript for ``spec`` and run the session to its outcome. ``options``:
+    the fields of ``session.SessionOptions``."""
+    run = SessionOptions(**options)
+    deadline = session_deadline(spec)
     retry_counter = RetryCounter()
-    client = build_client(max_retries=max_retries, timeout_s=api_timeout_s, retry_counter=retry_counter)
-    overrides = {} if command_timeout_s is None else {"command_timeout_s": command_timeout_s}
+    client = build_client(
+        max_retries=run.max_retries, timeout_s=run.api_timeout_s, retry_counter=retry_counter
+    )
     try:
-        toolbox = Toolbox.from_env(
-            spec.workdir, stop=stop or threading.Event(), deadline=deadline, **overrides
-        )
+        toolbox = Toolbox.from_env(spec.workdir, stop=run.stop, deadline=deadline, **run.toolbox_overrides())
     except settings.ConfigError as exc:  # JADA_AGENT_SANDBOX=uid found the session could not be confined
         client.close()
         return SessionResult(
@@ -517,7 +379,7 @@ def run_session(
             spec,
             client=client,
             toolbox=toolbox,
-            transcript=Transcript(transcript_path(spec.task_id, spec.attempt)),
+            transcript=Transcript.for_attempt(spec),
             retry_counter=retry_counter,
         )
         return session.run()

@@ -7,7 +7,7 @@ import time
 
 import dagster as dg
 
-from jada_pipelines.agents.dispatch import dispatch_latencies, percentile
+from jada_pipelines.agents.latency import dispatch_latencies, percentile
 from jada_pipelines.agents.queue import AttemptRecord, open_queue
 from jada_pipelines.health.assets import agent_task_queue
 from jada_pipelines.health.audit import build_audit
