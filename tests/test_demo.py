@@ -93,7 +93,7 @@ def test_slack_posts_show_on_the_page_and_in_jada_demo_slack_newest_first_with_t
     assert "Slack posts (2)" in page
     # Newest first, HTML-escaped, each with its local time.
     assert page.index("Recovered") < page.index("run of port_sheet_sync_job failed &lt;first&gt;")
-    clock = demo_module._clock(demo.slack.received_at[0])
+    clock = demo_module.wall_clock(demo.slack.received_at[0])
     assert f"<time>{clock}</time> :red_circle: ERROR" in page
     assert f"<time>{clock}</time> REVOKED the demo&#x27;s Google token" in page
 
