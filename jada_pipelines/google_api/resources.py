@@ -9,7 +9,8 @@ import dagster as dg
 from pydantic import Field
 
 if TYPE_CHECKING:
-    from jada_pipelines.google_api.credentials import CredentialVerdict, GoogleConfig
+    from jada_pipelines.google_api.config import GoogleConfig
+    from jada_pipelines.google_api.credentials import CredentialVerdict
     from jada_pipelines.google_api.errors import CredentialsError
     from jada_pipelines.google_api.sheets import SheetsSession
 
@@ -74,7 +75,8 @@ class GoogleCredentialsResource(dg.ConfigurableResource):
     )
 
     def config(self) -> GoogleConfig:
-        from jada_pipelines.google_api.credentials import GoogleConfig, RetryPolicy
+        from jada_pipelines.google_api.config import GoogleConfig
+        from jada_pipelines.google_api.retry import RetryPolicy
 
         return GoogleConfig.from_env(
             token_file=self.token_file,

@@ -64,7 +64,7 @@ def slack_problem() -> Problem | None:
 
 
 def google_problems() -> list[Problem]:
-    from jada_pipelines.google_api.credentials import SOURCE_VARIABLES
+    from jada_pipelines.google_api.config import SOURCE_VARIABLES
 
     problems = []
     if not any(settings.env(name) for name in SOURCE_VARIABLES):
