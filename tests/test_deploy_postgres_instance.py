@@ -25,7 +25,7 @@ import pytest
 from dagster._core.events import DagsterEventType
 
 from jada_pipelines.agents.queue import open_queue
-from jada_pipelines.port_sheet.resources import DEFAULT_OWNED_COLUMNS
+from jada_pipelines.port_sheet.layout import DEFAULT_OWNED_COLUMNS
 from tests.fixtures.google import PORT_SHEET_ID, PORT_SHEET_TAB
 
 REPO = Path(__file__).resolve().parent.parent

@@ -1,5 +1,5 @@
 """port_sheet/ keeps its engines plain Python: only the Dagster side (assets, checks, resources, job,
-schedule, definitions) imports Dagster, as in the other domain folders."""
+schedule, sensors, definitions) imports Dagster, as in the other domain folders."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import jada_pipelines.port_sheet as port_sheet
 
-DAGSTER_SIDE = {"__init__", "assets", "checks", "resources", "jobs", "schedules", "definitions"}
+DAGSTER_SIDE = {"__init__", "assets", "checks", "resources", "jobs", "schedules", "sensors", "definitions"}
 
 
 def test_the_port_sheet_engines_import_no_dagster():

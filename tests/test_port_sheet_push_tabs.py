@@ -11,7 +11,7 @@ import pytest
 
 from jada_pipelines.definitions import defs
 from jada_pipelines.port_sheet.columns import tag_id
-from jada_pipelines.port_sheet.resources import DEFAULT_OWNED_COLUMNS
+from jada_pipelines.port_sheet.layout import DEFAULT_OWNED_COLUMNS
 from tests.fixtures.google import PORT_SHEET_ID, PORT_SHEET_TAB
 
 HEADER = ["id", "port", "task", *DEFAULT_OWNED_COLUMNS]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +19,7 @@ import dagster as dg
 from jada_pipelines import settings
 from jada_pipelines.agents.sandbox import sandbox_status
 from jada_pipelines.health import grading
+from jada_pipelines.health.automation import stopped
 
 DAY_SECONDS = 24 * 3600
 RECENT_FAILURES = 5
@@ -44,8 +45,15 @@ def daemon_heartbeats(instance: dg.DagsterInstance) -> dict[str, float | None]:
     }
 
 
-def build_audit(instance: dg.DagsterInstance, *, now: float) -> dict:
-    """The whole audit as JSON-ready data: ``overall`` severity plus one entry per section."""
+def build_audit(
+    instance: dg.DagsterInstance, *, now: float, expected_running: Callable[[], Collection[str]]
+) -> dict:
+    """The whole audit as JSON-ready data: ``overall`` severity plus one entry per section.
+
+    ``expected_running`` gives the names of the schedules and sensors meant to run (the caller's
+    ``automation.running_by_default`` of the code location); the "automation" section names those someone
+    stopped. It is called inside that section, so a code location that fails to load is that section's ERROR.
+    """
     thresholds = grading.Thresholds.from_env()
     builders: dict[str, Callable[[], Section]] = {
         # First: a missing key explains most of what the sections below it show.
@@ -54,7 +62,7 @@ def build_audit(instance: dg.DagsterInstance, *, now: float) -> dict:
         "daemons": lambda: _finding_section(daemon_finding(instance, now, thresholds)),
         "runs_24h": lambda: _runs_section(instance, now),
         "recent_failures": lambda: _failures_section(instance, now),
-        "automation": lambda: _automation_section(instance),
+        "automation": lambda: _automation_section(instance, set(expected_running())),
         "queue": lambda: _queue_section(now, thresholds),
         "dispatch": lambda: _dispatch_section(instance, now, thresholds),
         "sessions": lambda: _sessions_section(now, thresholds),
@@ -201,10 +209,7 @@ def _queue_section(now: float, thresholds: grading.Thresholds) -> Section:
     )
 
 
-def _automation_section(instance: dg.DagsterInstance) -> Section:
-    from jada_pipelines.health.automation import running_by_default, stopped
-
-    expected = running_by_default()
+def _automation_section(instance: dg.DagsterInstance, expected: set[str]) -> Section:
     off = stopped(instance, expected)
     if not off:
         return Section("OK", f"All {len(expected)} schedules and sensors are on.", {"stopped": []})

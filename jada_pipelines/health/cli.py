@@ -65,7 +65,7 @@ def run_health(args: argparse.Namespace) -> int:
     now = watchdog.current_time()
     try:
         with dg.DagsterInstance.get() as instance:
-            audit = build_audit(instance, now=now)
+            audit = build_audit(instance, now=now, expected_running=code_location_automation)
     except Exception as error:
         if not args.alert:
             raise
@@ -80,6 +80,15 @@ def run_health(args: argparse.Namespace) -> int:
     if not delivered:
         return 3  # Slack did not take a post: the one failure a timer's unit must show as failed
     return 1 if audit["overall"] == "ERROR" else 0
+
+
+def code_location_automation() -> set[str]:
+    """The code location's schedules and sensors meant to run, for the audit's "automation" section. The CLI
+    is the layer above the code location, so it is the one that imports ``definitions.py``."""
+    from jada_pipelines.definitions import defs
+    from jada_pipelines.health.automation import running_by_default
+
+    return running_by_default(defs)
 
 
 def _watchdog_slack():

@@ -32,7 +32,8 @@ from jada_pipelines.port_sheet.checks import (
     status_columns_present,
     status_rows_located,
 )
-from jada_pipelines.port_sheet.push import SYNC_ISSUE, PushResult, column_names, push_status, wanted_cells
+from jada_pipelines.port_sheet.layout import SYNC_ISSUE
+from jada_pipelines.port_sheet.push import PushResult, column_names, push_status, wanted_cells
 from jada_pipelines.port_sheet.resources import PortSheetSettings
 from jada_pipelines.port_sheet.snapshot import PortSheetSnapshot
 from jada_pipelines.port_sheet.store import (

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from dateutil.parser import parse
+
 from jada_pipelines.port_sheet.a1 import sheet_range
 from jada_pipelines.port_sheet.keys import key_text
 from jada_pipelines.port_sheet.snapshot import PortSheetSnapshot, QuarantinedRow
@@ -133,8 +135,6 @@ def _as_datetime(value: Any, time_zone: str = "UTC") -> Any:
 
 
 def _lacks_date(text: str) -> bool:
-    from dateutil.parser import parse
-
     try:
         first, second = datetime(2001, 1, 1), datetime(2002, 2, 2)
         return parse(text, default=first).date() != parse(text, default=second).date()

@@ -12,7 +12,7 @@ from jada_pipelines.emulators.demo.ports import DemoPorts
 from jada_pipelines.emulators.demo.sheet import SPREADSHEET_ID, TAB
 from jada_pipelines.emulators.google import GoogleEmulator
 from jada_pipelines.emulators.slack import SlackWebhookEmulator
-from jada_pipelines.port_sheet.resources import DEFAULT_OWNED_COLUMNS
+from jada_pipelines.port_sheet.layout import DEFAULT_OWNED_COLUMNS
 
 SHEET_PAGE_REFRESH_S = 5
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from jada_pipelines.emulators.anthropic import DEMO_TURN_CAP
 from jada_pipelines.emulators.google import Formula
-from jada_pipelines.port_sheet.resources import DEFAULT_OWNED_COLUMNS
+from jada_pipelines.port_sheet.layout import DEFAULT_OWNED_COLUMNS
 
 SPREADSHEET_ID = "demo-port-sheet"
 TAB = "Ports"
