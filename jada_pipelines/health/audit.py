@@ -17,9 +17,15 @@ from pathlib import Path
 import dagster as dg
 
 from jada_pipelines import settings
+from jada_pipelines.agents.dispatch import describe_latencies, dispatch_latencies
+from jada_pipelines.agents.queue import open_queue
+from jada_pipelines.agents.run_workers import started_run_workers, with_lost_workers
 from jada_pipelines.agents.sandbox import sandbox_status
-from jada_pipelines.health import grading
+from jada_pipelines.alerts.history import step_failures
+from jada_pipelines.google_api.credentials import check_credentials
+from jada_pipelines.health import grading, sessions_starting
 from jada_pipelines.health.automation import stopped
+from jada_pipelines.health.configuration import problems
 
 DAY_SECONDS = 24 * 3600
 RECENT_FAILURES = 5
@@ -83,8 +89,6 @@ def build_audit(
 
 
 def daemon_finding(instance: dg.DagsterInstance, now: float, thresholds: grading.Thresholds):
-    from jada_pipelines.agents.run_workers import started_run_workers, with_lost_workers
-
     finding = grading.grade_daemon(daemon_heartbeats(instance), now=now, thresholds=thresholds)
     return with_lost_workers(finding, started_run_workers(instance))
 
@@ -102,8 +106,6 @@ def _finding_section(finding: grading.Finding) -> Section:
 
 
 def _configuration_section() -> Section:
-    from jada_pipelines.health.configuration import problems
-
     found = problems()
     if not found:
         return Section("OK", "Claude, Slack and Google are configured.", {"problems": []})
@@ -158,8 +160,6 @@ def _runs_section(instance: dg.DagsterInstance, now: float) -> Section:
 
 
 def _failures_section(instance: dg.DagsterInstance, now: float) -> Section:
-    from jada_pipelines.alerts.history import step_failures
-
     failed = _runs_since(instance, now, statuses=[dg.DagsterRunStatus.FAILURE])
     failures = [
         {
@@ -181,8 +181,6 @@ def _failures_section(instance: dg.DagsterInstance, now: float) -> Section:
 
 
 def _queue_section(now: float, thresholds: grading.Thresholds) -> Section:
-    from jada_pipelines.agents.queue import open_queue
-
     queue = open_queue()
     stats = queue.stats(now=now)
     backlog = grading.grade_backlog(stats, thresholds)
@@ -222,9 +220,6 @@ def _automation_section(instance: dg.DagsterInstance, expected: set[str]) -> Sec
 
 
 def _dispatch_section(instance: dg.DagsterInstance, now: float, thresholds: grading.Thresholds) -> Section:
-    from jada_pipelines.agents.queue import open_queue
-    from jada_pipelines.health import sessions_starting
-
     stale = sessions_starting.stale_daemons(daemon_heartbeats(instance), now=now, thresholds=thresholds)
     return _finding_section(
         sessions_starting.grade(
@@ -234,8 +229,6 @@ def _dispatch_section(instance: dg.DagsterInstance, now: float, thresholds: grad
 
 
 def _attempts_24h(now: float) -> list:
-    from jada_pipelines.agents.queue import open_queue
-
     return open_queue().attempts(since=now - DAY_SECONDS)
 
 
@@ -249,8 +242,6 @@ def _sessions_section(now: float, thresholds: grading.Thresholds) -> Section:
 
 
 def _dispatch_latency_section(now: float) -> Section:
-    from jada_pipelines.agents.dispatch import describe_latencies, dispatch_latencies
-
     latencies = dispatch_latencies(_attempts_24h(now))
     return Section("OK", describe_latencies(latencies), {"latencies": latencies})
 
@@ -267,8 +258,6 @@ def _cost_section(now: float) -> Section:
 
 
 def _google_section() -> Section:
-    from jada_pipelines.google_api.credentials import check_credentials
-
     verdict = check_credentials()
     details = {
         "kind": verdict.kind,
