@@ -146,6 +146,7 @@ def daemon(production_home, tmp_path):
     process.wait()
 
 
+@pytest.mark.daemon
 def test_the_daemon_on_postgres_launches_a_queued_session_and_keeps_sensor_and_schedule_state_there(
     production_home, anthropic_emulator, daemon
 ):
