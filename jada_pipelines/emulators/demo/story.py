@@ -31,6 +31,45 @@ RECONSENT_AFTER_S = 60
 RUN_TIMEOUT_S = 300
 ALERT_TIMEOUT_S = 180
 WEBSERVER_TIMEOUT_S = 300
+# The real 30-minute schedule of the job the demo launches itself. The demo turns it off while its script
+# plays, so a schedule tick in the revoked window cannot fail a second sync and post a second alert.
+SCHEDULE = "port_sheet_sync_schedule"
+
+# Dagster's GraphQL API, as the webserver serves it (dagster_graphql/schema/schedules): find the schedule's
+# code location and state, stop it by its state id, start it by its selector.
+_FIND_SCHEDULE = """
+query DemoFindSchedule {
+  repositoriesOrError {
+    __typename
+    ... on RepositoryConnection {
+      nodes { name location { name } schedules { name scheduleState { id status } } }
+    }
+    ... on PythonError { message }
+  }
+}
+"""
+_STOP_SCHEDULE = """
+mutation DemoStopSchedule($id: String!) {
+  stopRunningSchedule(id: $id) {
+    __typename
+    ... on ScheduleStateResult { scheduleState { status } }
+    ... on PythonError { message }
+    ... on UnauthorizedError { message }
+    ... on ScheduleNotFoundError { message }
+  }
+}
+"""
+_START_SCHEDULE = """
+mutation DemoStartSchedule($selector: ScheduleSelector!) {
+  startSchedule(scheduleSelector: $selector) {
+    __typename
+    ... on ScheduleStateResult { scheduleState { status } }
+    ... on PythonError { message }
+    ... on UnauthorizedError { message }
+    ... on ScheduleNotFoundError { message }
+  }
+}
+"""
 
 
 class DemoStopped(Exception):
@@ -65,6 +104,7 @@ class DemoStory:
         self.revoke_after_syncs = revoke_after_syncs
         self.reconsent_after_s = reconsent_after_s
         self.failure: str | None = None  # why the script gave up, if it did
+        self.schedule_paused = False  # the script turned the real schedule off and has not turned it on yet
 
     def say(self, text: str) -> None:
         self.demo.steps.append((time.time(), text))
@@ -98,11 +138,18 @@ class DemoStory:
         except TimeoutError as exc:
             self.failure = str(exc)
             self.say(f"the script stopped: {exc}. The demo keeps running; see docs/demo.md.")
+            if self.schedule_paused and self.dagster_alive():
+                # The script no longer drives the syncs: the schedule does again.
+                try:
+                    self.resume_schedule()
+                except Exception as error:  # the webserver's answer, whatever it is, is for the person
+                    self.say(f"could not turn {SCHEDULE} back on ({error}): turn it on in the UI (Automation).")
 
     # -- the script ----------------------------------------------------------------------------------
 
     def _play(self) -> None:
         self.wait_for_own_webserver()
+        self.pause_schedule()
         for number in range(1, self.revoke_after_syncs + 1):
             run_id = self.sync(f"sync {number}: the sheet loop")
             # Each sync finishes before the next step, so the revocation never lands inside a running sync.
@@ -129,6 +176,7 @@ class DemoStory:
         self.say(f"run {passed} ended {status}; waiting for the recovery post.")
         self._until("the Slack recovery post", lambda: self.post_mentioning(passed), ALERT_TIMEOUT_S)
         self.say("the Slack emulator received the recovery. The sheet loop goes on.")
+        self.resume_schedule()
         while True:
             self._wait(self.sync_interval_s)
             self.sync("the sheet loop")
@@ -162,6 +210,48 @@ class DemoStory:
             return value if value in done else None
 
         return self._until(f"run {run_id} finishing", status, RUN_TIMEOUT_S)
+
+    def pause_schedule(self) -> None:
+        """Turn the real schedule off while the script drives the syncs (the UI shows it stopped)."""
+        state = self._schedule_state()
+        self._schedule_mutation(_STOP_SCHEDULE, {"id": state["id"]}, "stopRunningSchedule")
+        self.schedule_paused = True
+        self.say(
+            f"turned {SCHEDULE} off while this script launches the syncs, so no scheduled sync lands in the "
+            "revoked window and adds a second alert; it is turned back on when the script ends."
+        )
+
+    def resume_schedule(self) -> None:
+        """Turn the real schedule back on (the script's end)."""
+        state = self._schedule_state()
+        selector = {
+            "repositoryLocationName": state["location"],
+            "repositoryName": state["repository"],
+            "scheduleName": SCHEDULE,
+        }
+        self._schedule_mutation(_START_SCHEDULE, {"selector": selector}, "startSchedule")
+        self.schedule_paused = False
+        self.say(f"turned {SCHEDULE} back on: it syncs the sheet every 30 minutes again.")
+
+    def _schedule_state(self) -> dict:
+        """The schedule's state id and status, and the repository and code location that hold it."""
+        answer = (self.client._execute(_FIND_SCHEDULE) or {})["repositoriesOrError"]
+        if answer["__typename"] != "RepositoryConnection":
+            raise TimeoutError(f"the webserver could not list its code locations: {answer.get('message')}")
+        for repository in answer["nodes"]:
+            for schedule in repository["schedules"]:
+                if schedule["name"] == SCHEDULE:
+                    return {
+                        **schedule["scheduleState"],
+                        "repository": repository["name"],
+                        "location": repository["location"]["name"],
+                    }
+        raise TimeoutError(f"the webserver serves no schedule named {SCHEDULE}")
+
+    def _schedule_mutation(self, mutation: str, variables: dict, field: str) -> None:
+        answer = (self.client._execute(mutation, variables) or {})[field]
+        if answer["__typename"] != "ScheduleStateResult":
+            raise TimeoutError(f"{field} on {SCHEDULE} was refused: {answer.get('message')}")
 
     def post_mentioning(self, text: str) -> bool:
         return any(text in post["text"] for post in self.demo.slack.posts())
