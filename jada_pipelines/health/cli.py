@@ -7,6 +7,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from jada_pipelines import settings
+from jada_pipelines.aws_clients import error_code
+from jada_pipelines.health import watchdog
+from jada_pipelines.health.alarms import put_alarms
+from jada_pipelines.health.cloudwatch import DEFAULT_ENV
+from jada_pipelines.health.grading import Thresholds
+from jada_pipelines.settings import ConfigError, dagster_home
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `jada health` and `jada aws` to the `jada` parser."""
@@ -56,9 +64,7 @@ def run_health(args: argparse.Namespace) -> int:
 
     import dagster as dg
 
-    from jada_pipelines.health import watchdog
     from jada_pipelines.health.audit import build_audit, render_text
-    from jada_pipelines.settings import dagster_home
 
     dagster_home()  # a clear ConfigError before Dagster's own message about DAGSTER_HOME
     slack = _watchdog_slack() if args.alert else None
@@ -93,7 +99,6 @@ def code_location_automation() -> set[str]:
 
 def _watchdog_slack():
     from jada_pipelines.alerts.resources import WEBHOOK_VARIABLE, SlackWebhookResource
-    from jada_pipelines.settings import ConfigError
 
     slack = SlackWebhookResource()
     if not slack.configured():  # raises ConfigError, without the value, for a URL that is not https
@@ -106,12 +111,6 @@ def _watchdog_slack():
 
 def run_aws_alarms(args: argparse.Namespace) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
-
-    from jada_pipelines import settings
-    from jada_pipelines.aws_clients import error_code
-    from jada_pipelines.health.alarms import put_alarms
-    from jada_pipelines.health.cloudwatch import DEFAULT_ENV
-    from jada_pipelines.health.grading import Thresholds
 
     namespace = args.namespace or settings.env("JADA_CLOUDWATCH_NAMESPACE")
     if namespace is None:

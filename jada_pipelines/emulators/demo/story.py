@@ -143,7 +143,9 @@ class DemoStory:
                 try:
                     self.resume_schedule()
                 except Exception as error:  # the webserver's answer, whatever it is, is for the person
-                    self.say(f"could not turn {SCHEDULE} back on ({error}): turn it on in the UI (Automation).")
+                    self.say(
+                        f"could not turn {SCHEDULE} back on ({error}): turn it on in the UI (Automation)."
+                    )
 
     # -- the script ----------------------------------------------------------------------------------
 
