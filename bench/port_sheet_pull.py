@@ -22,8 +22,9 @@ from pathlib import Path
 
 from jada_pipelines.emulators.google import GoogleEmulator
 from jada_pipelines.google_api.resources import GoogleCredentialsResource
+from jada_pipelines.port_sheet.layout import DEFAULT_OWNED_COLUMNS
 from jada_pipelines.port_sheet.pull import build_snapshot, key_changes, read_values
-from jada_pipelines.port_sheet.resources import DEFAULT_COLUMN_TYPES, DEFAULT_OWNED_COLUMNS
+from jada_pipelines.port_sheet.resources import DEFAULT_COLUMN_TYPES
 from jada_pipelines.port_sheet.store import write_snapshot
 
 SPREADSHEET_ID = "bench-port-sheet"

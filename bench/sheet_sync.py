@@ -35,8 +35,8 @@ import pandas as pd
 
 from jada_pipelines.emulators.google import GoogleEmulator
 from jada_pipelines.google_api.resources import GoogleCredentialsResource
+from jada_pipelines.port_sheet.layout import DEFAULT_OWNED_COLUMNS
 from jada_pipelines.port_sheet.push import push_status
-from jada_pipelines.port_sheet.resources import DEFAULT_OWNED_COLUMNS
 from jada_pipelines.port_sheet.store import SpreadsheetNotes
 
 SPREADSHEET_ID = "bench-port-sheet"

@@ -16,6 +16,7 @@ import os
 import sys
 
 from jada_pipelines import settings
+from jada_pipelines.aws_clients import client, error_code
 
 # The variable a secret's value is read into, and the setting that names the secret.
 SECRET_IDS = {
@@ -27,8 +28,6 @@ SECRET_IDS = {
 def secrets_from_secrets_manager() -> dict[str, str]:
     """The values of the secrets the ``JADA_*_SECRET_ID`` settings name; ConfigError says what to fix."""
     from botocore.exceptions import BotoCoreError, ClientError
-
-    from jada_pipelines.aws_clients import client, error_code
 
     wanted = {target: secret_id for target, name in SECRET_IDS.items() if (secret_id := settings.env(name))}
     values: dict[str, str] = {}

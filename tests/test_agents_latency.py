@@ -11,6 +11,7 @@ from jada_pipelines.agents.latency import dispatch_latencies, percentile
 from jada_pipelines.agents.queue import AttemptRecord, open_queue
 from jada_pipelines.health.assets import agent_task_queue
 from jada_pipelines.health.audit import build_audit
+from jada_pipelines.health.cli import code_location_automation
 
 
 def record(queued, claimed, started, first_call) -> AttemptRecord:
@@ -34,7 +35,9 @@ def test_health_and_the_queue_asset_show_the_latencies_of_real_attempts():
     queue.mark_running(lease, run_id="r1")
     queue.record_first_call("t1", 1, at=time.time() + 1.5)
     with dg.instance_for_test() as instance:
-        section = build_audit(instance, now=time.time())["sections"]["dispatch_24h"]
+        section = build_audit(instance, now=time.time(), expected_running=code_location_automation)[
+            "sections"
+        ]["dispatch_24h"]
         result = dg.materialize([agent_task_queue], instance=instance)
     assert section["latencies"]["run_start_to_first_call"]["count"] == 1
     assert "run start to first call median 1.5" in section["summary"]
@@ -71,7 +74,9 @@ def test_health_and_the_queue_asset_show_the_hand_over_between_two_real_sessions
     queue.mark_running(second, run_id="r2")
     queue.record_first_call("t2", 1, at=time.time() + 2.5)
     with dg.instance_for_test() as instance:
-        section = build_audit(instance, now=time.time())["sections"]["dispatch_24h"]
+        section = build_audit(instance, now=time.time(), expected_running=code_location_automation)[
+            "sections"
+        ]["dispatch_24h"]
         result = dg.materialize([agent_task_queue], instance=instance)
     assert section["latencies"]["handover"]["count"] == 1
     assert "handover median 2.5" in section["summary"]

@@ -17,6 +17,7 @@ from jada_pipelines.agents.sensors import lost_run_worker_sensor
 from jada_pipelines.definitions import defs
 from jada_pipelines.health import grading
 from jada_pipelines.health.audit import build_audit, daemon_finding
+from jada_pipelines.health.cli import code_location_automation
 
 
 @pytest.fixture
@@ -71,7 +72,7 @@ def test_jada_health_and_the_heartbeat_check_name_a_started_run_with_no_live_wor
     finding = daemon_finding(instance, now, grading.Thresholds())
     assert finding.severity == "ERROR" and dead.run_id in finding.description
     assert finding.metadata["lost_run_workers"] == [dead.run_id]
-    section = build_audit(instance, now=now)["sections"]["daemons"]
+    section = build_audit(instance, now=now, expected_running=code_location_automation)["sections"]["daemons"]
     assert section["severity"] == "ERROR" and dead.run_id in section["summary"]
 
 

@@ -24,6 +24,7 @@ from jada_pipelines.agents.sensors import agent_task_sensor, run_request_for
 from jada_pipelines.agents.session import default_workdir, transcript_path
 from jada_pipelines.emulators.anthropic import end_turn, tool_use
 from jada_pipelines.health.audit import build_audit
+from jada_pipelines.health.cli import code_location_automation
 from tests.fixtures.processes import host_processes_matching
 from tests.fixtures.sessions import SECRETS, run_tool_commands
 
@@ -238,7 +239,12 @@ def test_a_loopback_service_of_the_host_is_not_reachable_unless_the_network_is_o
         result, results, _ = run_commands(instance, anthropic_emulator, probe, task_id="opted-in")
         assert results == ["connected\n"]
         assert session_metadata(result)["sandbox"] == "bubblewrap, network host"
-        assert "host's network" in build_audit(instance, now=time.time())["sections"]["sandbox"]["summary"]
+        assert (
+            "host's network"
+            in build_audit(instance, now=time.time(), expected_running=code_location_automation)["sections"][
+                "sandbox"
+            ]["summary"]
+        )
 
 
 def test_ordinary_work_still_works(instance, anthropic_emulator, secrets):
@@ -301,7 +307,9 @@ def test_without_bubblewrap_the_sensor_claims_nothing_and_health_says_how_to_fix
     assert "apt-get install bubblewrap" in skip.skip_message
     task = queue.get("t1")
     assert (task.status, task.attempt) == ("queued", 0)  # no attempt spent
-    section = build_audit(instance, now=time.time())["sections"]["sandbox"]
+    section = build_audit(instance, now=time.time(), expected_running=code_location_automation)["sections"][
+        "sandbox"
+    ]
     assert section["severity"] == "ERROR" and "apt-get install bubblewrap" in section["summary"]
 
 
@@ -314,5 +322,7 @@ def test_sandbox_off_runs_unconfined_and_says_so_everywhere(
     assert session_metadata(result)["sandbox"].startswith(
         "JADA_AGENT_SANDBOX=off: the model's commands run unconfined"
     )
-    section = build_audit(instance, now=time.time())["sections"]["sandbox"]
+    section = build_audit(instance, now=time.time(), expected_running=code_location_automation)["sections"][
+        "sandbox"
+    ]
     assert section["severity"] == "WARN" and "single-purpose VM" in section["summary"]

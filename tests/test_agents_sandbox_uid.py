@@ -32,6 +32,7 @@ from jada_pipelines.agents.queue import open_queue
 from jada_pipelines.agents.session import default_workdir
 from jada_pipelines.emulators.anthropic import end_turn, tool_use
 from jada_pipelines.health.audit import build_audit
+from jada_pipelines.health.cli import code_location_automation
 from tests.fixtures.processes import host_processes_matching
 from tests.fixtures.sessions import SECRETS, run_tool_commands
 
@@ -406,7 +407,9 @@ def test_the_network_is_not_confined_in_uid_mode_and_health_and_metadata_say_so(
         result, results, _ = run_commands(instance, anthropic_emulator, probe)
     assert result.success and results == ["connected\n"]
     assert session_metadata(result)["sandbox"] == "uid (network not confined)"
-    section = build_audit(instance, now=time.time())["sections"]["sandbox"]
+    section = build_audit(instance, now=time.time(), expected_running=code_location_automation)["sections"][
+        "sandbox"
+    ]
     assert section["severity"] == "OK" and "sandbox: uid (network not confined)" in section["summary"]
 
 
@@ -421,6 +424,8 @@ def test_the_network_is_not_confined_in_uid_mode_and_health_and_metadata_say_so(
 def test_a_bad_uid_range_is_refused_before_any_claim(instance, monkeypatch, value, says):
     monkeypatch.setenv("JADA_AGENT_SANDBOX", "uid")
     monkeypatch.setenv("JADA_AGENT_UID_RANGE", value)
-    section = build_audit(instance, now=time.time())["sections"]["sandbox"]
+    section = build_audit(instance, now=time.time(), expected_running=code_location_automation)["sections"][
+        "sandbox"
+    ]
     assert section["severity"] == "ERROR" and says in section["summary"]
     assert "JADA_AGENT_UID_RANGE" in section["summary"]

@@ -15,7 +15,7 @@ import pytest
 from jada_pipelines.agents.queue import open_queue
 from jada_pipelines.definitions import defs
 from jada_pipelines.health.sensors import cloudwatch_metrics_sensor
-from jada_pipelines.port_sheet.resources import DEFAULT_OWNED_COLUMNS
+from jada_pipelines.port_sheet.layout import DEFAULT_OWNED_COLUMNS
 from tests.fixtures.google import PORT_SHEET_ID, PORT_SHEET_TAB
 
 NAMESPACE = "JadaTest"

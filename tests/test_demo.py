@@ -93,7 +93,7 @@ def test_slack_posts_show_on_the_page_and_in_jada_demo_slack_newest_first_with_t
     assert "Slack posts (2)" in page
     # Newest first, HTML-escaped, each with its local time.
     assert page.index("Recovered") < page.index("run of port_sheet_sync_job failed &lt;first&gt;")
-    clock = demo_module._clock(demo.slack.received_at[0])
+    clock = demo_module.wall_clock(demo.slack.received_at[0])
     assert f"<time>{clock}</time> :red_circle: ERROR" in page
     assert f"<time>{clock}</time> REVOKED the demo&#x27;s Google token" in page
 
@@ -218,3 +218,53 @@ def test_make_dev_on_a_taken_port_stops_before_dagster_starts_and_names_it(tmp_p
     assert f"make dev: port {taken} is taken, nothing was started" in result.stdout
     assert f"make dev PORT={taken + 100}" in result.stdout
     assert "dagster" not in result.stderr.lower()
+
+
+class InProcessGraphQL:
+    """The story's GraphQL client, answered by Dagster's own GraphQL schema over the code location loaded in
+    this process (the webserver serves the same schema over HTTP)."""
+
+    def __init__(self, context):
+        self.context = context
+
+    def _execute(self, query: str, variables: dict | None = None) -> dict:
+        from dagster_graphql.test.utils import execute_dagster_graphql
+
+        result = execute_dagster_graphql(self.context, query, variables)
+        assert not result.errors, result.errors
+        return result.data
+
+
+def test_the_story_turns_the_real_schedule_off_while_it_drives_the_syncs_and_back_on_at_its_end(demo):
+    import dagster as dg
+    from dagster._core.scheduler.instigation import InstigatorStatus
+    from dagster._core.test_utils import in_process_test_workspace
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+
+    def stored_status(instance) -> InstigatorStatus | None:
+        states = [
+            s for s in instance.all_instigator_state() if s.instigator_name == "port_sheet_sync_schedule"
+        ]
+        return states[0].status if states else None
+
+    target = LoadableTargetOrigin(module_name="jada_pipelines.definitions", attribute="defs")
+    with dg.instance_for_test() as instance, in_process_test_workspace(instance, target) as context:
+        story = demo_module.DemoStory(
+            demo,
+            client=InProcessGraphQL(context),
+            home=demo.state_dir,
+            stop=threading.Event(),
+            dagster_alive=lambda: True,
+        )
+        assert stored_status(instance) is None  # RUNNING by default in code, nothing stored yet
+
+        story.pause_schedule()
+        assert stored_status(instance) == InstigatorStatus.STOPPED
+        assert story.schedule_paused
+
+        story.resume_schedule()
+        assert stored_status(instance) == InstigatorStatus.RUNNING
+        assert not story.schedule_paused
+    said = [text for _, text in demo.steps]
+    assert said[0].startswith("turned port_sheet_sync_schedule off while this script launches the syncs")
+    assert said[1] == "turned port_sheet_sync_schedule back on: it syncs the sheet every 30 minutes again."

@@ -124,6 +124,16 @@ def test_the_demo_fails_a_sync_on_revocation_alerts_once_with_the_fix_and_recove
     assert "`jada auth google` stored a new token" in said
     # The order of the story.
     assert said.index("REVOKED") < said.index(failed) < said.index("re-consenting") < said.index(passed)
+    # The real schedule is off from before the first sync to after the recovery, so no scheduled sync lands
+    # in the revoked window (the resume is said just after the recovery post, hence the wait).
+    off = "turned port_sheet_sync_schedule off"
+    deadline = time.monotonic() + 30
+    while "turned port_sheet_sync_schedule back on" not in "\n".join(demo.said()):
+        assert time.monotonic() < deadline, "the demo did not turn the schedule back on:\n" + said
+        time.sleep(1)
+    said = "\n".join(demo.said())
+    assert said.index(off) < said.index("sync 1:") < said.index("REVOKED")
+    assert said.index("received the recovery") < said.index("turned port_sheet_sync_schedule back on")
 
     posts = demo.posts()
     texts = [post["text"] for post in posts]

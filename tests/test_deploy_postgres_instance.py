@@ -25,7 +25,7 @@ import pytest
 from dagster._core.events import DagsterEventType
 
 from jada_pipelines.agents.queue import open_queue
-from jada_pipelines.port_sheet.resources import DEFAULT_OWNED_COLUMNS
+from jada_pipelines.port_sheet.layout import DEFAULT_OWNED_COLUMNS
 from tests.fixtures.google import PORT_SHEET_ID, PORT_SHEET_TAB
 
 REPO = Path(__file__).resolve().parent.parent
@@ -146,6 +146,7 @@ def daemon(production_home, tmp_path):
     process.wait()
 
 
+@pytest.mark.daemon
 def test_the_daemon_on_postgres_launches_a_queued_session_and_keeps_sensor_and_schedule_state_there(
     production_home, anthropic_emulator, daemon
 ):

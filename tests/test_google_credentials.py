@@ -9,10 +9,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from jada_pipelines.emulators.google import SHEETS_READONLY_SCOPE, SHEETS_SCOPE
-from jada_pipelines.google_api import credentials as credentials_module
-from jada_pipelines.google_api.credentials import GoogleConfig, RetryPolicy, authorize, check_credentials
+from jada_pipelines.google_api import retry as retry_module
+from jada_pipelines.google_api.config import GoogleConfig
+from jada_pipelines.google_api.credentials import authorize, check_credentials
 from jada_pipelines.google_api.errors import CredentialsError
 from jada_pipelines.google_api.resources import GoogleCredentialsResource
+from jada_pipelines.google_api.retry import RetryPolicy
 from tests.fixtures.google import PORT_SHEET_ID, PORT_SHEET_TAB
 
 CONSENT = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -270,7 +272,7 @@ def test_a_transient_sheets_error_is_retried_a_bounded_number_of_times_then_fail
 
 def test_a_429_that_clears_is_retried_into_a_result_after_waiting_out_the_minute(sheet, monkeypatch):
     waits: list[float] = []
-    monkeypatch.setattr(credentials_module, "pause", waits.append)
+    monkeypatch.setattr(retry_module, "pause", waits.append)
     session = _sheets(attempts=3)
     sheet.fail_sheets(429, times=2)
 

@@ -12,6 +12,7 @@ from jada_pipelines.emulators.google import (
     SHEETS_SCOPE,
     Formula,
     GoogleEmulator,
+    SheetsError,
     parse_a1,
 )
 
@@ -77,11 +78,16 @@ def test_trailing_empty_cells_and_rows_are_left_out_and_the_range_is_the_grids(g
 
 
 def test_a1_ranges_parse_like_googles():
-    assert parse_a1("'It''s'!B2:C") == parse_a1("'It''s'!B2:C")
+    # Quotes around a plain tab name are optional; an apostrophe inside a quoted name is doubled.
+    assert parse_a1("'Ports'!A1:B2") == parse_a1("Ports!A1:B2")
     grid = parse_a1("'It''s'!B2:C")
     assert (grid.tab, grid.row_start, grid.row_end, grid.col_start, grid.col_end) == ("It's", 1, None, 1, 3)
     assert parse_a1("Ports!2:5").row_end == 5
     assert parse_a1("A1:B2").tab is None
+    # A single apostrophe inside a quoted name ends the quote early: Google cannot parse the range.
+    with pytest.raises(SheetsError) as unparsable:
+        parse_a1("'It's'!A1")
+    assert (unparsable.value.code, unparsable.value.message) == (400, "Unable to parse range: 'It's'!A1")
 
 
 def test_raw_writes_keep_text_as_typed_and_user_entered_parses_it(google_emulator, api):

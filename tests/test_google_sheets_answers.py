@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from jada_pipelines.google_api import credentials
-from jada_pipelines.port_sheet.resources import DEFAULT_OWNED_COLUMNS
+from jada_pipelines.google_api import retry
+from jada_pipelines.port_sheet.layout import DEFAULT_OWNED_COLUMNS
 from tests.fixtures.google import PORT_SHEET_ID, PORT_SHEET_TAB
 from tests.fixtures.port_sheet import run_port_sheet_sync
 
@@ -31,7 +31,7 @@ class FakeClock:
 def clock(google_emulator, monkeypatch):
     fake = FakeClock()
     google_emulator.clock = fake
-    monkeypatch.setattr(credentials, "pause", fake.sleep)
+    monkeypatch.setattr(retry, "pause", fake.sleep)
     return fake
 
 

@@ -230,10 +230,13 @@ def test_the_health_asset_runs_the_check(queue, instance):
 
 def test_a_stopped_schedule_is_an_error_in_the_audit_that_names_it(instance):
     from jada_pipelines.health.audit import build_audit
+    from jada_pipelines.health.cli import code_location_automation
 
     stop(instance, "port_sheet_sync_schedule", InstigatorType.SCHEDULE)
 
-    section = build_audit(instance, now=time.time())["sections"]["automation"]
+    section = build_audit(instance, now=time.time(), expected_running=code_location_automation)["sections"][
+        "automation"
+    ]
 
     assert section["severity"] == "ERROR" and section["stopped"] == ["port_sheet_sync_schedule"]
     assert "Turned off: port_sheet_sync_schedule" in section["summary"]

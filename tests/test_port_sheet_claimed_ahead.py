@@ -15,7 +15,7 @@ from jada_pipelines.agents.queue import DEFAULT_MAX_ATTEMPTS, open_queue
 from jada_pipelines.agents.queue.sqlite import SQLiteTaskQueue
 from jada_pipelines.agents.resources import ClaudeSessionResource, TaskQueueResource
 from jada_pipelines.agents.sensors import agent_task_sensor
-from jada_pipelines.port_sheet.resources import DEFAULT_OWNED_COLUMNS
+from jada_pipelines.port_sheet.layout import DEFAULT_OWNED_COLUMNS
 from jada_pipelines.port_sheet.tasks import sync_tasks, task_id_for
 from tests.fixtures.google import PORT_SHEET_ID, PORT_SHEET_TAB
 from tests.fixtures.port_sheet import run_port_sheet_sync

@@ -1,5 +1,5 @@
 """port_sheet/ keeps its engines plain Python: only the Dagster side (assets, checks, resources, job,
-schedule, definitions) imports Dagster, as in the other domain folders."""
+schedule, sensors, definitions) imports Dagster, as in the other domain folders."""
 
 from __future__ import annotations
 

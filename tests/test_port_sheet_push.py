@@ -8,8 +8,8 @@ import pytest
 
 from jada_pipelines.emulators.google import Formula
 from jada_pipelines.google_api.resources import GoogleCredentialsResource
+from jada_pipelines.port_sheet.layout import DEFAULT_OWNED_COLUMNS
 from jada_pipelines.port_sheet.push import push_status
-from jada_pipelines.port_sheet.resources import DEFAULT_OWNED_COLUMNS
 from jada_pipelines.port_sheet.store import SpreadsheetNotes, notes_path
 from tests.fixtures.google import PORT_SHEET_ID, PORT_SHEET_TAB
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from jada_pipelines.port_sheet.resources import DEFAULT_OWNED_COLUMNS
+from jada_pipelines.port_sheet.layout import DEFAULT_OWNED_COLUMNS
 from tests.fixtures.google import PORT_SHEET_ID, PORT_SHEET_TAB
 from tests.fixtures.port_sheet import run_port_sheet_sync
 

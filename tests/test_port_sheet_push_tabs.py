@@ -10,7 +10,7 @@ import copy
 import pytest
 
 from jada_pipelines.port_sheet.columns import tag_id
-from jada_pipelines.port_sheet.resources import DEFAULT_OWNED_COLUMNS
+from jada_pipelines.port_sheet.layout import DEFAULT_OWNED_COLUMNS
 from tests.fixtures.google import PORT_SHEET_ID, PORT_SHEET_TAB
 from tests.fixtures.port_sheet import run_port_sheet_sync
 

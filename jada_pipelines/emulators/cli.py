@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from datetime import datetime
+from pathlib import Path
 from typing import Any
+
+from jada_pipelines.google_api.errors import CredentialsError
+from jada_pipelines.settings import ConfigError
 
 # A cell wider than this is cut, so a 20-row sheet fits a terminal.
 CELL_CHARS = 28
@@ -36,13 +41,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def print_sheet(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
+    # Imported here: the demo package loads the emulators, and Dagster comes with the resources; neither
+    # belongs in the start of every `jada` command.
     from jada_pipelines.emulators.demo import STATE_DIR, load_demo_env
-    from jada_pipelines.google_api.errors import CredentialsError
     from jada_pipelines.google_api.resources import GoogleCredentialsResource
     from jada_pipelines.port_sheet.resources import PortSheetSettings
-    from jada_pipelines.settings import ConfigError
 
     demo_env = load_demo_env(Path(args.state_dir) if args.state_dir else STATE_DIR)
     if not demo_env:
@@ -85,12 +88,9 @@ def print_slack(args: argparse.Namespace) -> int:
     import json
     import urllib.error
     import urllib.request
-    from datetime import datetime
-    from pathlib import Path
 
     from jada_pipelines.emulators.demo import STATE_DIR, load_demo_env
     from jada_pipelines.emulators.slack import POSTS_PATH
-    from jada_pipelines.settings import ConfigError
 
     demo_env = load_demo_env(Path(args.state_dir) if args.state_dir else STATE_DIR)
     if not demo_env.get("SLACK_WEBHOOK_URL"):

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING
+from pathlib import Path
 
-if TYPE_CHECKING:
-    from jada_pipelines.google_api.tokens import TokenStore
+from jada_pipelines import settings
+from jada_pipelines.google_api import oauth
+from jada_pipelines.google_api.credentials import check_credentials
+from jada_pipelines.google_api.errors import CredentialsError
+from jada_pipelines.google_api.secrets_manager import SecretStoreError
+from jada_pipelines.google_api.tokens import FileTokenStore, SecretsManagerTokenStore, TokenStore
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -60,12 +64,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def auth_google(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from jada_pipelines import settings
-    from jada_pipelines.google_api import oauth
-    from jada_pipelines.google_api.errors import CredentialsError
-
     try:
         store = _target_store(args)
         client_config = oauth.load_client_config(Path(args.client_secrets).expanduser())
@@ -102,9 +100,6 @@ def auth_google(args: argparse.Namespace) -> int:
 
 
 def _target_store(args: argparse.Namespace) -> TokenStore:
-    from jada_pipelines import settings
-    from jada_pipelines.google_api.tokens import FileTokenStore, SecretsManagerTokenStore
-
     if args.store == "secretsmanager":
         secret_id = args.secret_id or settings.env("JADA_GOOGLE_TOKEN_SECRET_ID")
         if secret_id is None:
@@ -132,14 +127,10 @@ def _save_errors() -> tuple[type[Exception], ...]:
     reached / had no credentials)."""
     from botocore.exceptions import BotoCoreError
 
-    from jada_pipelines.google_api.secrets_manager import SecretStoreError
-
     return (OSError, SecretStoreError, BotoCoreError)
 
 
 def auth_check(args: argparse.Namespace) -> int:
-    from jada_pipelines.google_api.credentials import check_credentials
-
     verdict = check_credentials()
     stream = sys.stdout if verdict.ok else sys.stderr
     label = verdict.severity if verdict.ok else f"ERROR [{verdict.kind}]"

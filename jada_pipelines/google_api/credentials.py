@@ -1,6 +1,6 @@
 """Google credentials: load, validate, refresh for real, and sort every failure into a class with its fix.
 
-Plain Python (no Dagster). The resource in ``resources.py`` and ``jada auth check`` both call
+Plain Python (no Dagster). The retry policy lives in ``retry.py`` and the configuration in ``config.py``. The resource in ``resources.py`` and ``jada auth check`` both call
 :func:`authorize` / :func:`check_credentials`, so the UI and the command line say the same thing;
 :func:`stored_token_age` reads the token's age without a refresh (for the minute-by-minute metrics).
 Failures are classified on the token endpoint's HTTP status and JSON error payload, never on message
@@ -9,21 +9,15 @@ text, which Google rewords.
 
 from __future__ import annotations
 
-import random
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
 from jada_pipelines import settings
+from jada_pipelines.google_api.config import GoogleConfig
 from jada_pipelines.google_api.errors import CredentialsError
-from jada_pipelines.google_api.tokens import (
-    AUTH_COMMAND,
-    FileTokenStore,
-    SecretsManagerTokenStore,
-    TokenStore,
-)
+from jada_pipelines.google_api.retry import TRANSIENT_STATUSES
+from jada_pipelines.google_api.tokens import AUTH_COMMAND
 
 if TYPE_CHECKING:
     from google.auth.credentials import Credentials
@@ -36,143 +30,6 @@ SERVICE_ACCOUNT_FIELDS = ("client_email", "private_key")
 # Google: an app in "Testing" publishing status gets refresh tokens that expire 7 days after consent.
 TESTING_TOKEN_LIFETIME = timedelta(days=7)
 WARN_AT_FRACTION = 0.9
-TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-SOURCE_VARIABLES = (
-    "JADA_GOOGLE_TOKEN_FILE",
-    "JADA_GOOGLE_SERVICE_ACCOUNT_FILE",
-    "JADA_GOOGLE_TOKEN_SECRET_ID",
-)
-
-T = TypeVar("T")
-
-
-# Google's Sheets quotas are per minute ("Usage limits": requests work again after a minute), so a 429
-# without Retry-After is waited out for one whole window.
-QUOTA_WINDOW_S = 60.0
-
-
-def pause(seconds: float) -> None:
-    """The one place the Google client waits; a test swaps it for a clock it controls."""
-    time.sleep(seconds)
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """A bounded retry: transient failures with backoff, ``attempts`` times at most; a 429 (quota) waited
-    out as Google asks, up to ``quota_wait_s`` in all; never a revoked token or a 403."""
-
-    attempts: int = 4
-    base_delay_s: float = 1.0
-    max_delay_s: float = 32.0
-    quota_wait_s: float = 150.0
-    sleep: Callable[[float], None] = field(default=lambda seconds: pause(seconds))
-
-    def delay(self, retry: int) -> float:
-        # Google's recipe: 2^n seconds plus up to a second of jitter, capped.
-        return min(self.base_delay_s * (2**retry + random.random()), self.max_delay_s)
-
-    def quota_delay(self, error: CredentialsError) -> float:
-        """How long a 429 asks to wait: its Retry-After, else the rest of Google's per-minute window."""
-        return error.retry_after_s if error.retry_after_s is not None else QUOTA_WINDOW_S + random.random()
-
-    def call(
-        self,
-        fn: Callable[[], T],
-        *,
-        on_attempt: Callable[[], None] | None = None,
-        quota: QuotaBudget | None = None,
-    ) -> T:
-        """``fn()``, retried while it raises a retryable :class:`CredentialsError`: transient failures
-        ``attempts`` times at most, a quota as long as the waits fit in the budget (``quota_wait_s``)."""
-        quota = quota or QuotaBudget(self.quota_wait_s)
-        retry = 0
-        while True:
-            if on_attempt is not None:
-                on_attempt()
-            try:
-                return fn()
-            except CredentialsError as error:
-                if not error.retryable:
-                    raise
-                if error.kind == "quota":
-                    self.sleep(quota.take(error, self.quota_delay(error)))
-                    continue
-                if retry + 1 >= self.attempts:
-                    error.metadata["attempts"] = self.attempts
-                    raise
-            self.sleep(self.delay(retry))
-            retry += 1
-
-
-@dataclass
-class QuotaBudget:
-    """What one session may still spend waiting out 429s, so a run's quota waits stay bounded."""
-
-    limit_s: float
-    waited_s: float = 0.0
-
-    def take(self, error: CredentialsError, wait: float) -> float:
-        """``wait`` if it fits in what is left, else the "quota" failure for the run."""
-        if self.waited_s + wait > self.limit_s:
-            raise quota_exhausted(error, self.waited_s) from None
-        self.waited_s += wait
-        return wait
-
-
-def quota_exhausted(error: CredentialsError, waited: float) -> CredentialsError:
-    """The run's failure once a 429 outlasted the wait it may spend on quota."""
-    final = CredentialsError(
-        "quota",
-        f"The Google Sheets API quota is exhausted (HTTP 429 RESOURCE_EXHAUSTED): the per-minute limit of the "
-        f"account or Cloud project was still reached after waiting {waited:.0f} s, so this run stopped before "
-        "finishing (nothing was skipped silently; the next scheduled run syncs again). If it keeps happening, "
-        "another program shares the quota: spread its calls, or ask for more quota in the Google Cloud "
-        "console (IAM & Admin > Quotas, service sheets.googleapis.com).",
-        {**error.metadata, "quota_waited_s": round(waited, 1)},
-    )
-    final.retry_after_s = error.retry_after_s
-    return final
-
-
-@dataclass(frozen=True)
-class GoogleConfig:
-    """Where the credentials come from and which endpoints to use; built at execution time."""
-
-    token_file: str | None = None
-    service_account_file: str | None = None
-    token_secret_id: str | None = None
-    token_uri: str = settings.DEFAULT_GOOGLE_TOKEN_URI
-    sheets_api_url: str = settings.DEFAULT_SHEETS_API_URL
-    timeout: tuple[float, float] = (10.0, 120.0)
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-
-    @classmethod
-    def from_env(cls, **overrides: Any) -> GoogleConfig:
-        """The environment's settings; ``overrides`` that are not None win (the resource's fields)."""
-        values = {
-            "token_file": settings.env("JADA_GOOGLE_TOKEN_FILE"),
-            "service_account_file": settings.env("JADA_GOOGLE_SERVICE_ACCOUNT_FILE"),
-            "token_secret_id": settings.env("JADA_GOOGLE_TOKEN_SECRET_ID"),
-            "token_uri": settings.env("JADA_GOOGLE_TOKEN_URI", settings.DEFAULT_GOOGLE_TOKEN_URI),
-            "sheets_api_url": settings.env("JADA_SHEETS_API_URL", settings.DEFAULT_SHEETS_API_URL),
-        }
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
-
-    def store(self) -> TokenStore:
-        if self.service_account_file:
-            return FileTokenStore(self.service_account_file, variable="JADA_GOOGLE_SERVICE_ACCOUNT_FILE")
-        if self.token_file:
-            return FileTokenStore(self.token_file)
-        if self.token_secret_id:
-            return SecretsManagerTokenStore(self.token_secret_id)
-        raise CredentialsError(
-            "missing_config",
-            "No Google credentials are configured. Set JADA_GOOGLE_TOKEN_FILE to an authorized-user token "
-            f"(create one with `{AUTH_COMMAND}`), or JADA_GOOGLE_SERVICE_ACCOUNT_FILE to a service-account "
-            "key, or JADA_GOOGLE_TOKEN_SECRET_ID to an AWS Secrets Manager secret holding the token.",
-            {"variables": ", ".join(SOURCE_VARIABLES)},
-        )
 
 
 @dataclass(frozen=True)

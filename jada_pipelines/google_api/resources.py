@@ -8,10 +8,13 @@ from typing import TYPE_CHECKING
 import dagster as dg
 from pydantic import Field
 
+from jada_pipelines.google_api.config import GoogleConfig
+from jada_pipelines.google_api.credentials import CredentialVerdict, authorize, check_credentials
+from jada_pipelines.google_api.retry import RetryPolicy
+from jada_pipelines.google_api.sheets import SheetsSession
+
 if TYPE_CHECKING:
-    from jada_pipelines.google_api.credentials import CredentialVerdict, GoogleConfig
     from jada_pipelines.google_api.errors import CredentialsError
-    from jada_pipelines.google_api.sheets import SheetsSession
 
 
 class GoogleCredentialsResource(dg.ConfigurableResource):
@@ -74,8 +77,6 @@ class GoogleCredentialsResource(dg.ConfigurableResource):
     )
 
     def config(self) -> GoogleConfig:
-        from jada_pipelines.google_api.credentials import GoogleConfig, RetryPolicy
-
         return GoogleConfig.from_env(
             token_file=self.token_file,
             service_account_file=self.service_account_file,
@@ -93,8 +94,6 @@ class GoogleCredentialsResource(dg.ConfigurableResource):
 
     def verdict(self, *, now: datetime | None = None) -> CredentialVerdict:
         """Refresh for real and say OK, WARN (expires soon) or ERROR (class + fix); never raises for bad creds."""
-        from jada_pipelines.google_api.credentials import check_credentials
-
         return check_credentials(now=now, config=self.config())
 
     def sheets(self, *, now: datetime | None = None) -> SheetsSession:
@@ -103,8 +102,6 @@ class GoogleCredentialsResource(dg.ConfigurableResource):
         Raises :class:`~jada_pipelines.google_api.errors.CredentialsError` before any Sheets call when the
         credentials cannot be used.
         """
-        from jada_pipelines.google_api.credentials import authorize
-        from jada_pipelines.google_api.sheets import SheetsSession
 
         authorized = authorize(self.config(), now=now)
         return SheetsSession(authorized.credentials, authorized.config, authorized.verdict)

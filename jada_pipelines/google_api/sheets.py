@@ -9,17 +9,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from jada_pipelines import settings
+from jada_pipelines.google_api.config import GoogleConfig
 from jada_pipelines.google_api.credentials import (
-    TRANSIENT_STATUSES,
     CredentialVerdict,
-    GoogleConfig,
-    QuotaBudget,
     RecordingRequest,
     classify_token_response,
     endpoint_hint,
     transient_error,
 )
 from jada_pipelines.google_api.errors import CredentialsError
+from jada_pipelines.google_api.retry import TRANSIENT_STATUSES, QuotaBudget
 from jada_pipelines.google_api.tokens import AUTH_COMMAND
 
 if TYPE_CHECKING:

@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Protocol
 
+from jada_pipelines.google_api import secrets_manager
 from jada_pipelines.google_api.errors import CredentialsError
 
 AUTH_COMMAND = "jada auth google --client-secrets CLIENT_SECRETS.json --testing|--production"
@@ -67,8 +68,6 @@ class SecretsManagerTokenStore:
         return f"JADA_GOOGLE_TOKEN_SECRET_ID={self.secret_id}"
 
     def load(self) -> dict[str, Any]:
-        from jada_pipelines.google_api import secrets_manager
-
         try:
             return secrets_manager.read_token(self.secret_id)
         except secrets_manager.SecretStoreError as exc:
@@ -81,8 +80,6 @@ class SecretsManagerTokenStore:
             ) from None
 
     def save(self, data: dict[str, Any]) -> None:
-        from jada_pipelines.google_api import secrets_manager
-
         # A fresh request token per consent: a retried write of the same consent is idempotent on AWS's side.
         secrets_manager.write_token(self.secret_id, data, client_request_token=str(uuid.uuid4()))
 

@@ -4,7 +4,11 @@ import time
 
 import dagster as dg
 
-from jada_pipelines.health import grading
+from jada_pipelines.agents.bwrap_sandbox import sandbox_status
+from jada_pipelines.agents.latency import dispatch_latencies, latency_metadata
+from jada_pipelines.agents.queue import open_queue
+from jada_pipelines.health import grading, sessions_starting
+from jada_pipelines.health.audit import daemon_finding, daemon_heartbeats
 
 DAY_SECONDS = 24 * 3600
 
@@ -32,11 +36,6 @@ def agent_task_queue(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     Each materialization records the queue's figures as metadata (plotted in the UI over time) and grades
     them in its checks; the alert sensor posts any check that fails.
     """
-    from jada_pipelines.agents.bwrap_sandbox import sandbox_status
-    from jada_pipelines.agents.latency import dispatch_latencies, latency_metadata
-    from jada_pipelines.agents.queue import open_queue
-    from jada_pipelines.health import sessions_starting
-    from jada_pipelines.health.audit import daemon_finding, daemon_heartbeats
 
     now = time.time()
     thresholds = grading.Thresholds.from_env()

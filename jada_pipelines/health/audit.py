@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +18,14 @@ import dagster as dg
 
 from jada_pipelines import settings
 from jada_pipelines.agents.bwrap_sandbox import sandbox_status
-from jada_pipelines.health import grading
+from jada_pipelines.agents.latency import describe_latencies, dispatch_latencies
+from jada_pipelines.agents.queue import open_queue
+from jada_pipelines.agents.run_workers import started_run_workers, with_lost_workers
+from jada_pipelines.alerts.history import step_failures
+from jada_pipelines.google_api.credentials import check_credentials
+from jada_pipelines.health import grading, sessions_starting
+from jada_pipelines.health.automation import stopped
+from jada_pipelines.health.configuration import problems
 
 DAY_SECONDS = 24 * 3600
 RECENT_FAILURES = 5
@@ -44,8 +51,15 @@ def daemon_heartbeats(instance: dg.DagsterInstance) -> dict[str, float | None]:
     }
 
 
-def build_audit(instance: dg.DagsterInstance, *, now: float) -> dict:
-    """The whole audit as JSON-ready data: ``overall`` severity plus one entry per section."""
+def build_audit(
+    instance: dg.DagsterInstance, *, now: float, expected_running: Callable[[], Collection[str]]
+) -> dict:
+    """The whole audit as JSON-ready data: ``overall`` severity plus one entry per section.
+
+    ``expected_running`` gives the names of the schedules and sensors meant to run (the caller's
+    ``automation.running_by_default`` of the code location); the "automation" section names those someone
+    stopped. It is called inside that section, so a code location that fails to load is that section's ERROR.
+    """
     thresholds = grading.Thresholds.from_env()
     builders: dict[str, Callable[[], Section]] = {
         # First: a missing key explains most of what the sections below it show.
@@ -54,7 +68,7 @@ def build_audit(instance: dg.DagsterInstance, *, now: float) -> dict:
         "daemons": lambda: _finding_section(daemon_finding(instance, now, thresholds)),
         "runs_24h": lambda: _runs_section(instance, now),
         "recent_failures": lambda: _failures_section(instance, now),
-        "automation": lambda: _automation_section(instance),
+        "automation": lambda: _automation_section(instance, set(expected_running())),
         "queue": lambda: _queue_section(now, thresholds),
         "dispatch": lambda: _dispatch_section(instance, now, thresholds),
         "sessions": lambda: _sessions_section(now, thresholds),
@@ -76,8 +90,6 @@ def build_audit(instance: dg.DagsterInstance, *, now: float) -> dict:
 
 
 def daemon_finding(instance: dg.DagsterInstance, now: float, thresholds: grading.Thresholds):
-    from jada_pipelines.agents.run_workers import started_run_workers, with_lost_workers
-
     finding = grading.grade_daemon(daemon_heartbeats(instance), now=now, thresholds=thresholds)
     return with_lost_workers(finding, started_run_workers(instance))
 
@@ -95,8 +107,6 @@ def _finding_section(finding: grading.Finding) -> Section:
 
 
 def _configuration_section() -> Section:
-    from jada_pipelines.health.configuration import problems
-
     found = problems()
     if not found:
         return Section("OK", "Claude, Slack and Google are configured.", {"problems": []})
@@ -151,8 +161,6 @@ def _runs_section(instance: dg.DagsterInstance, now: float) -> Section:
 
 
 def _failures_section(instance: dg.DagsterInstance, now: float) -> Section:
-    from jada_pipelines.alerts.history import step_failures
-
     failed = _runs_since(instance, now, statuses=[dg.DagsterRunStatus.FAILURE])
     failures = [
         {
@@ -174,8 +182,6 @@ def _failures_section(instance: dg.DagsterInstance, now: float) -> Section:
 
 
 def _queue_section(now: float, thresholds: grading.Thresholds) -> Section:
-    from jada_pipelines.agents.queue import open_queue
-
     queue = open_queue()
     stats = queue.stats(now=now)
     backlog = grading.grade_backlog(stats, thresholds)
@@ -202,10 +208,7 @@ def _queue_section(now: float, thresholds: grading.Thresholds) -> Section:
     )
 
 
-def _automation_section(instance: dg.DagsterInstance) -> Section:
-    from jada_pipelines.health.automation import running_by_default, stopped
-
-    expected = running_by_default()
+def _automation_section(instance: dg.DagsterInstance, expected: set[str]) -> Section:
     off = stopped(instance, expected)
     if not off:
         return Section("OK", f"All {len(expected)} schedules and sensors are on.", {"stopped": []})
@@ -218,9 +221,6 @@ def _automation_section(instance: dg.DagsterInstance) -> Section:
 
 
 def _dispatch_section(instance: dg.DagsterInstance, now: float, thresholds: grading.Thresholds) -> Section:
-    from jada_pipelines.agents.queue import open_queue
-    from jada_pipelines.health import sessions_starting
-
     stale = sessions_starting.stale_daemons(daemon_heartbeats(instance), now=now, thresholds=thresholds)
     return _finding_section(
         sessions_starting.grade(
@@ -230,8 +230,6 @@ def _dispatch_section(instance: dg.DagsterInstance, now: float, thresholds: grad
 
 
 def _attempts_24h(now: float) -> list:
-    from jada_pipelines.agents.queue import open_queue
-
     return open_queue().attempts(since=now - DAY_SECONDS)
 
 
@@ -253,8 +251,8 @@ def _backends_section(now: float) -> Section:
     """Sessions and failures per session backend over 24 h, and the Claude Code backend's install: the
     ``claude-code`` extra and the version of the CLI its wheel bundles (read from the wheel's files; nothing
     is run and nothing is fetched)."""
-    from jada_pipelines.agents.queue import BACKENDS, open_queue
     from jada_pipelines.agents.resources import backend_from_env
+    from jada_pipelines.agents.session import BACKENDS
 
     try:
         default = backend_from_env()
@@ -308,8 +306,6 @@ def _claude_code_install() -> dict:
 
 
 def _dispatch_latency_section(now: float) -> Section:
-    from jada_pipelines.agents.latency import describe_latencies, dispatch_latencies
-
     latencies = dispatch_latencies(_attempts_24h(now))
     return Section("OK", describe_latencies(latencies), {"latencies": latencies})
 
@@ -326,8 +322,6 @@ def _cost_section(now: float) -> Section:
 
 
 def _google_section() -> Section:
-    from jada_pipelines.google_api.credentials import check_credentials
-
     verdict = check_credentials()
     details = {
         "kind": verdict.kind,

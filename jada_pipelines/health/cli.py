@@ -7,6 +7,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from jada_pipelines import settings
+from jada_pipelines.aws_clients import error_code
+from jada_pipelines.health import watchdog
+from jada_pipelines.health.alarms import put_alarms
+from jada_pipelines.health.cloudwatch import DEFAULT_ENV
+from jada_pipelines.health.grading import Thresholds
+from jada_pipelines.settings import ConfigError, dagster_home
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `jada health` and `jada aws` to the `jada` parser."""
@@ -56,16 +64,14 @@ def run_health(args: argparse.Namespace) -> int:
 
     import dagster as dg
 
-    from jada_pipelines.health import watchdog
     from jada_pipelines.health.audit import build_audit, render_text
-    from jada_pipelines.settings import dagster_home
 
     dagster_home()  # a clear ConfigError before Dagster's own message about DAGSTER_HOME
     slack = _watchdog_slack() if args.alert else None
     now = watchdog.current_time()
     try:
         with dg.DagsterInstance.get() as instance:
-            audit = build_audit(instance, now=now)
+            audit = build_audit(instance, now=now, expected_running=code_location_automation)
     except Exception as error:
         if not args.alert:
             raise
@@ -82,9 +88,17 @@ def run_health(args: argparse.Namespace) -> int:
     return 1 if audit["overall"] == "ERROR" else 0
 
 
+def code_location_automation() -> set[str]:
+    """The code location's schedules and sensors meant to run, for the audit's "automation" section. The CLI
+    is the layer above the code location, so it is the one that imports ``definitions.py``."""
+    from jada_pipelines.definitions import defs
+    from jada_pipelines.health.automation import running_by_default
+
+    return running_by_default(defs)
+
+
 def _watchdog_slack():
     from jada_pipelines.alerts.resources import WEBHOOK_VARIABLE, SlackWebhookResource
-    from jada_pipelines.settings import ConfigError
 
     slack = SlackWebhookResource()
     if not slack.configured():  # raises ConfigError, without the value, for a URL that is not https
@@ -97,12 +111,6 @@ def _watchdog_slack():
 
 def run_aws_alarms(args: argparse.Namespace) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
-
-    from jada_pipelines import settings
-    from jada_pipelines.aws_clients import error_code
-    from jada_pipelines.health.alarms import put_alarms
-    from jada_pipelines.health.cloudwatch import DEFAULT_ENV
-    from jada_pipelines.health.grading import Thresholds
 
     namespace = args.namespace or settings.env("JADA_CLOUDWATCH_NAMESPACE")
     if namespace is None:

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 from jada_pipelines import settings
 from jada_pipelines.agents.queue import CLAIMABLE, open_queue
 from jada_pipelines.aws_clients import client
+from jada_pipelines.google_api.credentials import stored_token_age
+from jada_pipelines.google_api.errors import CredentialsError
 
 if TYPE_CHECKING:
     from dagster import DagsterInstance
@@ -64,8 +66,6 @@ def token_metrics(instance: DagsterInstance) -> list[Metric]:
     requests a day. The age is read from the token store; whether the credentials work is the latest
     evaluation of the ``google_credentials_fresh`` check, which every port-sheet sync runs for real.
     """
-    from jada_pipelines.google_api.credentials import stored_token_age
-    from jada_pipelines.google_api.errors import CredentialsError
 
     try:
         age_days = stored_token_age().age_days

@@ -15,6 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from jada_pipelines import settings
+from jada_pipelines.agents.bwrap_sandbox import sandbox_status
+from jada_pipelines.agents.sensors import why_no_session_can_run
+from jada_pipelines.alerts.resources import WEBHOOK_VARIABLE, webhook_url
+from jada_pipelines.google_api.config import SOURCE_VARIABLES
 
 SESSIONS_DOC = 'docs/agents.md, "Set-up"'
 SLACK_DOC = 'docs/alerts_health.md, "Set-up"'
@@ -31,8 +35,6 @@ class Problem:
 def sessions_problem() -> Problem | None:
     """Why no agent session can start, if one cannot: the sensor's own rule, less the sandbox (the audit's
     sandbox section reports that one)."""
-    from jada_pipelines.agents.bwrap_sandbox import sandbox_status
-    from jada_pipelines.agents.sensors import why_no_session_can_run
 
     problem = why_no_session_can_run()
     if problem is None or problem == sandbox_status().problem:
@@ -47,8 +49,6 @@ def sessions_problem() -> Problem | None:
 
 
 def slack_problem() -> Problem | None:
-    from jada_pipelines.alerts.resources import WEBHOOK_VARIABLE, webhook_url
-
     try:
         url = webhook_url()
     except settings.ConfigError as error:
@@ -64,8 +64,6 @@ def slack_problem() -> Problem | None:
 
 
 def google_problems() -> list[Problem]:
-    from jada_pipelines.google_api.credentials import SOURCE_VARIABLES
-
     problems = []
     if not any(settings.env(name) for name in SOURCE_VARIABLES):
         problems.append(

@@ -7,6 +7,7 @@ import time
 import dagster as dg
 
 from jada_pipelines import settings
+from jada_pipelines.health.cloudwatch import publish_health_metrics
 
 PUBLISH_INTERVAL_S = 60
 
@@ -25,7 +26,6 @@ def cloudwatch_metrics_sensor(context: dg.SensorEvaluationContext):
             "JADA_CLOUDWATCH_NAMESPACE is not set, so no metrics go to CloudWatch; set it (for example to "
             "Jada) on AWS to publish the queue and token figures every minute."
         )
-    from jada_pipelines.health.cloudwatch import publish_health_metrics
 
     now = time.time()
     # The cursor is the previous publish time, so each turn-capped session is counted in exactly one minute.

@@ -22,7 +22,10 @@ from dataclasses import dataclass
 import dagster as dg
 
 from jada_pipelines import settings
+from jada_pipelines.agents.jobs import ATTEMPT_TAG, TASK_ID_TAG
+from jada_pipelines.agents.sensors import why_no_session_can_run
 from jada_pipelines.health import grading
+from jada_pipelines.health.automation import stopped
 
 SENSOR = "agent_task_sensor"
 # Runs that hold a tag slot: Dagster's run queue counts launched runs that have not ended.
@@ -60,10 +63,6 @@ def stale_daemons(
 
 
 def gather(queue, instance: dg.DagsterInstance, *, now: float, stale_daemons: list[str]) -> DispatchFacts:
-    from jada_pipelines.agents.jobs import ATTEMPT_TAG, TASK_ID_TAG
-    from jada_pipelines.agents.sensors import why_no_session_can_run
-    from jada_pipelines.health.automation import stopped
-
     waits = [
         now - task.available_at
         for status in ("queued", "incomplete")

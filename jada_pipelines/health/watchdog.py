@@ -27,6 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from jada_pipelines import settings
+from jada_pipelines.alerts import messages
+from jada_pipelines.alerts.errors import SlackDeliveryError
 
 STATE_VARIABLE = "JADA_WATCHDOG_STATE_FILE"
 REMIND_HOURS_VARIABLE = "JADA_ALERT_REMIND_HOURS"
@@ -122,8 +124,6 @@ def plan(audit: dict, state: WatchdogState, *, now: float, remind_after: float) 
 
 def run(audit: dict, *, slack, path: Path, now: float) -> tuple[list[str], bool]:
     """Post what ``plan`` says through ``slack``; returns lines saying what happened, and whether all went out."""
-    from jada_pipelines.alerts.errors import SlackDeliveryError
-
     state = WatchdogState.load(path)
     if state.not_before is not None and now < state.not_before:
         return [f"Slack asked for quiet until {_iso(state.not_before)}; nothing posted this run."], True
@@ -164,8 +164,6 @@ def run(audit: dict, *, slack, path: Path, now: float) -> tuple[list[str], bool]
 
 
 def _message(post: Post):
-    from jada_pipelines.alerts import messages
-
     return messages.watchdog(
         kind=post.kind,
         section=post.key,  # the section, or "section: problem" for one of the problems it lists

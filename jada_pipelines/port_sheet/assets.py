@@ -10,6 +10,7 @@ Each asset reports what its engine did as metadata and check results (``checks.p
 
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 # No `from __future__ import annotations` in this module: Dagster inspects the assets' resource
 # annotations as live classes. Names imported only for type checking are quoted instead.
@@ -33,7 +34,8 @@ from jada_pipelines.port_sheet.checks import (
     status_columns_present,
     status_rows_located,
 )
-from jada_pipelines.port_sheet.push import SYNC_ISSUE, PushResult, column_names, push_status, wanted_cells
+from jada_pipelines.port_sheet.layout import SYNC_ISSUE
+from jada_pipelines.port_sheet.push import PushResult, column_names, push_status, wanted_cells
 from jada_pipelines.port_sheet.resources import PortSheetSettings
 from jada_pipelines.port_sheet.snapshot import PortSheetSnapshot
 from jada_pipelines.port_sheet.store import (
@@ -231,7 +233,6 @@ def _read_sheet(
 
     Two calls: the spreadsheet's time zone (its dates are wall-clock times there), then the values.
     """
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     from jada_pipelines.port_sheet.pull import read_time_zone, read_values
 

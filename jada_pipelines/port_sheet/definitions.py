@@ -9,13 +9,11 @@ from jada_pipelines.port_sheet.resources import PortSheetSettings, PortSheetStor
 from jada_pipelines.port_sheet.schedules import port_sheet_sync_schedule
 from jada_pipelines.port_sheet.sensors import port_sheet_push_sensor
 
+# Every check is declared on its asset (see port_sheet/checks.py for why), so there is no asset_checks list.
 ASSETS = [port_sheet_rows, port_sheet_tasks, port_sheet_status]
-# Every check is declared on its asset (see port_sheet/checks.py for why).
-ASSET_CHECKS: list = []
 
 defs = dg.Definitions(
     assets=ASSETS,
-    asset_checks=ASSET_CHECKS,
     jobs=[port_sheet_sync_job, port_sheet_push_job],
     schedules=[port_sheet_sync_schedule],
     sensors=[port_sheet_push_sensor],

@@ -13,14 +13,14 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import pandas as pd
+from dateutil.parser import parse
 
 from jada_pipelines.port_sheet.a1 import sheet_range
 from jada_pipelines.port_sheet.keys import key_text
 from jada_pipelines.port_sheet.snapshot import PortSheetSnapshot, QuarantinedRow
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 ROW_NUMBER = "_row_number"
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -108,7 +108,6 @@ def _as_boolean(value: Any) -> bool:
 def _as_datetime(value: Any, time_zone: str = "UTC") -> Any:
     """A date or date-time cell as a UTC timestamp. The sheet shows wall-clock times of its own time zone,
     so a value without an explicit offset (a formatted date, or a serial number) is read in ``time_zone``."""
-    import pandas as pd
 
     try:
         if isinstance(value, int | float) and not isinstance(value, bool):
@@ -133,8 +132,6 @@ def _as_datetime(value: Any, time_zone: str = "UTC") -> Any:
 
 
 def _lacks_date(text: str) -> bool:
-    from dateutil.parser import parse
-
     try:
         first, second = datetime(2001, 1, 1), datetime(2002, 2, 2)
         return parse(text, default=first).date() != parse(text, default=second).date()
@@ -276,8 +273,6 @@ def _drop_duplicate_keys(records: list[dict], key_column: str) -> tuple[list[dic
 
 
 def _frame(records: list[dict], columns: list[str], column_types: dict[str, str]) -> pd.DataFrame:
-    import pandas as pd
-
     frame = pd.DataFrame.from_records(records, columns=[*columns, ROW_NUMBER])
     dtypes = {name: COLUMN_TYPES[column_types.get(name, "string")][1] for name in columns}
     dtypes[ROW_NUMBER] = "int64"

@@ -5,6 +5,9 @@
 developer metadata, ``columns.py``), made just before one batched write of the cells that differ
 (``plan.py``; none when nothing changed): two Google calls whatever the number of rows. Everything else in
 the sheet belongs to people and is never written. The ``port_sheet_status`` asset (``assets.py``) runs it.
+
+``keys.py``, ``plan.py`` and ``columns.py`` are imported inside the functions that use them: they load pandas,
+which the definitions load (assets.py imports this module) must not.
 """
 
 import time
@@ -14,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from jada_pipelines.agents.queue import LEASED
 from jada_pipelines.google_api.errors import CredentialsError
+from jada_pipelines.port_sheet.layout import DEFAULT_OWNED_COLUMNS, SYNC_ISSUE
+from jada_pipelines.port_sheet.store import SpreadsheetNotes
 from jada_pipelines.port_sheet.tasks import SOURCE_PREFIX, requested_tasks, task_source
 
 if TYPE_CHECKING:
@@ -25,20 +30,8 @@ if TYPE_CHECKING:
     from jada_pipelines.google_api.sheets import SheetsSession
     from jada_pipelines.port_sheet.plan import PushPlan
     from jada_pipelines.port_sheet.snapshot import PortSheetSnapshot
-    from jada_pipelines.port_sheet.store import SpreadsheetNotes
 
-# The owned columns, by their default names; the port_sheet resource may rename them (``column_names``).
-DEFAULT_OWNED_COLUMNS = (
-    "agent_status",
-    "agent_turns",
-    "agent_cost_usd",
-    "agent_summary",
-    "agent_updated_at",
-    "sync_issue",
-)
 SUMMARY_CHARS = 200
-# The owned column that says why the pull quarantined a row.
-SYNC_ISSUE = "sync_issue"
 
 
 def _summary_line(task: "Task") -> str:
@@ -218,7 +211,6 @@ def push_status(
     by the same read-plan-write, before the run ends. ``notes`` keeps what was learned for later syncs.
     """
     from jada_pipelines.port_sheet.plan import plan_push
-    from jada_pipelines.port_sheet.store import SpreadsheetNotes
 
     notes = notes or SpreadsheetNotes(None)
     known = notes.get(spreadsheet_id)

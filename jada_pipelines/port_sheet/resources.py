@@ -7,7 +7,7 @@ import dagster as dg
 from pydantic import Field
 
 from jada_pipelines import settings
-from jada_pipelines.port_sheet.push import DEFAULT_OWNED_COLUMNS
+from jada_pipelines.port_sheet.layout import DEFAULT_OWNED_COLUMNS
 from jada_pipelines.port_sheet.snapshot import PortSheetSnapshot
 from jada_pipelines.port_sheet.store import StoreError, read_snapshot, snapshot_path, write_snapshot
 

@@ -8,13 +8,17 @@ An optional ``backend`` column picks the session backend of the row's task (``me
 ``claude-code``; empty: JADA_AGENT_BACKEND). It is read when the task is made; a value that is neither
 keeps the row's task out of the queue, and the asset's metadata and log say which rows and what to type.
 
-The ``port_sheet_tasks`` asset (``assets.py``) runs ``sync_tasks`` on each pull.
+The ``port_sheet_tasks`` asset (``assets.py``) runs ``sync_tasks`` on each pull. ``keys.py`` is imported
+inside the functions that use it: it loads pandas, which the definitions load must not.
 """
 
 import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from jada_pipelines.agents.queue import CANCELLABLE_UNSTARTED, STATUSES
+from jada_pipelines.agents.session import BACKENDS
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -78,7 +82,6 @@ def requested_backends(
     rows: "pd.DataFrame", *, key_column: str, backend_column: str = BACKEND_COLUMN
 ) -> tuple[dict[str, str], dict[str, str]]:
     """``({key: backend}, {key: bad value})`` from the optional backend column (empty cells are left out)."""
-    from jada_pipelines.agents.session import BACKENDS
     from jada_pipelines.port_sheet.keys import key_text
 
     if backend_column not in rows.columns:
@@ -125,7 +128,6 @@ def sync_tasks(
     is left to finish. Both writes are conditional, so a run start racing this pass ends in one outcome.
     Withdrawing runs for known tasks too, so a pass that crashed half-way is finished by the next one.
     """
-    from jada_pipelines.agents.queue import CANCELLABLE_UNSTARTED
 
     enqueued, known, superseded, cancelled, running = [], [], [], [], []
     open_by_source = _open_sheet_tasks(queue)
@@ -157,7 +159,6 @@ def sync_tasks(
 def _open_sheet_tasks(queue: "TaskQueue") -> dict[str, list["Task"]]:
     """The sheet's unfinished tasks by source, in one query per status rather than one per row: on
     DynamoDB a listing by source alone is a table scan."""
-    from jada_pipelines.agents.queue import STATUSES
 
     by_source: dict[str, list[Task]] = {}
     for status in (s for s in STATUSES if s not in _FINISHED):
