@@ -5,6 +5,10 @@ config stack trace before our code can say which variable to set. The contract l
 unset (no Google credentials, no Slack webhook), and each part must then fail or skip with a sentence
 that names the variable. So resources read these variables at execution time through this module; the
 values never enter run config, tags or the UI.
+
+Every variable is declared once in ``REGISTRY`` (name, kind, default, meaning) and read with ``get(name)``;
+no other module reads ``os.environ`` for a setting, and reading an undeclared name raises
+(tests/test_settings_registry.py).
 """
 
 from __future__ import annotations
@@ -121,8 +125,7 @@ REGISTRY: dict[str, Setting] = _settings(
         "GOOGLE_APPLICATION_CREDENTIALS",
         TEXT,
         None,
-        "Google's own key-file variable: never used to "
-        "sign in, only hidden from the model's commands like the token files",
+        "Google's key-file variable: never used to sign in, only hidden from the model's commands",
     ),
     Setting("JADA_PORT_SHEET_ID", TEXT, None, "the port sheet's spreadsheet id"),
     Setting("JADA_PORT_SHEET_TAB", TEXT, "Ports", "the port sheet's tab"),
@@ -175,8 +178,7 @@ REGISTRY: dict[str, Setting] = _settings(
         "JADA_AGENT_WORKDIR_ROOTS",
         TEXT,
         None,
-        ":-separated directories a task's working directory must "
-        "lie under; unset means $JADA_DATA_DIR/workdirs",
+        ":-separated directories a task's working directory must lie under; unset means $JADA_DATA_DIR/workdirs",
     ),
     Setting("JADA_AGENT_COMMAND_TIMEOUT_SECONDS", SECONDS, 120.0, "timeout of one command"),
     Setting("JADA_AGENT_SESSION_MAX_SECONDS", SECONDS, 7200.0, "wall-clock limit of one session"),
@@ -217,8 +219,7 @@ REGISTRY: dict[str, Setting] = _settings(
         "JADA_WATCHDOG_STATE_FILE",
         TEXT,
         None,
-        "where `jada health --alert` remembers what it posted; "
-        "unset means $JADA_DATA_DIR/watchdog-state.json",
+        "where `jada health --alert` remembers what it posted; unset means $JADA_DATA_DIR/watchdog-state.json",
     ),
     Setting("JADA_ALERT_REMIND_HOURS", INT, 6, "hours before a check that keeps failing is posted again"),
     *(Setting(f"JADA_HEALTH_{name}", INT, default, meaning) for name, default, meaning in _HEALTH),
