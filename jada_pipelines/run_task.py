@@ -29,11 +29,11 @@ def secrets_from_secrets_manager() -> dict[str, str]:
     """The values of the secrets the ``JADA_*_SECRET_ID`` settings name; ConfigError says what to fix."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    wanted = {target: secret_id for target, name in SECRET_IDS.items() if (secret_id := settings.env(name))}
+    wanted = {target: secret_id for target, name in SECRET_IDS.items() if (secret_id := settings.get(name))}
     values: dict[str, str] = {}
     for target, secret_id in wanted.items():
         setting = SECRET_IDS[target]
-        if settings.env(target) is not None:
+        if settings.get(target) is not None:
             raise settings.ConfigError(
                 f"{target} is in this task's environment and {setting} names a secret too: remove {target} "
                 "from the task definition (its `environment` or `secrets`), so only the worker holds it."

@@ -6,6 +6,8 @@ import os
 
 import pytest
 
+from jada_pipelines import settings
+
 pytest_plugins = [
     "tests.fixtures.google",
     "tests.fixtures.anthropic",
@@ -14,81 +16,29 @@ pytest_plugins = [
     "tests.fixtures.queues",
 ]
 
-# Variables a developer's shell may carry that must never reach a test.
-_SCRUBBED = (
-    "JADA_GOOGLE_TOKEN_FILE",
-    "JADA_GOOGLE_SERVICE_ACCOUNT_FILE",
-    "JADA_GOOGLE_TOKEN_SECRET_ID",
-    "JADA_GOOGLE_TOKEN_URI",
-    "JADA_SHEETS_API_URL",
-    "JADA_PORT_SHEET_ID",
-    "JADA_PORT_SHEET_TAB",
-    "JADA_PORT_SHEET_KEY",
-    "JADA_TASK_QUEUE_URL",
-    "JADA_AGENT_MODEL",
-    "JADA_AGENT_MAX_TURNS",
-    "JADA_CLOUDWATCH_NAMESPACE",
-    "JADA_WEBSERVER_URL",
-    "JADA_ENV",
-    "JADA_POSTGRES_URL",
-    # The run task's entrypoint reads these two secrets (jada_pipelines/run_task.py).
-    "JADA_ANTHROPIC_API_KEY_SECRET_ID",
-    "JADA_POSTGRES_URL_SECRET_ID",
-    "JADA_ECS_RUN_TASK_DEFINITION",
-    "JADA_AGENT_SENSOR_INTERVAL_SECONDS",
-    "JADA_AGENT_CONTINUE_DELAY_SECONDS",
-    # The sandbox and its limits (agents/bwrap_sandbox.py, agents/tools.py).
-    "JADA_AGENT_SANDBOX",
-    "JADA_AGENT_NETWORK",
-    "JADA_AGENT_UID_RANGE",
-    "JADA_AGENT_WORKDIR_ROOTS",
-    "JADA_AGENT_WORKDIR_MAX_MB",
-    "JADA_AGENT_WORKDIR_MAX_FILES",
-    # The Claude Code key proxy's gate (agents/api_gate.py).
-    "JADA_AGENT_PROXY_MODELS",
-    "JADA_AGENT_PROXY_MAX_TOKENS",
-    "JADA_AGENT_PROXY_BETAS",
-    "JADA_AGENT_SERVER_TOOLS",
-    "JADA_AGENT_MAX_OUTPUT_MB",
-    "JADA_AGENT_EDITOR_MAX_KB",
-    "JADA_AGENT_MAX_FILE_MB",
-    "JADA_AGENT_MAX_PROCESSES",
-    "JADA_AGENT_MAX_MEMORY_MB",
-    "JADA_AGENT_TMP_MB",
-    "JADA_AGENT_COMMAND_TIMEOUT_SECONDS",
-    "JADA_AGENT_SESSION_MAX_SECONDS",
-    "JADA_ALERT_REMIND_HOURS",
-    # The health thresholds: one per field of health.grading.Thresholds, named JADA_HEALTH_<FIELD>.
-    "JADA_HEALTH_BACKLOG_WARN_DEPTH",
-    "JADA_HEALTH_BACKLOG_ERROR_DEPTH",
-    "JADA_HEALTH_QUEUED_AGE_WARN_MINUTES",
-    "JADA_HEALTH_QUEUED_AGE_ERROR_MINUTES",
-    "JADA_HEALTH_TURN_CAP_WARN_PERCENT",
-    "JADA_HEALTH_TURN_CAP_ERROR_PERCENT",
-    "JADA_HEALTH_DAEMON_STALE_SECONDS",
-    "JADA_HEALTH_DISPATCH_WAIT_SECONDS",
-    "JADA_HEALTH_DISPATCH_START_SECONDS",
-    "JADA_WATCHDOG_STATE_FILE",
+# Names other programs read that a developer's shell may carry and that must never reach a test; the product's
+# own variables are settings.REGISTRY's (scrubbed_names()), so a new setting is scrubbed without a line here.
+_SCRUBBED_NOT_PRODUCT = (
+    # Dagster's own: how often the daemon's freshness loop runs (tests/test_health_daemon.py sets it).
     "FRESHNESS_DAEMON_INTERVAL_SECONDS",
-    "ANTHROPIC_API_KEY",
-    "ANTHROPIC_AUTH_TOKEN",
-    "ANTHROPIC_BASE_URL",
-    "SLACK_WEBHOOK_URL",
     "AWS_PROFILE",
     "AWS_SESSION_TOKEN",
     "AWS_REGION",
     "AWS_ENDPOINT_URL",
     "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
     "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-    "GOOGLE_APPLICATION_CREDENTIALS",
 )
 # Service-specific endpoints (AWS_ENDPOINT_URL_DYNAMODB, ...) override AWS_ENDPOINT_URL and the moto server.
 _SCRUBBED_PREFIXES = ("AWS_ENDPOINT_URL_",)
 
 
+def scrubbed_names() -> tuple[str, ...]:
+    return (*settings.REGISTRY, *_SCRUBBED_NOT_PRODUCT)
+
+
 @pytest.fixture(autouse=True)
 def isolated_environment(tmp_path, monkeypatch):
-    for name in _SCRUBBED:
+    for name in scrubbed_names():
         monkeypatch.delenv(name, raising=False)
     for name in [name for name in os.environ if name.startswith(_SCRUBBED_PREFIXES)]:
         monkeypatch.delenv(name)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import dagster as dg
 import pytest
 
-from jada_pipelines import settings
 from jada_pipelines.alerts import history, sensors
 from jada_pipelines.alerts.resources import SlackWebhookResource
 from jada_pipelines.alerts.sensors import asset_check_alert_sensor, run_failure_alert_sensor
@@ -25,7 +25,7 @@ def ports():
     asset=ports, description="Stands in for a data-quality check; fails while JADA_TEST_PORTS_BAD is set."
 )
 def ports_complete():
-    bad = settings.env("JADA_TEST_PORTS_BAD")
+    bad = os.environ.get("JADA_TEST_PORTS_BAD")
     return dg.AssetCheckResult(
         passed=bad is None, severity=dg.AssetCheckSeverity.WARN, description=f"{bad} rows are missing a key"
     )

@@ -33,7 +33,7 @@ from jada_pipelines.agents.prices import Usage, cost_usd, price_for
 
 # The largest answer output a request may ask for (JADA_AGENT_PROXY_MAX_TOKENS); the CLI is told the same
 # (CLAUDE_CODE_MAX_OUTPUT_TOKENS), so its own requests pass.
-DEFAULT_MAX_TOKENS = 32_000
+DEFAULT_MAX_TOKENS = settings.default("JADA_AGENT_PROXY_MAX_TOKENS")
 # The anthropic-beta values the bundled Claude Code CLI sends in our sessions, observed through the emulator
 # (claude-agent-sdk 0.2.189 / Claude Code 2.1.332, with and without an MCP server) ...
 OBSERVED_BETAS = (
@@ -90,15 +90,15 @@ class GateRules:
 
     @classmethod
     def from_env(cls, model: str) -> GateRules:
-        extra_models = _names(settings.env("JADA_AGENT_PROXY_MODELS"))
+        extra_models = _names(settings.get("JADA_AGENT_PROXY_MODELS"))
         for name in (model, *extra_models):
             price_for(name)  # every model the proxy forwards must be priced: a ConfigError names the fix
         return cls(
             model=model,
             extra_models=extra_models,
-            max_tokens=settings.env_positive_int("JADA_AGENT_PROXY_MAX_TOKENS", DEFAULT_MAX_TOKENS),
-            betas=DEFAULT_BETAS + _names(settings.env("JADA_AGENT_PROXY_BETAS")),
-            server_tools=_names(settings.env("JADA_AGENT_SERVER_TOOLS")),
+            max_tokens=settings.get("JADA_AGENT_PROXY_MAX_TOKENS"),
+            betas=DEFAULT_BETAS + _names(settings.get("JADA_AGENT_PROXY_BETAS")),
+            server_tools=_names(settings.get("JADA_AGENT_SERVER_TOOLS")),
         )
 
     def model_allowed(self, model: object) -> bool:

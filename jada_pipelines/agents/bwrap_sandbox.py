@@ -72,16 +72,22 @@ INSTALL_HINT = (
 class Rlimits:
     """Per-command resource limits, applied inside the sandbox (also when it is off)."""
 
-    file_size_mb: int = 1024  # RLIMIT_FSIZE: the largest file one command may write
-    processes: int = 256  # RLIMIT_NPROC: see the module docstring for a root worker
-    address_space_mb: int = 8192  # RLIMIT_AS: virtual memory of each process
+    file_size_mb: int = settings.default(
+        "JADA_AGENT_MAX_FILE_MB"
+    )  # RLIMIT_FSIZE: the largest file one command may write
+    processes: int = settings.default(
+        "JADA_AGENT_MAX_PROCESSES"
+    )  # RLIMIT_NPROC: see the module docstring for a root worker
+    address_space_mb: int = settings.default(
+        "JADA_AGENT_MAX_MEMORY_MB"
+    )  # RLIMIT_AS: virtual memory of each process
 
     @classmethod
     def from_env(cls) -> Rlimits:
         return cls(
-            file_size_mb=settings.env_positive_int("JADA_AGENT_MAX_FILE_MB", cls.file_size_mb),
-            processes=settings.env_positive_int("JADA_AGENT_MAX_PROCESSES", cls.processes),
-            address_space_mb=settings.env_positive_int("JADA_AGENT_MAX_MEMORY_MB", cls.address_space_mb),
+            file_size_mb=settings.get("JADA_AGENT_MAX_FILE_MB"),
+            processes=settings.get("JADA_AGENT_MAX_PROCESSES"),
+            address_space_mb=settings.get("JADA_AGENT_MAX_MEMORY_MB"),
         )
 
     def prlimit_argv(self) -> list[str]:
@@ -238,7 +244,7 @@ def end_sandbox(child_pid: int, *, timeout_s: float = 2.0) -> bool:
 def sandbox_mode() -> str:
     """``bwrap`` (the default), ``uid`` (each command as a slot uid, ``uid_sandbox.py``) or ``off``
     (``JADA_AGENT_SANDBOX=off``: commands run unconfined)."""
-    raw = (settings.env("JADA_AGENT_SANDBOX") or "bwrap").lower()
+    raw = settings.get("JADA_AGENT_SANDBOX").lower()
     if raw in ("bwrap", "on"):
         return "bwrap"
     if raw in ("uid", "off"):
@@ -252,7 +258,7 @@ def sandbox_mode() -> str:
 
 def network_mode() -> str:
     """``none`` (the default: the sandbox has only its own loopback) or ``host`` (``JADA_AGENT_NETWORK``)."""
-    raw = (settings.env("JADA_AGENT_NETWORK") or "none").lower()
+    raw = settings.get("JADA_AGENT_NETWORK").lower()
     if raw not in ("none", "host"):
         raise settings.ConfigError(
             f"JADA_AGENT_NETWORK={raw!r} is not a network mode: leave it unset (no network) or set it to "

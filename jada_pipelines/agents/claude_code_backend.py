@@ -48,7 +48,7 @@ from jada_pipelines.agents.api_gate import ApiGate, GateRules
 from jada_pipelines.agents.bwrap_sandbox import network_mode, sandbox_mode
 from jada_pipelines.agents.claude_code_sandbox import bundled_cli, cli_version, sandboxed_cli
 from jada_pipelines.agents.session import SessionOptions, SessionResult, SessionSpec, Transcript
-from jada_pipelines.agents.tools import DEFAULT_TMP_SIZE_MB, Toolbox, WorkdirFull, scrubbed_environment
+from jada_pipelines.agents.tools import Toolbox, WorkdirFull, scrubbed_environment
 from jada_pipelines.agents.workdir_watch import SCAN_COST_FACTOR, WorkdirLimits, over_limit
 
 logger = logging.getLogger(__name__)
@@ -233,7 +233,7 @@ def run_claude_code_session(spec: SessionSpec, **options) -> SessionResult:
             env=scrubbed_environment(workdir),
             gate=gate,
             network=network_mode() == "host",
-            tmp_size_mb=settings.env_positive_int("JADA_AGENT_TMP_MB", DEFAULT_TMP_SIZE_MB),
+            tmp_size_mb=settings.get("JADA_AGENT_TMP_MB"),
             cli_env={
                 "CLAUDE_CODE_MAX_RETRIES": str(run.max_retries),
                 "API_TIMEOUT_MS": str(int(run.api_timeout_s * 1000)),

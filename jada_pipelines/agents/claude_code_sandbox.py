@@ -50,7 +50,7 @@ from jada_pipelines.agents.api_gate import AnswerMeter, ApiGate, GateRules, Refu
 from jada_pipelines.agents.bwrap_sandbox import Rlimits, SandboxPolicy, bwrap_argv
 from jada_pipelines.agents.session import MISSING_KEY
 
-DEFAULT_API_URL = "https://api.anthropic.com"
+DEFAULT_API_URL = settings.default("ANTHROPIC_BASE_URL")
 # The only requests the proxy forwards.
 FORWARDED_PATHS = ("/v1/messages", "/v1/messages/count_tokens")
 # What the CLI holds instead of the key: it is replaced by the proxy, and worthless anywhere else.
@@ -90,7 +90,7 @@ CLI_ENV = {
 # The CLI is a JavaScript runtime that reserves far more address space than it uses; its limit is set apart
 # (JADA_AGENT_CLAUDE_CODE_MAX_MEMORY_MB) and applies to the CLI alone: the model's commands run in their own
 # sandboxes with JADA_AGENT_MAX_MEMORY_MB. Memory in use is bounded by the service's cgroup (deploy/).
-DEFAULT_CLI_ADDRESS_SPACE_MB = 65536
+DEFAULT_CLI_ADDRESS_SPACE_MB = settings.default("JADA_AGENT_CLAUDE_CODE_MAX_MEMORY_MB")
 
 BRIDGE = r"""
 import os, socket, subprocess, sys, threading
@@ -128,9 +128,9 @@ sys.exit(subprocess.call([cli, *sys.argv[3:]], env=env))
 
 def upstream_credentials() -> tuple[str, str]:
     """The header the proxy sends upstream: ``x-api-key`` (ANTHROPIC_API_KEY) or a bearer token."""
-    if key := settings.env("ANTHROPIC_API_KEY"):
+    if key := settings.get("ANTHROPIC_API_KEY"):
         return "x-api-key", key
-    if token := settings.env("ANTHROPIC_AUTH_TOKEN"):
+    if token := settings.get("ANTHROPIC_AUTH_TOKEN"):
         return "authorization", f"Bearer {token}"
     raise settings.ConfigError(MISSING_KEY)
 
@@ -187,7 +187,7 @@ class KeyProxy:
         read_timeout_s: float = REQUEST_READ_TIMEOUT_S,
     ) -> None:
         self.socket_path = socket_path
-        self.upstream = (upstream or settings.env("ANTHROPIC_BASE_URL") or DEFAULT_API_URL).rstrip("/")
+        self.upstream = (upstream or settings.get("ANTHROPIC_BASE_URL")).rstrip("/")
         self.credential = upstream_credentials()
         self.gate = gate
         self.timeout_s = timeout_s
@@ -392,9 +392,7 @@ def cli_rlimits() -> Rlimits:
     return Rlimits(
         file_size_mb=base.file_size_mb,
         processes=base.processes,
-        address_space_mb=settings.env_positive_int(
-            "JADA_AGENT_CLAUDE_CODE_MAX_MEMORY_MB", DEFAULT_CLI_ADDRESS_SPACE_MB
-        ),
+        address_space_mb=settings.get("JADA_AGENT_CLAUDE_CODE_MAX_MEMORY_MB"),
     )
 
 

@@ -18,7 +18,6 @@ from jada_pipelines.agents.session import (
     BACKENDS,
     CLAUDE_CODE,
     DEFAULT_API_TIMEOUT_S,
-    DEFAULT_BACKEND,
     MESSAGES,
     SessionSpec,
     check_workdir,
@@ -57,7 +56,7 @@ class TaskQueueResource(dg.ConfigurableResource):
 
 def backend_from_env() -> str:
     """``JADA_AGENT_BACKEND``: ``messages`` (the default: our own loop over the Messages API) or ``claude-code``."""
-    raw = (settings.env("JADA_AGENT_BACKEND") or DEFAULT_BACKEND).lower()
+    raw = settings.get("JADA_AGENT_BACKEND").lower()
     if raw not in BACKENDS:
         raise settings.ConfigError(
             f"JADA_AGENT_BACKEND={raw!r} is not a session backend: set it to '{MESSAGES}' (the default) or "
@@ -68,19 +67,7 @@ def backend_from_env() -> str:
 
 def max_cost_from_env() -> float | None:
     """``JADA_AGENT_MAX_COST_USD``: what one task may cost over all its attempts; unset means no ceiling."""
-    raw = settings.env("JADA_AGENT_MAX_COST_USD")
-    if raw is None:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise settings.ConfigError(
-            f"JADA_AGENT_MAX_COST_USD={raw!r} is not a positive number of dollars: set it to the most one task "
-            "may cost over all its attempts, such as 5, or unset it for no ceiling."
-        )
-    return value
+    return settings.get("JADA_AGENT_MAX_COST_USD")
 
 
 class ClaudeSessionResource(dg.ConfigurableResource):
@@ -108,14 +95,14 @@ class ClaudeSessionResource(dg.ConfigurableResource):
     )
 
     def resolved_model(self) -> str:
-        return self.model or settings.env("JADA_AGENT_MODEL") or settings.DEFAULT_AGENT_MODEL
+        return self.model or settings.get("JADA_AGENT_MODEL")
 
     def resolved_max_turns(self, task: Task) -> int:
         if task.max_turns is not None:
             return task.max_turns
         if self.max_turns is not None:
             return self.max_turns
-        max_turns = settings.env_int("JADA_AGENT_MAX_TURNS", settings.DEFAULT_AGENT_MAX_TURNS)
+        max_turns = settings.get("JADA_AGENT_MAX_TURNS")
         if max_turns < 1:
             raise settings.ConfigError(
                 f"JADA_AGENT_MAX_TURNS={max_turns} leaves a session no model call: set it to 1 or more "

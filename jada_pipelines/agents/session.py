@@ -33,14 +33,14 @@ from jada_pipelines.agents.prices import Usage
 MESSAGES = "messages"  # our own tool-use loop over the Messages API (messages_backend.py)
 CLAUDE_CODE = "claude-code"  # the Claude Code CLI, sandboxed behind the key proxy (claude_code_backend.py)
 BACKENDS = (MESSAGES, CLAUDE_CODE)
-DEFAULT_BACKEND = MESSAGES
+DEFAULT_BACKEND = settings.default("JADA_AGENT_BACKEND")
 
 # -- limits -----------------------------------------------------------------------------------------------------
 DEFAULT_MAX_TOKENS = 8192
 DEFAULT_API_TIMEOUT_S = 300.0
 # A session's wall-clock limit (JADA_AGENT_SESSION_MAX_SECONDS); agent_session_job's dagster/max_runtime is a
 # little longer, so Dagster ends a run whose worker hangs outside the session.
-DEFAULT_SESSION_MAX_SECONDS = 7200.0
+DEFAULT_SESSION_MAX_SECONDS = settings.default("JADA_AGENT_SESSION_MAX_SECONDS")
 # Statuses the API will not accept again however often it is retried.
 PERMANENT_STATUSES = {400, 401, 403, 404, 413, 422}
 
@@ -158,7 +158,7 @@ def default_workdir(task_id: str) -> Path:
 
 
 def session_max_seconds() -> float:
-    return settings.env_float("JADA_AGENT_SESSION_MAX_SECONDS", DEFAULT_SESSION_MAX_SECONDS)
+    return settings.get("JADA_AGENT_SESSION_MAX_SECONDS")
 
 
 def check_workdir(workdir: Path) -> None:
@@ -186,7 +186,7 @@ def transcript_path(task_id: str, attempt: int) -> Path:
 
 
 def require_api_credentials() -> None:
-    if not (settings.env("ANTHROPIC_API_KEY") or settings.env("ANTHROPIC_AUTH_TOKEN")):
+    if not (settings.get("ANTHROPIC_API_KEY") or settings.get("ANTHROPIC_AUTH_TOKEN")):
         raise settings.ConfigError(MISSING_KEY)
 
 

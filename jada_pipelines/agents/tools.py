@@ -55,14 +55,14 @@ if TYPE_CHECKING:
 
 BASH_TOOL = {"type": "bash_20250124", "name": "bash"}
 EDITOR_NAME = "str_replace_based_edit_tool"
-DEFAULT_COMMAND_TIMEOUT_S = 120.0
+DEFAULT_COMMAND_TIMEOUT_S = settings.default("JADA_AGENT_COMMAND_TIMEOUT_SECONDS")
 # Characters of a command's output (or a view) that go back to the model.
 DEFAULT_OUTPUT_LIMIT = 30_000
 # Bytes of output a command may print before it is stopped (JADA_AGENT_MAX_OUTPUT_MB).
-DEFAULT_OUTPUT_MAX_BYTES = 8 * 1024 * 1024
+DEFAULT_OUTPUT_MAX_BYTES = settings.default("JADA_AGENT_MAX_OUTPUT_MB") * 1024 * 1024
 # The largest file the editor opens (JADA_AGENT_EDITOR_MAX_KB).
-DEFAULT_EDITOR_MAX_BYTES = 1024 * 1024
-DEFAULT_TMP_SIZE_MB = 256
+DEFAULT_EDITOR_MAX_BYTES = settings.default("JADA_AGENT_EDITOR_MAX_KB") * 1024
+DEFAULT_TMP_SIZE_MB = settings.default("JADA_AGENT_TMP_MB")
 # Variables bash may inherit; everything else (API keys, tokens, cloud credentials) stays out.
 SAFE_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM")
 # Commits made in the working directory need an identity; the sandbox has no ~/.gitconfig.
@@ -212,20 +212,12 @@ class Toolbox:
             sandbox=sandbox_mode(),
             network=network_mode() == "host",
             rlimits=Rlimits.from_env(),
-            output_max_bytes=settings.env_positive_int(
-                "JADA_AGENT_MAX_OUTPUT_MB", DEFAULT_OUTPUT_MAX_BYTES // mb
-            )
-            * mb,
-            editor_max_bytes=settings.env_positive_int(
-                "JADA_AGENT_EDITOR_MAX_KB", DEFAULT_EDITOR_MAX_BYTES // 1024
-            )
-            * 1024,
+            output_max_bytes=settings.get("JADA_AGENT_MAX_OUTPUT_MB") * mb,
+            editor_max_bytes=settings.get("JADA_AGENT_EDITOR_MAX_KB") * 1024,
             workdir_max_bytes=WorkdirLimits.from_env().max_bytes,
             workdir_max_files=WorkdirLimits.from_env().max_files,
-            tmp_size_mb=settings.env_positive_int("JADA_AGENT_TMP_MB", DEFAULT_TMP_SIZE_MB),
-            command_timeout_s=settings.env_float(
-                "JADA_AGENT_COMMAND_TIMEOUT_SECONDS", DEFAULT_COMMAND_TIMEOUT_S
-            ),
+            tmp_size_mb=settings.get("JADA_AGENT_TMP_MB"),
+            command_timeout_s=settings.get("JADA_AGENT_COMMAND_TIMEOUT_SECONDS"),
         )
         values.update(overrides)
         return cls(workdir, **values)

@@ -294,7 +294,7 @@ def protected_paths() -> list[Path]:
         "JADA_GOOGLE_SERVICE_ACCOUNT_FILE",
         "GOOGLE_APPLICATION_CREDENTIALS",
     ):
-        if value := settings.env(name):
+        if value := settings.get(name):
             paths.append(Path(value))
     return [Path(os.path.abspath(path)) for path in paths]
 

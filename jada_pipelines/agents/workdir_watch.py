@@ -21,8 +21,8 @@ from pathlib import Path
 
 from jada_pipelines import settings
 
-DEFAULT_WORKDIR_MAX_MB = 2048
-DEFAULT_WORKDIR_MAX_FILES = 100_000
+DEFAULT_WORKDIR_MAX_MB = settings.default("JADA_AGENT_WORKDIR_MAX_MB")
+DEFAULT_WORKDIR_MAX_FILES = settings.default("JADA_AGENT_WORKDIR_MAX_FILES")
 WATCH_INTERVAL_S = 0.5
 # A scan of a big tree costs CPU (0.3 s for 100,000 files on the 2-core test machine): the watch waits at
 # least this many times its last scan's duration, so it never takes more than a quarter of a core.
@@ -37,8 +37,8 @@ class WorkdirLimits:
     @classmethod
     def from_env(cls) -> WorkdirLimits:
         return cls(
-            max_bytes=settings.env_positive_int("JADA_AGENT_WORKDIR_MAX_MB", DEFAULT_WORKDIR_MAX_MB) * 2**20,
-            max_files=settings.env_positive_int("JADA_AGENT_WORKDIR_MAX_FILES", DEFAULT_WORKDIR_MAX_FILES),
+            max_bytes=settings.get("JADA_AGENT_WORKDIR_MAX_MB") * 2**20,
+            max_files=settings.get("JADA_AGENT_WORKDIR_MAX_FILES"),
         )
 
 

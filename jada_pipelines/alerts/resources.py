@@ -26,7 +26,7 @@ def webhook_url() -> str | None:
 
     The refusal never repeats the value: it is a secret, and a typo in it is still most of the secret.
     """
-    url = settings.env(WEBHOOK_VARIABLE)
+    url = settings.get(WEBHOOK_VARIABLE)
     if url is None:
         return None
     try:

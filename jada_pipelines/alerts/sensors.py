@@ -38,7 +38,7 @@ REMIND_HOURS_VARIABLE = "JADA_ALERT_REMIND_HOURS"
 MAX_POSTS_PER_TICK = 15
 # The daemon gives a sensor tick 60 s; a tick that has posted for this long commits and leaves the rest.
 TICK_BUDGET_SECONDS = 30
-DEFAULT_REMIND_HOURS = 6
+DEFAULT_REMIND_HOURS = settings.default(REMIND_HOURS_VARIABLE)
 
 _NO_WEBHOOK = (
     f"{WEBHOOK_VARIABLE} is not set, so no alert can be posted: set it to a Slack incoming-webhook URL "
@@ -159,7 +159,7 @@ def asset_check_alert_sensor(context: dg.SensorEvaluationContext, slack: SlackWe
     cursor = AlertCursor.load(context.cursor)
     if (wait := waiting_for_slack(cursor.not_before)) is not None:
         return wait
-    remind_after = settings.env_int(REMIND_HOURS_VARIABLE, DEFAULT_REMIND_HOURS) * 3600
+    remind_after = settings.get(REMIND_HOURS_VARIABLE) * 3600
     statuses = (
         dg.DagsterEventType.RUN_SUCCESS,
         dg.DagsterEventType.RUN_FAILURE,
@@ -288,7 +288,7 @@ def freshness_alert_sensor(context: dg.SensorEvaluationContext, slack: SlackWebh
         sorted(nodes, key=lambda key: key.to_user_string()),
         cursor,
         now=time.time(),
-        remind_after=settings.env_int(REMIND_HOURS_VARIABLE, DEFAULT_REMIND_HOURS) * 3600,
+        remind_after=settings.get(REMIND_HOURS_VARIABLE) * 3600,
     )
 
     def commit(change: FreshnessChange) -> None:

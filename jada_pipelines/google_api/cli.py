@@ -72,7 +72,9 @@ def auth_google(args: argparse.Namespace) -> int:
             publishing_status=args.publishing_status,
             port=args.port or oauth.DEFAULT_PORT,
             open_browser=not args.no_browser,
-            token_uri=settings.env("JADA_GOOGLE_TOKEN_URI"),
+            token_uri=settings.get("JADA_GOOGLE_TOKEN_URI")
+            if settings.is_set("JADA_GOOGLE_TOKEN_URI")
+            else None,
             timeout_seconds=args.timeout,
         )
     except (CredentialsError, oauth.ConsentError) as error:
@@ -101,13 +103,13 @@ def auth_google(args: argparse.Namespace) -> int:
 
 def _target_store(args: argparse.Namespace) -> TokenStore:
     if args.store == "secretsmanager":
-        secret_id = args.secret_id or settings.env("JADA_GOOGLE_TOKEN_SECRET_ID")
+        secret_id = args.secret_id or settings.get("JADA_GOOGLE_TOKEN_SECRET_ID")
         if secret_id is None:
             raise settings.ConfigError(
                 "--store secretsmanager needs a secret: pass --secret-id or set JADA_GOOGLE_TOKEN_SECRET_ID."
             )
         return SecretsManagerTokenStore(secret_id)
-    path = args.output or settings.env("JADA_GOOGLE_TOKEN_FILE")
+    path = args.output or settings.get("JADA_GOOGLE_TOKEN_FILE")
     if path is None:
         raise settings.ConfigError(
             "Where should the token go? Pass --output PATH or set JADA_GOOGLE_TOKEN_FILE."

@@ -39,11 +39,11 @@ class GoogleConfig:
     def from_env(cls, **overrides: Any) -> GoogleConfig:
         """The environment's settings; ``overrides`` that are not None win (the resource's fields)."""
         values = {
-            "token_file": settings.env("JADA_GOOGLE_TOKEN_FILE"),
-            "service_account_file": settings.env("JADA_GOOGLE_SERVICE_ACCOUNT_FILE"),
-            "token_secret_id": settings.env("JADA_GOOGLE_TOKEN_SECRET_ID"),
-            "token_uri": settings.env("JADA_GOOGLE_TOKEN_URI", settings.DEFAULT_GOOGLE_TOKEN_URI),
-            "sheets_api_url": settings.env("JADA_SHEETS_API_URL", settings.DEFAULT_SHEETS_API_URL),
+            "token_file": settings.get("JADA_GOOGLE_TOKEN_FILE"),
+            "service_account_file": settings.get("JADA_GOOGLE_SERVICE_ACCOUNT_FILE"),
+            "token_secret_id": settings.get("JADA_GOOGLE_TOKEN_SECRET_ID"),
+            "token_uri": settings.get("JADA_GOOGLE_TOKEN_URI"),
+            "sheets_api_url": settings.get("JADA_SHEETS_API_URL"),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

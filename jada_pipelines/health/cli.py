@@ -11,7 +11,6 @@ from jada_pipelines import settings
 from jada_pipelines.aws_clients import error_code
 from jada_pipelines.health import watchdog
 from jada_pipelines.health.alarms import put_alarms
-from jada_pipelines.health.cloudwatch import DEFAULT_ENV
 from jada_pipelines.health.grading import Thresholds
 from jada_pipelines.settings import ConfigError, dagster_home
 
@@ -112,13 +111,13 @@ def _watchdog_slack():
 def run_aws_alarms(args: argparse.Namespace) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    namespace = args.namespace or settings.env("JADA_CLOUDWATCH_NAMESPACE")
+    namespace = args.namespace or settings.get("JADA_CLOUDWATCH_NAMESPACE")
     if namespace is None:
         raise settings.ConfigError(
             "No metrics namespace: pass --namespace or set JADA_CLOUDWATCH_NAMESPACE to the namespace the daemon "
             "publishes to (for example Jada)."
         )
-    env = args.env or settings.env("JADA_ENV", DEFAULT_ENV)
+    env = args.env or settings.get("JADA_ENV")
     try:
         names = put_alarms(
             namespace,

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from jada_pipelines.agents.queue import TaskQueue
 
-DEFAULT_ENV = "dev"
+DEFAULT_ENV = settings.default("JADA_ENV")
 # attempts() filters on start time; a session that ended in the window may have started long before it.
 # No session outlives a day (its lease would have expired), so a day of history finds every one.
 _SESSION_LOOKBACK_S = 24 * 3600
@@ -126,5 +126,5 @@ def publish_health_metrics(
 ) -> list[Metric]:
     """Collect every figure and send it to ``namespace``; returns what was sent."""
     metrics = queue_metrics(open_queue(), since=since, now=now) + token_metrics(instance)
-    put_metrics(namespace, metrics, env=settings.env("JADA_ENV", DEFAULT_ENV), timestamp=now)
+    put_metrics(namespace, metrics, env=settings.get("JADA_ENV"), timestamp=now)
     return metrics

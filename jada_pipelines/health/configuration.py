@@ -65,7 +65,7 @@ def slack_problem() -> Problem | None:
 
 def google_problems() -> list[Problem]:
     problems = []
-    if not any(settings.env(name) for name in SOURCE_VARIABLES):
+    if not any(settings.get(name) for name in SOURCE_VARIABLES):
         problems.append(
             Problem(
                 "WARN",
@@ -75,7 +75,7 @@ def google_problems() -> list[Problem]:
                 f"`jada auth google`. See {GOOGLE_DOC}.",
             )
         )
-    if not settings.env("JADA_PORT_SHEET_ID"):
+    if not settings.get("JADA_PORT_SHEET_ID"):
         problems.append(
             Problem(
                 "WARN",

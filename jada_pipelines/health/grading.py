@@ -30,24 +30,24 @@ class Finding:
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Where WARN and ERROR start. Each is an environment variable; ``docs/alerts_health.md`` lists them."""
+    """Where WARN and ERROR start. Each is the setting JADA_HEALTH_<FIELD> (declared with its default in
+    ``settings.REGISTRY``); ``docs/alerts_health.md`` lists them."""
 
-    backlog_warn_depth: int = 20
-    backlog_error_depth: int = 100
-    queued_age_warn_minutes: int = 30
-    queued_age_error_minutes: int = 120
-    turn_cap_warn_percent: int = 30
-    turn_cap_error_percent: int = 60
-    daemon_stale_seconds: int = 300
+    backlog_warn_depth: int = settings.default("JADA_HEALTH_BACKLOG_WARN_DEPTH")
+    backlog_error_depth: int = settings.default("JADA_HEALTH_BACKLOG_ERROR_DEPTH")
+    queued_age_warn_minutes: int = settings.default("JADA_HEALTH_QUEUED_AGE_WARN_MINUTES")
+    queued_age_error_minutes: int = settings.default("JADA_HEALTH_QUEUED_AGE_ERROR_MINUTES")
+    turn_cap_warn_percent: int = settings.default("JADA_HEALTH_TURN_CAP_WARN_PERCENT")
+    turn_cap_error_percent: int = settings.default("JADA_HEALTH_TURN_CAP_ERROR_PERCENT")
+    daemon_stale_seconds: int = settings.default("JADA_HEALTH_DAEMON_STALE_SECONDS")
     # A due task waiting this long while a session slot is free, or a claim whose run has not begun its
     # session this long (a run worker starts in seconds, tens on a loaded box), means sessions are not starting.
-    dispatch_wait_seconds: int = 300
-    dispatch_start_seconds: int = 180
+    dispatch_wait_seconds: int = settings.default("JADA_HEALTH_DISPATCH_WAIT_SECONDS")
+    dispatch_start_seconds: int = settings.default("JADA_HEALTH_DISPATCH_START_SECONDS")
 
     @classmethod
     def from_env(cls) -> Thresholds:
-        defaults = cls()
-        values = {name: settings.env_int(_variable(name), getattr(defaults, name)) for name in _FIELDS}
+        values = {name: settings.get(_variable(name)) for name in _FIELDS}
         thresholds = cls(**values)
         thresholds._validate()
         return thresholds

@@ -20,7 +20,7 @@ PUBLISH_INTERVAL_S = 60
 )
 def cloudwatch_metrics_sensor(context: dg.SensorEvaluationContext):
     # A sensor rather than a schedule: publishing needs no run, and a run a minute would bury the run history.
-    namespace = settings.env("JADA_CLOUDWATCH_NAMESPACE")
+    namespace = settings.get("JADA_CLOUDWATCH_NAMESPACE")
     if namespace is None:
         return dg.SkipReason(
             "JADA_CLOUDWATCH_NAMESPACE is not set, so no metrics go to CloudWatch; set it (for example to "

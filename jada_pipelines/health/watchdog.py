@@ -32,11 +32,11 @@ from jada_pipelines.alerts.errors import SlackDeliveryError
 
 STATE_VARIABLE = "JADA_WATCHDOG_STATE_FILE"
 REMIND_HOURS_VARIABLE = "JADA_ALERT_REMIND_HOURS"
-DEFAULT_REMIND_HOURS = 6
+DEFAULT_REMIND_HOURS = settings.default(REMIND_HOURS_VARIABLE)
 
 
 def state_path() -> Path:
-    raw = settings.env(STATE_VARIABLE)
+    raw = settings.get(STATE_VARIABLE)
     return Path(raw) if raw else settings.data_dir() / "watchdog-state.json"
 
 
@@ -128,7 +128,7 @@ def run(audit: dict, *, slack, path: Path, now: float) -> tuple[list[str], bool]
     if state.not_before is not None and now < state.not_before:
         return [f"Slack asked for quiet until {_iso(state.not_before)}; nothing posted this run."], True
     state.not_before = None
-    remind_after = settings.env_int(REMIND_HOURS_VARIABLE, DEFAULT_REMIND_HOURS) * 3600
+    remind_after = settings.get(REMIND_HOURS_VARIABLE) * 3600
     posts = plan(audit, state, now=now, remind_after=remind_after)
     lines = []
     for post in posts:

@@ -11,8 +11,8 @@ from jada_pipelines.port_sheet.layout import DEFAULT_OWNED_COLUMNS
 from jada_pipelines.port_sheet.snapshot import PortSheetSnapshot
 from jada_pipelines.port_sheet.store import StoreError, read_snapshot, snapshot_path, write_snapshot
 
-DEFAULT_TAB = "Ports"
-DEFAULT_KEY_COLUMN = "id"
+DEFAULT_TAB = settings.default("JADA_PORT_SHEET_TAB")
+DEFAULT_KEY_COLUMN = settings.default("JADA_PORT_SHEET_KEY")
 # Every other column is read as text; see pull.COLUMN_TYPES for the names.
 DEFAULT_COLUMN_TYPES = {"agent_turns": "integer", "agent_cost_usd": "float"}
 
@@ -58,7 +58,7 @@ class PortSheetSettings(dg.ConfigurableResource):
 
     @property
     def spreadsheet_id(self) -> str:
-        value = self.sheet_id or settings.env("JADA_PORT_SHEET_ID")
+        value = self.sheet_id or settings.get("JADA_PORT_SHEET_ID")
         if value is None:
             raise settings.ConfigError(
                 "JADA_PORT_SHEET_ID is not set: set it to the port sheet's spreadsheet id, the long id in its URL "
@@ -68,11 +68,11 @@ class PortSheetSettings(dg.ConfigurableResource):
 
     @property
     def tab(self) -> str:
-        return self.sheet_tab or settings.env("JADA_PORT_SHEET_TAB", DEFAULT_TAB)
+        return self.sheet_tab or settings.get("JADA_PORT_SHEET_TAB")
 
     @property
     def key_column(self) -> str:
-        return self.key or settings.env("JADA_PORT_SHEET_KEY", DEFAULT_KEY_COLUMN)
+        return self.key or settings.get("JADA_PORT_SHEET_KEY")
 
 
 class PortSheetStore(dg.IOManager):

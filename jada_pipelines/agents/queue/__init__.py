@@ -79,7 +79,7 @@ __all__ = [
 
 
 def default_queue_url() -> str:
-    return settings.env("JADA_TASK_QUEUE_URL") or f"sqlite:///{settings.data_dir() / 'tasks.db'}"
+    return settings.get("JADA_TASK_QUEUE_URL") or f"sqlite:///{settings.data_dir() / 'tasks.db'}"
 
 
 def open_queue(url: str | None = None) -> TaskQueue:
