@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from jada_pipelines.emulators.google.server import GoogleEmulator
+from typing import Any
 
 # Token-endpoint faults: (HTTP status, body). Bodies are those Google's endpoint returns.
 TOKEN_FAULTS: dict[str, tuple[int, Any]] = {
@@ -159,8 +156,12 @@ class FaultSwitches:
             self._disabled_project = None
             self._empty_item_answer = "echo"
 
-    def before(self, kind: str, hook: Callable[[GoogleEmulator], None], *, once: bool = True) -> None:
-        """Run ``hook(emulator)`` just before serving the next request of ``kind`` (e.g. a person's edit)."""
+    def before(self, kind: str, hook: Callable[[Any], None], *, once: bool = True) -> None:
+        """Run ``hook(emulator)`` just before serving the next request of ``kind`` (e.g. a person's edit).
+
+        ``emulator`` is the :class:`~jada_pipelines.emulators.google.server.GoogleEmulator`; it is typed
+        ``Any`` so that faults (which server imports) does not import server back.
+        """
         with self._lock:
             self._hooks.append((kind, hook, once))
 
