@@ -27,7 +27,7 @@ import pytest
 
 from jada_pipelines import cli
 from jada_pipelines.agents.queue.sqlite import SQLiteTaskQueue
-from tests.conftest import _SCRUBBED
+from tests.conftest import scrubbed_names
 
 pytestmark = pytest.mark.daemon
 
@@ -78,7 +78,8 @@ def played_demo(tmp_path_factory):
     """The demo, started as `make demo` starts it (on free ports and a fast clock), once its story is told."""
     root = tmp_path_factory.mktemp("demo")
     ports = _free_ports(5)
-    env = {name: value for name, value in os.environ.items() if name not in _SCRUBBED}
+    scrubbed = set(scrubbed_names())
+    env = {name: value for name, value in os.environ.items() if name not in scrubbed}
     env.pop("DAGSTER_HOME", None)
     env.pop("JADA_DATA_DIR", None)
     log = root / "demo.log"
