@@ -1,6 +1,7 @@
 """A claim and a conditional cancel racing on the same task end in exactly one of the two outcomes, on both
-queue backends: many processes claim and start sessions while others cancel the same 1,000 tasks, and every
-task ends either with its session started or cancelled, never both and never neither.
+queue backends: many processes claim and start sessions while others cancel the same tasks (1,000 on SQLite,
+200 on DynamoDB: see DYNAMODB_TASKS), and every task ends either with its session started or cancelled, never
+both and never neither.
 
 DynamoDB runs on a moto server that serves one request at a time: real DynamoDB applies each conditional write
 and each transaction atomically, and moto's threaded server does not (two racers can both pass one condition),

@@ -175,9 +175,10 @@ def check_cli() -> Path:
         )
     if sandbox_mode() == "uid":
         raise settings.ConfigError(
-            "JADA_AGENT_SANDBOX=uid, but Claude Code sessions run only under bubblewrap: the CLI runs the model's "
-            "commands in its own process tree, under its own uid, so the slot uid could not hold them apart from "
-            "the CLI and its session files. Use JADA_AGENT_BACKEND=messages where bubblewrap cannot run."
+            "JADA_AGENT_SANDBOX=uid, but Claude Code sessions run only under bubblewrap: the CLI's own file tools "
+            "are confined by bubblewrap, and without it the CLI would have to run as the slot uid to write the "
+            "working directory, the same uid as the model's commands, which could then signal it and open its "
+            "pipes. Use JADA_AGENT_BACKEND=messages where bubblewrap cannot run."
         )
     return cli
 
