@@ -46,16 +46,22 @@ def main() -> None:
     call_s = float(sys.argv[1]) if len(sys.argv) > 1 else 5.0
     with tempfile.TemporaryDirectory(prefix="jada-bench-handover-") as scratch:
         workload.bench_daemon_workload(12, call_s, Path(scratch))  # sets DAGSTER_HOME and JADA_DATA_DIR
-        attempts = {a.task_id: a for a in open_queue().attempts(since=0)}
-        runs = []
-        with dg.DagsterInstance.get() as instance:
-            for record in instance.get_run_records(filters=dg.RunsFilter(job_name=agent_session_job.name)):
-                run_id = record.dagster_run.run_id
-                at = {}
-                for name, kind in EVENTS.items():
-                    found = instance.get_records_for_run(run_id, of_type=kind).records
-                    at[name] = found[0].event_log_entry.timestamp if found else None
-                runs.append((at, attempts[record.dagster_run.tags[TASK_ID_TAG]]))
+        print_breakdown()
+
+
+def print_breakdown() -> None:
+    """The steps of the daemon workload that just ran (its DAGSTER_HOME and JADA_DATA_DIR still set); also
+    called by bench/handover_side_by_side.py for the tree that has this file."""
+    attempts = {a.task_id: a for a in open_queue().attempts(since=0)}
+    runs = []
+    with dg.DagsterInstance.get() as instance:
+        for record in instance.get_run_records(filters=dg.RunsFilter(job_name=agent_session_job.name)):
+            run_id = record.dagster_run.run_id
+            at = {}
+            for name, kind in EVENTS.items():
+                found = instance.get_records_for_run(run_id, of_type=kind).records
+                at[name] = found[0].event_log_entry.timestamp if found else None
+            runs.append((at, attempts[record.dagster_run.tags[TASK_ID_TAG]]))
     runs = [(at, a) for at, a in runs if None not in at.values() and a.run_started_at and a.first_call_at]
     ends = sorted(at["success"] for at, _ in runs)
     # Runs that started after some slot freed: the hand-overs (the first wave started from an empty daemon).
