@@ -11,9 +11,9 @@ Both arms are scored the same way, from their transcripts (the first request and
 session), not from either tree's own figures:
 
 - slots busy: the best possible time (whole waves of 5 sessions) over first call → last answer;
-- hand-over: with every task enqueued at the start, tasks wait until the last wave begins, so the k-th slot to
-  free is the one the k-th session after the first wave starts in. Hand-over k = that session's first call −
-  the k-th earliest last answer. Median, p95 (nearest rank) and max;
+- hand-over: the product's own rule (``jada_pipelines.agents.latency.handovers``, what `jada health` reports),
+  applied to each session's first call and last answer; every task is enqueued at the start, so each session
+  after the first wave waited for its slot. Median, p95 (nearest rank) and max;
 - load: the 1-minute load average sampled every 5 s during the arm (mean and max).
 
 An arm whose tree has ``bench/handover_breakdown.py`` also prints, in its own report, where its hand-overs went
@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import multiprocessing
 import os
@@ -43,6 +42,12 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
+from types import SimpleNamespace
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from agents import _sessions_from_transcripts  # bench/agents.py, beside this file
+
+from jada_pipelines.agents.latency import handovers, percentile
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINE = "12c5c80^1"  # main just before "Merge issue 21: claim ahead, hand-over as a figure, ..."
@@ -66,30 +71,21 @@ if (tree / "bench" / "handover_breakdown.py").exists():  # trees from issue 21 o
 """
 
 
-def spans_from_transcripts(data: Path) -> list[tuple[float, float]]:
-    spans = []
-    for path in sorted((data / "transcripts").glob("*/attempt-*.jsonl")):
-        entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        requests = [e["ts"] for e in entries if e.get("kind") == "request"]
-        replies = [e["ts"] for e in entries if e.get("kind") == "reply"]
-        if requests and replies:
-            spans.append((min(requests), max(replies)))
-    return spans
-
-
-def score(spans: list[tuple[float, float]], call_s: float) -> dict:
-    starts = sorted(start for start, _ in spans)
-    ends = sorted(end for _, end in spans)
-    measured = ends[-1] - starts[0]
+def score(data: Path, call_s: float) -> dict:
+    """Slot use and hand-overs of one arm, from its transcripts, by this tree's rules: bench/agents.py's reader
+    and the product's own hand-over (``latency.handovers``, as `jada health` reports it)."""
+    spans = _sessions_from_transcripts(data)
+    measured = max(end for _, end in spans) - min(start for start, _ in spans)
     best = math.ceil(len(spans) / SLOTS) * call_s
-    handovers = sorted(starts[SLOTS + k] - ends[k] for k in range(len(starts) - SLOTS))
-    p95 = handovers[max(0, math.ceil(0.95 * len(handovers)) - 1)]
+    # Every task was enqueued before the first session, so each later session waited for the slot it took.
+    sessions = [SimpleNamespace(first_call_at=start, ended_at=end, queued_at=0.0) for start, end in spans]
+    waits = sorted(handovers(sessions))
     return {
         "sessions": len(spans),
         "busy_pct": 100 * best / measured,
-        "handover_median_s": statistics.median(handovers),
-        "handover_p95_s": p95,
-        "handover_max_s": handovers[-1],
+        "handover_median_s": statistics.median(waits),
+        "handover_p95_s": percentile(waits, 0.95),
+        "handover_max_s": waits[-1],
     }
 
 
@@ -149,7 +145,7 @@ def run_arm(
     own = "\n".join("    " + line for line in done.stdout.strip().splitlines())
     if done.returncode != 0:
         raise SystemExit(f"{name} failed ({done.returncode}):\n{done.stdout}\n{done.stderr[-4000:]}")
-    figures = score(spans_from_transcripts(scratch / f"wl-data-{call_s:g}"), call_s)
+    figures = score(scratch / f"wl-data-{call_s:g}", call_s)
     figures.update(load_mean=load_mean, load_max=load_max)
     print(f"  {name}: its own report\n{own}", flush=True)
     return figures
@@ -172,6 +168,10 @@ def main() -> None:
         help="also run the current tree with this claim-ahead",
     )
     args = parser.parse_args()
+    if args.tasks <= SLOTS:
+        parser.error(
+            f"--tasks must be more than {SLOTS}: with {SLOTS} slots, fewer tasks leave no hand-over to measure"
+        )
     workloads = args.workload or [40.0]
     revision = subprocess.run(
         ["git", "rev-parse", "--short", args.against], cwd=REPO, capture_output=True, text=True, check=True
